@@ -1,0 +1,167 @@
+/* graph.c: tape, sticky errors and the reverse pass. */
+#include "autograd/graph.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct lb_graph {
+    lb_arena   arena;
+    lb_tensor *tape;       /* last recorded node; earlier ones via tape_prev */
+    bool       training;
+    bool       grad_enabled;
+    lb_error   err;        /* sticky: err.status != LB_OK once anything failed */
+};
+
+lb_graph *lb_graph_new(size_t cap_bytes)
+{
+    lb_graph *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    lb_arena_init(&g->arena, cap_bytes);
+    g->training = true;
+    g->grad_enabled = true;
+    return g;
+}
+
+void lb_graph_free(lb_graph *g)
+{
+    if (!g) return;
+    lb_arena_free(&g->arena);
+    free(g);
+}
+
+void lb_graph_reset(lb_graph *g)
+{
+    lb_arena_reset(&g->arena);
+    g->tape = NULL;
+    g->err.status = LB_OK;
+    g->err.msg[0] = 0;
+}
+
+void lb_graph_set_training(lb_graph *g, bool training) { g->training = training; }
+bool lb_graph_is_training(const lb_graph *g) { return g->training; }
+void lb_graph_set_grad_enabled(lb_graph *g, bool on) { g->grad_enabled = on; }
+bool lb_graph_grad_enabled(const lb_graph *g) { return g->grad_enabled; }
+bool lb_graph_ok(const lb_graph *g) { return g && g->err.status == LB_OK; }
+const lb_arena *lb_graph_arena(const lb_graph *g) { return &g->arena; }
+
+lb_status lb_graph_status(const lb_graph *g, lb_error *err)
+{
+    if (err && g->err.status != LB_OK) *err = g->err;
+    return g->err.status;
+}
+
+void *lb_graph_fail(lb_graph *g, lb_status s, const char *fmt, ...)
+{
+    if (g->err.status != LB_OK) return NULL; /* keep the first, root-cause error */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g->err.msg, sizeof g->err.msg, fmt, ap);
+    va_end(ap);
+    g->err.status = s;
+    return NULL;
+}
+
+void *lb_graph_alloc(lb_graph *g, size_t bytes)
+{
+    void *p = lb_arena_alloc(&g->arena, bytes ? bytes : 1);
+    if (!p)
+        return lb_graph_fail(g, LB_ERR_NOMEM,
+                             "graph arena exhausted: %zu bytes requested, %zu in use, cap %zu "
+                             "(hint: lower the batch size)",
+                             bytes, g->arena.used, g->arena.cap);
+    return p;
+}
+
+void *lb_graph_calloc(lb_graph *g, size_t bytes)
+{
+    void *p = lb_graph_alloc(g, bytes);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+static lb_tensor *new_node(lb_graph *g, const int64_t *shape, int n_dims)
+{
+    if (n_dims < 0 || n_dims > LB_MAX_DIMS)
+        return lb_graph_fail(g, LB_ERR_SHAPE, "tensor with %d dims (max %d)", n_dims, LB_MAX_DIMS);
+    int64_t n = lb_shape_numel(shape, n_dims);
+    if (n < 0 || (uint64_t)n > SIZE_MAX / sizeof(float))
+        return lb_graph_fail(g, LB_ERR_SHAPE, "tensor shape overflows");
+    lb_tensor *t = lb_graph_calloc(g, sizeof *t);
+    if (!t) return NULL;
+    t->data = lb_graph_alloc(g, (size_t)n * sizeof(float));
+    if (!t->data) return NULL;
+    memcpy(t->shape, shape, (size_t)n_dims * sizeof *shape);
+    t->n_dims = n_dims;
+    return t;
+}
+
+lb_tensor *lb_leaf(lb_graph *g, const int64_t *shape, int n_dims, bool requires_grad)
+{
+    if (!lb_graph_ok(g)) return NULL;
+    lb_tensor *t = new_node(g, shape, n_dims);
+    if (!t) return NULL;
+    t->requires_grad = requires_grad && g->grad_enabled;
+    t->tape_prev = g->tape;
+    g->tape = t;
+    return t;
+}
+
+lb_tensor *lb_leaf_from(lb_graph *g, const float *data, const int64_t *shape, int n_dims,
+                        bool requires_grad)
+{
+    lb_tensor *t = lb_leaf(g, shape, n_dims, requires_grad);
+    if (t) memcpy(t->data, data, (size_t)lb_numel(t) * sizeof(float));
+    return t;
+}
+
+lb_tensor *lb_param(lb_graph *g, lb_tensor *p)
+{
+    (void)g; /* parameters live in lb_params; they are leaves and need no tape entry */
+    return p;
+}
+
+lb_tensor *lb_graph_record(lb_graph *g, const lb_op_def *def, const int64_t *shape, int n_dims,
+                           lb_tensor *const *src, int n_src, void *saved)
+{
+    if (!lb_graph_ok(g)) return NULL;
+    LB_ASSERT(n_src >= 0 && n_src <= LB_MAX_SRC);
+    lb_tensor *y = new_node(g, shape, n_dims);
+    if (!y) return NULL;
+    y->op = def;
+    y->saved = saved;
+    for (int i = 0; i < n_src; i++) {
+        LB_ASSERT(src[i] != NULL);
+        y->src[i] = src[i];
+        if (src[i]->requires_grad) y->requires_grad = g->grad_enabled;
+    }
+    snprintf(y->name, sizeof y->name, "%s", def->name);
+    def->forward(y);
+    y->tape_prev = g->tape;
+    g->tape = y;
+    return y;
+}
+
+lb_status lb_backward(lb_graph *g, lb_tensor *loss, lb_error *err)
+{
+    if (!loss || !lb_graph_ok(g)) {
+        if (g->err.status != LB_OK) return lb_graph_status(g, err);
+        return lb_errorf(err, LB_ERR_ARG, "backward: no loss tensor");
+    }
+    if (lb_numel(loss) != 1)
+        return lb_errorf(err, LB_ERR_SHAPE, "backward: loss must be a scalar, has %lld elements",
+                         (long long)lb_numel(loss));
+    if (!loss->requires_grad)
+        return lb_errorf(err, LB_ERR_ARG, "backward: loss does not depend on any parameter");
+    /* 1. zeroed gradients for arena nodes that need one (parameters own theirs) */
+    for (lb_tensor *t = g->tape; t; t = t->tape_prev) {
+        if (!t->requires_grad || t->grad) continue;
+        t->grad = lb_graph_calloc(g, (size_t)lb_numel(t) * sizeof(float));
+        if (!t->grad) return lb_graph_status(g, err);
+    }
+    /* 2. seed and walk the tape backwards */
+    loss->grad[0] += 1.0f;
+    for (lb_tensor *t = g->tape; t; t = t->tape_prev)
+        if (t->op && t->requires_grad) t->op->backward(t);
+    return LB_OK;
+}

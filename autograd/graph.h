@@ -1,0 +1,78 @@
+/* graph.h: the eager tape in a per-step arena.
+ *
+ * An op constructor validates its inputs, allocates its output in the graph's arena, runs
+ * the forward kernel at once and appends the node to the tape. lb_backward walks the tape
+ * in reverse (recording order is a topological order). lb_graph_reset forgets every node
+ * and reuses the memory, so a steady-state training step does no malloc.
+ *
+ * Errors are sticky: the first failing constructor records a message and returns NULL,
+ * every later constructor given NULL or a failed graph returns NULL at once, and the
+ * caller checks lb_graph_status once at the end of the forward pass.
+ *
+ *     lb_graph *g = lb_graph_new(0);
+ *     for (each step) {
+ *         lb_graph_reset(g);
+ *         lb_tensor *x = lb_leaf_from(g, batch, (int64_t[]){B, 784}, 2, false);
+ *         lb_tensor *loss = lb_softmax_ce(g, lb_matmul_nt(g, x, w), labels);
+ *         if (lb_graph_status(g, &err) != LB_OK || lb_backward(g, loss, &err) != LB_OK) ...
+ *     }
+ *     lb_graph_free(g);
+ */
+#ifndef LB_GRAPH_H
+#define LB_GRAPH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "autograd/arena.h"
+#include "autograd/status.h"
+#include "autograd/tensor.h"
+
+typedef struct lb_graph lb_graph;
+
+/* cap_bytes bounds the arena (0: 8 GiB). Returns NULL only when malloc fails. */
+lb_graph *lb_graph_new(size_t cap_bytes);
+void lb_graph_free(lb_graph *g);
+/* Forgets the tape, the arena contents and any sticky error; keeps mode flags. */
+void lb_graph_reset(lb_graph *g);
+
+/* Training mode: batch-norm uses batch statistics and updates running ones, dropout drops.
+ * Default: true. */
+void lb_graph_set_training(lb_graph *g, bool training);
+bool lb_graph_is_training(const lb_graph *g);
+/* With gradients disabled no node requires a gradient (evaluation). Default: true. */
+void lb_graph_set_grad_enabled(lb_graph *g, bool on);
+bool lb_graph_grad_enabled(const lb_graph *g);
+
+bool lb_graph_ok(const lb_graph *g);
+/* Returns the sticky status and copies its message into err. */
+lb_status lb_graph_status(const lb_graph *g, lb_error *err);
+/* Records the first error (later ones are ignored) and returns NULL for `return lb_graph_fail(...)`. */
+void *lb_graph_fail(lb_graph *g, lb_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Arena memory for op-private data; NULL (and a sticky LB_ERR_NOMEM) when exhausted. */
+void *lb_graph_alloc(lb_graph *g, size_t bytes);
+/* Same, zero-filled. */
+void *lb_graph_calloc(lb_graph *g, size_t bytes);
+/* The arena, for statistics (high-water mark, block mallocs). */
+const lb_arena *lb_graph_arena(const lb_graph *g);
+
+/* A leaf tensor in the arena with uninitialised data (requires_grad: allocate a gradient). */
+lb_tensor *lb_leaf(lb_graph *g, const int64_t *shape, int n_dims, bool requires_grad);
+/* A leaf holding a copy of data. */
+lb_tensor *lb_leaf_from(lb_graph *g, const float *data, const int64_t *shape, int n_dims,
+                        bool requires_grad);
+/* Puts a persistent tensor (a parameter) on the tape as a leaf; it is returned as is. */
+lb_tensor *lb_param(lb_graph *g, lb_tensor *p);
+
+/* For op constructors: allocates the output y of the given shape, links src[0..n_src), sets
+ * requires_grad from the sources, runs def->forward(y) and appends y to the tape. */
+lb_tensor *lb_graph_record(lb_graph *g, const lb_op_def *def, const int64_t *shape, int n_dims,
+                           lb_tensor *const *src, int n_src, void *saved);
+
+/* Reverse pass from a scalar loss: allocates zeroed gradients for every node that requires
+ * one, seeds dloss = 1 and calls each node's backward in reverse tape order. Parameter
+ * gradients accumulate into lb_params' grads (zero them before each step). */
+lb_status lb_backward(lb_graph *g, lb_tensor *loss, lb_error *err);
+
+#endif

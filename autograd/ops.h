@@ -1,0 +1,72 @@
+/* ops.h: every differentiable op of the engine.
+ *
+ * Each constructor validates shapes (a mismatch is a sticky graph error, see graph.h),
+ * allocates its output in the graph arena, runs forward at once and records the node.
+ * Every constructor returns NULL when given a NULL input or a failed graph, so a forward
+ * pass needs no per-call checks. Shapes are PyTorch order; images are NCHW.
+ *
+ *     lb_tensor *h = lb_relu(g, lb_add_row(g, lb_matmul_nt(g, x, w1), b1));
+ *     lb_tensor *loss = lb_softmax_ce(g, lb_add_row(g, lb_matmul_nt(g, h, w2), b2), y);
+ */
+#ifndef LB_OPS_H
+#define LB_OPS_H
+
+#include <stdint.h>
+
+#include "autograd/graph.h"
+#include "autograd/rng.h"
+
+/* ---- dense (ops_matmul.c) ------------------------------------------------------------ */
+
+/* x (B, K), w (N, K) -> x · wᵀ (B, N). One sgemm forward, two backward. */
+lb_tensor *lb_matmul_nt(lb_graph *g, lb_tensor *x, lb_tensor *w);
+/* y (B, N) + b (N) broadcast over rows; or y (B, C, H, W) + b (C) per channel. */
+lb_tensor *lb_add_bias(lb_graph *g, lb_tensor *y, lb_tensor *b);
+
+/* ---- elementwise and shape (ops_elementwise.c) ---------------------------------------- */
+
+/* a + b, same shape (residual connections). */
+lb_tensor *lb_add(lb_graph *g, lb_tensor *a, lb_tensor *b);
+/* a * b elementwise, same shape. */
+lb_tensor *lb_mul(lb_graph *g, lb_tensor *a, lb_tensor *b);
+lb_tensor *lb_relu(lb_graph *g, lb_tensor *x);
+/* Same data, new shape of equal element count (a copy in the arena). */
+lb_tensor *lb_reshape(lb_graph *g, lb_tensor *x, const int64_t *shape, int n_dims);
+/* (B, ...) -> (B, prod(...)). */
+lb_tensor *lb_flatten(lb_graph *g, lb_tensor *x);
+/* Inverted dropout: in training mode zeroes each element with probability p and scales the
+ * rest by 1/(1-p), drawing from rng; in eval mode (or p == 0) returns x itself. */
+lb_tensor *lb_dropout(lb_graph *g, lb_tensor *x, float p, lb_rng *rng);
+/* Sum of all elements -> scalar (shape (1)). */
+lb_tensor *lb_sum(lb_graph *g, lb_tensor *x);
+
+/* ---- loss (ops_loss.c) ---------------------------------------------------------------- */
+
+/* Mean over the batch of -log softmax(logits)[label]; logits (B, C), labels[B] in [0, C).
+ * Numerically stable (max subtracted). Labels are copied. A label outside [0, C) is a sticky
+ * LB_ERR_ARG. Returns a scalar. */
+lb_tensor *lb_softmax_ce(lb_graph *g, lb_tensor *logits, const int32_t *labels);
+
+/* ---- convolution and pooling (ops_conv.c, ops_pool.c) --------------------------------- */
+
+/* x (B, C, H, W), w (O, C, kh, kw), b (O) or NULL -> (B, O, Ho, Wo) with
+ * Ho = (H + 2*pad - kh) / stride + 1. im2col per image + sgemm. */
+lb_tensor *lb_conv2d(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor *b, int stride, int pad);
+/* Max pooling, window k, stride s, padding pad (padded cells never win): (B, C, H, W) -> (B, C, Ho, Wo). */
+lb_tensor *lb_maxpool2d(lb_graph *g, lb_tensor *x, int k, int stride, int pad);
+/* Average pooling; padded cells count in the divisor (PyTorch's count_include_pad=True). */
+lb_tensor *lb_avgpool2d(lb_graph *g, lb_tensor *x, int k, int stride, int pad);
+/* Mean over H and W: (B, C, H, W) -> (B, C). */
+lb_tensor *lb_global_avgpool(lb_graph *g, lb_tensor *x);
+
+/* ---- normalisation (ops_norm.c) ------------------------------------------------------- */
+
+/* Batch normalisation over channel dim 1 of x (B, C) or (B, C, H, W); gamma, beta (C)
+ * trainable; running_mean, running_var (C) buffers. Training mode: normalises with the batch
+ * statistics (biased variance) and updates running = (1-momentum)*running + momentum*batch
+ * (unbiased variance, as PyTorch). Eval mode: uses the running statistics. */
+lb_tensor *lb_batchnorm(lb_graph *g, lb_tensor *x, lb_tensor *gamma, lb_tensor *beta,
+                        lb_tensor *running_mean, lb_tensor *running_var, float momentum,
+                        float eps);
+
+#endif

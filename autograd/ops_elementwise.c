@@ -1,0 +1,184 @@
+/* ops_elementwise.c: add, mul, relu, reshape/flatten, dropout, sum.
+ * Each op works on the flat element array; n is the element count. */
+#include <string.h>
+
+#include "autograd/ops.h"
+
+static lb_tensor *shape_fail(lb_graph *g, const char *op, const lb_tensor *a, const lb_tensor *b)
+{
+    char s1[64], s2[64];
+    return lb_graph_fail(g, LB_ERR_SHAPE, "%s: shapes %s and %s differ", op,
+                         lb_shape_str(a, s1, sizeof s1), lb_shape_str(b, s2, sizeof s2));
+}
+
+/* ---- add: y = a + b ------------------------------------------------------------------- */
+
+static void add_forward(lb_tensor *y)
+{
+    const float *a = y->src[0]->data, *b = y->src[1]->data;
+    for (int64_t i = 0, n = lb_numel(y); i < n; i++) y->data[i] = a[i] + b[i];
+}
+
+static void add_backward(lb_tensor *y)
+{
+    const int64_t n = lb_numel(y);
+    for (int k = 0; k < 2; k++) {
+        float *d = y->src[k]->grad;
+        if (d)
+            for (int64_t i = 0; i < n; i++) d[i] += y->grad[i];
+    }
+}
+
+static const lb_op_def add_def = { "add", add_forward, add_backward };
+
+lb_tensor *lb_add(lb_graph *g, lb_tensor *a, lb_tensor *b)
+{
+    if (!a || !b || !lb_graph_ok(g)) return NULL;
+    if (!lb_same_shape(a, b)) return shape_fail(g, "add", a, b);
+    return lb_graph_record(g, &add_def, a->shape, a->n_dims, (lb_tensor *[]){ a, b }, 2, NULL);
+}
+
+/* ---- mul: y = a * b ------------------------------------------------------------------- */
+
+static void mul_forward(lb_tensor *y)
+{
+    const float *a = y->src[0]->data, *b = y->src[1]->data;
+    for (int64_t i = 0, n = lb_numel(y); i < n; i++) y->data[i] = a[i] * b[i];
+}
+
+static void mul_backward(lb_tensor *y)
+{
+    lb_tensor *a = y->src[0], *b = y->src[1];
+    const int64_t n = lb_numel(y);
+    if (a->grad)
+        for (int64_t i = 0; i < n; i++) a->grad[i] += y->grad[i] * b->data[i]; /* da = dy * b */
+    if (b->grad)
+        for (int64_t i = 0; i < n; i++) b->grad[i] += y->grad[i] * a->data[i]; /* db = dy * a */
+}
+
+static const lb_op_def mul_def = { "mul", mul_forward, mul_backward };
+
+lb_tensor *lb_mul(lb_graph *g, lb_tensor *a, lb_tensor *b)
+{
+    if (!a || !b || !lb_graph_ok(g)) return NULL;
+    if (!lb_same_shape(a, b)) return shape_fail(g, "mul", a, b);
+    return lb_graph_record(g, &mul_def, a->shape, a->n_dims, (lb_tensor *[]){ a, b }, 2, NULL);
+}
+
+/* ---- relu ----------------------------------------------------------------------------- */
+
+static void relu_forward(lb_tensor *y)
+{
+    const float *x = y->src[0]->data;
+    for (int64_t i = 0, n = lb_numel(y); i < n; i++) y->data[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+static void relu_backward(lb_tensor *y)
+{
+    lb_tensor *x = y->src[0];
+    if (!x->grad) return;
+    for (int64_t i = 0, n = lb_numel(y); i < n; i++)
+        if (x->data[i] > 0.0f) x->grad[i] += y->grad[i];
+}
+
+static const lb_op_def relu_def = { "relu", relu_forward, relu_backward };
+
+lb_tensor *lb_relu(lb_graph *g, lb_tensor *x)
+{
+    if (!x || !lb_graph_ok(g)) return NULL;
+    return lb_graph_record(g, &relu_def, x->shape, x->n_dims, (lb_tensor *[]){ x }, 1, NULL);
+}
+
+/* ---- reshape (a copy, so the tape stays simple) ---------------------------------------- */
+
+static void reshape_forward(lb_tensor *y)
+{
+    memcpy(y->data, y->src[0]->data, (size_t)lb_numel(y) * sizeof(float));
+}
+
+static void reshape_backward(lb_tensor *y)
+{
+    lb_tensor *x = y->src[0];
+    if (!x->grad) return;
+    for (int64_t i = 0, n = lb_numel(y); i < n; i++) x->grad[i] += y->grad[i];
+}
+
+static const lb_op_def reshape_def = { "reshape", reshape_forward, reshape_backward };
+
+lb_tensor *lb_reshape(lb_graph *g, lb_tensor *x, const int64_t *shape, int n_dims)
+{
+    if (!x || !lb_graph_ok(g)) return NULL;
+    if (n_dims < 1 || n_dims > LB_MAX_DIMS || lb_shape_numel(shape, n_dims) != lb_numel(x))
+        return lb_graph_fail(g, LB_ERR_SHAPE, "reshape: %lld elements into a shape of %lld",
+                             (long long)lb_numel(x),
+                             (long long)(n_dims >= 1 && n_dims <= LB_MAX_DIMS
+                                             ? lb_shape_numel(shape, n_dims)
+                                             : -1));
+    return lb_graph_record(g, &reshape_def, shape, n_dims, (lb_tensor *[]){ x }, 1, NULL);
+}
+
+lb_tensor *lb_flatten(lb_graph *g, lb_tensor *x)
+{
+    if (!x || !lb_graph_ok(g)) return NULL;
+    if (x->n_dims < 1) return lb_graph_fail(g, LB_ERR_SHAPE, "flatten: scalar input");
+    const int64_t B = x->shape[0];
+    return lb_reshape(g, x, (int64_t[]){ B, B ? lb_numel(x) / B : 0 }, 2);
+}
+
+/* ---- dropout (inverted): y = x * mask / (1 - p) ---------------------------------------- */
+
+static void dropout_forward(lb_tensor *y)
+{
+    const float *x = y->src[0]->data, *mask = y->saved;
+    for (int64_t i = 0, n = lb_numel(y); i < n; i++) y->data[i] = x[i] * mask[i];
+}
+
+static void dropout_backward(lb_tensor *y)
+{
+    lb_tensor *x = y->src[0];
+    const float *mask = y->saved;
+    if (!x->grad) return;
+    for (int64_t i = 0, n = lb_numel(y); i < n; i++) x->grad[i] += y->grad[i] * mask[i];
+}
+
+static const lb_op_def dropout_def = { "dropout", dropout_forward, dropout_backward };
+
+lb_tensor *lb_dropout(lb_graph *g, lb_tensor *x, float p, lb_rng *rng)
+{
+    if (!x || !lb_graph_ok(g)) return NULL;
+    if (!(p >= 0.0f && p < 1.0f))
+        return lb_graph_fail(g, LB_ERR_ARG, "dropout: p = %g (expected 0 <= p < 1)", p);
+    if (!lb_graph_is_training(g) || p == 0.0f) return x;
+    if (!rng) return lb_graph_fail(g, LB_ERR_ARG, "dropout: training mode needs an rng");
+    const int64_t n = lb_numel(x);
+    float *mask = lb_graph_alloc(g, (size_t)n * sizeof(float));
+    if (!mask) return NULL;
+    const float keep = 1.0f / (1.0f - p); /* the mask holds 0 or 1/(1-p) */
+    for (int64_t i = 0; i < n; i++) mask[i] = lb_rng_uniform(rng) < p ? 0.0f : keep;
+    return lb_graph_record(g, &dropout_def, x->shape, x->n_dims, (lb_tensor *[]){ x }, 1, mask);
+}
+
+/* ---- sum -> scalar -------------------------------------------------------------------- */
+
+static void sum_forward(lb_tensor *y)
+{
+    const lb_tensor *x = y->src[0];
+    double s = 0.0;
+    for (int64_t i = 0, n = lb_numel(x); i < n; i++) s += x->data[i];
+    y->data[0] = (float)s;
+}
+
+static void sum_backward(lb_tensor *y)
+{
+    lb_tensor *x = y->src[0];
+    if (!x->grad) return;
+    for (int64_t i = 0, n = lb_numel(x); i < n; i++) x->grad[i] += y->grad[0];
+}
+
+static const lb_op_def sum_def = { "sum", sum_forward, sum_backward };
+
+lb_tensor *lb_sum(lb_graph *g, lb_tensor *x)
+{
+    if (!x || !lb_graph_ok(g)) return NULL;
+    return lb_graph_record(g, &sum_def, (int64_t[]){ 1 }, 1, (lb_tensor *[]){ x }, 1, NULL);
+}

@@ -1,0 +1,222 @@
+/* ops_pool.c: max, average and global average pooling over NCHW images.
+ *
+ * Every pooling op works plane by plane (one (H, W) plane per image and channel). Windows
+ * are clamped to the image, so padding is never read: for max pooling a padded cell never
+ * wins, for average pooling it counts as a zero in the divisor k*k (PyTorch's
+ * count_include_pad=True). As in PyTorch, pad <= k/2, so every window holds an input cell.
+ * Not here: ceil_mode, dilation, count_include_pad=False, non-square windows.
+ *
+ * Legend: B batch, C channels, H W input size, Ho Wo output size, S = Ho*Wo, k window size.
+ */
+#include <math.h>
+
+#include "autograd/ops.h"
+
+typedef struct {
+    int      k, stride, pad;
+    int32_t *argmax; /* (B, C, Ho, Wo), max pooling only: index ih*W + iw of the winner */
+} pool_saved;
+
+/* The window of output (oh, ow), clamped to the image: rows [*h0, *h1), cols [*w0, *w1). */
+static void window(const pool_saved *p, int64_t H, int64_t W, int64_t oh, int64_t ow,
+                   int64_t *h0, int64_t *h1, int64_t *w0, int64_t *w1)
+{
+    const int64_t ih = oh * p->stride - p->pad, iw = ow * p->stride - p->pad;
+    *h0 = ih < 0 ? 0 : ih;
+    *h1 = ih + p->k < H ? ih + p->k : H;
+    *w0 = iw < 0 ? 0 : iw;
+    *w1 = iw + p->k < W ? iw + p->k : W;
+}
+
+/* Validates x, k, stride and pad for a k x k pooling op and allocates its saved data. */
+static pool_saved *pool_setup(lb_graph *g, const char *op, const lb_tensor *x, int k,
+                              int stride, int pad, int64_t *Ho, int64_t *Wo)
+{
+    char sx[64];
+    lb_shape_str(x, sx, sizeof sx);
+    if (x->n_dims != 4 || x->shape[2] < 1 || x->shape[3] < 1)
+        return lb_graph_fail(g, LB_ERR_SHAPE, "%s: x %s (expected (B, C, H, W), H, W >= 1)",
+                             op, sx);
+    if (k < 1 || stride < 1 || pad < 0 || pad > k / 2)
+        return lb_graph_fail(g, LB_ERR_ARG,
+                             "%s: k %d, stride %d, pad %d (expected k >= 1, stride >= 1, "
+                             "0 <= pad <= k/2)", op, k, stride, pad);
+    const int64_t H = x->shape[2], W = x->shape[3];
+    if (H + 2 * (int64_t)pad < k || W + 2 * (int64_t)pad < k)
+        return lb_graph_fail(g, LB_ERR_SHAPE,
+                             "%s: window %dx%d larger than x %s padded by %d (the output "
+                             "would be empty)", op, k, k, sx, pad);
+    if (H * W > INT32_MAX)
+        return lb_graph_fail(g, LB_ERR_SHAPE, "%s: x %s has planes over 2^31 cells", op, sx);
+    *Ho = (H + 2 * (int64_t)pad - k) / stride + 1;
+    *Wo = (W + 2 * (int64_t)pad - k) / stride + 1;
+    pool_saved *p = lb_graph_alloc(g, sizeof *p);
+    if (!p) return NULL;
+    *p = (pool_saved){ .k = k, .stride = stride, .pad = pad, .argmax = NULL };
+    return p;
+}
+
+/* ---- maxpool2d ------------------------------------------------------------------------ */
+
+static void maxpool2d_forward(lb_tensor *y)
+{
+    const lb_tensor *x = y->src[0];
+    const pool_saved *p = y->saved;
+    const int64_t H = x->shape[2], W = x->shape[3], Ho = y->shape[2], Wo = y->shape[3];
+    const int64_t n_planes = x->shape[0] * x->shape[1];
+    for (int64_t pl = 0; pl < n_planes; pl++) {
+        const float *xp = x->data + pl * H * W;   /* (H, W)   */
+        float *yp = y->data + pl * Ho * Wo;       /* (Ho, Wo) */
+        int32_t *ap = p->argmax + pl * Ho * Wo;   /* (Ho, Wo) */
+        for (int64_t oh = 0; oh < Ho; oh++)
+            for (int64_t ow = 0; ow < Wo; ow++) {
+                int64_t h0, h1, w0, w1;
+                window(p, H, W, oh, ow, &h0, &h1, &w0, &w1);
+                int64_t best_i = h0 * W + w0;
+                float best = xp[best_i];
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++) {
+                        const float v = xp[ih * W + iw];
+                        if (v > best || isnan(v)) { /* first max wins; NaN propagates */
+                            best = v;
+                            best_i = ih * W + iw;
+                        }
+                    }
+                yp[oh * Wo + ow] = best;
+                ap[oh * Wo + ow] = (int32_t)best_i;
+            }
+    }
+}
+
+static void maxpool2d_backward(lb_tensor *y)
+{
+    lb_tensor *x = y->src[0];
+    if (!x->grad) return;
+    const pool_saved *p = y->saved;
+    const int64_t HW = x->shape[2] * x->shape[3], S = y->shape[2] * y->shape[3];
+    const int64_t n_planes = x->shape[0] * x->shape[1];
+    for (int64_t pl = 0; pl < n_planes; pl++) {
+        float *dx = x->grad + pl * HW;            /* (H, W)   */
+        const float *dy = y->grad + pl * S;       /* (Ho, Wo) */
+        const int32_t *ap = p->argmax + pl * S;   /* (Ho, Wo) */
+        for (int64_t s = 0; s < S; s++) dx[ap[s]] += dy[s]; /* only the winner gets dy */
+    }
+}
+
+static const lb_op_def maxpool2d_def = { "maxpool2d", maxpool2d_forward, maxpool2d_backward };
+
+lb_tensor *lb_maxpool2d(lb_graph *g, lb_tensor *x, int k, int stride, int pad)
+{
+    if (!x || !lb_graph_ok(g)) return NULL;
+    int64_t Ho, Wo;
+    pool_saved *p = pool_setup(g, "maxpool2d", x, k, stride, pad, &Ho, &Wo);
+    if (!p) return NULL;
+    const int64_t B = x->shape[0], C = x->shape[1];
+    const int64_t n_out = lb_shape_numel((int64_t[]){ B, C, Ho, Wo }, 4);
+    if (n_out < 0 || (uint64_t)n_out > SIZE_MAX / sizeof(int32_t))
+        return lb_graph_fail(g, LB_ERR_SHAPE, "maxpool2d: output size overflows");
+    p->argmax = lb_graph_alloc(g, (size_t)n_out * sizeof(int32_t));
+    if (!p->argmax) return NULL;
+    return lb_graph_record(g, &maxpool2d_def, (int64_t[]){ B, C, Ho, Wo }, 4,
+                           (lb_tensor *[]){ x }, 1, p);
+}
+
+/* ---- avgpool2d: y = (sum of the window's input cells) / (k*k) ---------------------------- */
+
+static void avgpool2d_forward(lb_tensor *y)
+{
+    const lb_tensor *x = y->src[0];
+    const pool_saved *p = y->saved;
+    const int64_t H = x->shape[2], W = x->shape[3], Ho = y->shape[2], Wo = y->shape[3];
+    const int64_t n_planes = x->shape[0] * x->shape[1];
+    const float inv = 1.0f / (float)(p->k * p->k);
+    for (int64_t pl = 0; pl < n_planes; pl++) {
+        const float *xp = x->data + pl * H * W;   /* (H, W)   */
+        float *yp = y->data + pl * Ho * Wo;       /* (Ho, Wo) */
+        for (int64_t oh = 0; oh < Ho; oh++)
+            for (int64_t ow = 0; ow < Wo; ow++) {
+                int64_t h0, h1, w0, w1;
+                window(p, H, W, oh, ow, &h0, &h1, &w0, &w1);
+                float s = 0.0f;
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++) s += xp[ih * W + iw];
+                yp[oh * Wo + ow] = s * inv;
+            }
+    }
+}
+
+static void avgpool2d_backward(lb_tensor *y)
+{
+    lb_tensor *x = y->src[0];
+    if (!x->grad) return;
+    const pool_saved *p = y->saved;
+    const int64_t H = x->shape[2], W = x->shape[3], Ho = y->shape[2], Wo = y->shape[3];
+    const int64_t n_planes = x->shape[0] * x->shape[1];
+    const float inv = 1.0f / (float)(p->k * p->k);
+    for (int64_t pl = 0; pl < n_planes; pl++) {
+        float *dx = x->grad + pl * H * W;         /* (H, W)   */
+        const float *dy = y->grad + pl * Ho * Wo; /* (Ho, Wo) */
+        for (int64_t oh = 0; oh < Ho; oh++)
+            for (int64_t ow = 0; ow < Wo; ow++) {
+                int64_t h0, h1, w0, w1;
+                window(p, H, W, oh, ow, &h0, &h1, &w0, &w1);
+                const float d = dy[oh * Wo + ow] * inv; /* dx += dy / (k*k) on the window */
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++) dx[ih * W + iw] += d;
+            }
+    }
+}
+
+static const lb_op_def avgpool2d_def = { "avgpool2d", avgpool2d_forward, avgpool2d_backward };
+
+lb_tensor *lb_avgpool2d(lb_graph *g, lb_tensor *x, int k, int stride, int pad)
+{
+    if (!x || !lb_graph_ok(g)) return NULL;
+    int64_t Ho, Wo;
+    pool_saved *p = pool_setup(g, "avgpool2d", x, k, stride, pad, &Ho, &Wo);
+    if (!p) return NULL;
+    return lb_graph_record(g, &avgpool2d_def, (int64_t[]){ x->shape[0], x->shape[1], Ho, Wo },
+                           4, (lb_tensor *[]){ x }, 1, p);
+}
+
+/* ---- global_avgpool: y (B, C) = mean over (H, W) of x (B, C, H, W) ------------------------ */
+
+static void global_avgpool_forward(lb_tensor *y)
+{
+    const lb_tensor *x = y->src[0];
+    const int64_t n_planes = x->shape[0] * x->shape[1], HW = x->shape[2] * x->shape[3];
+    for (int64_t pl = 0; pl < n_planes; pl++) {
+        const float *xp = x->data + pl * HW;      /* (H, W) */
+        double s = 0.0;
+        for (int64_t i = 0; i < HW; i++) s += xp[i];
+        y->data[pl] = (float)(s / (double)HW);
+    }
+}
+
+static void global_avgpool_backward(lb_tensor *y)
+{
+    lb_tensor *x = y->src[0];
+    if (!x->grad) return;
+    const int64_t n_planes = x->shape[0] * x->shape[1], HW = x->shape[2] * x->shape[3];
+    for (int64_t pl = 0; pl < n_planes; pl++) {
+        float *dx = x->grad + pl * HW;            /* (H, W) */
+        const float d = y->grad[pl] / (float)HW;  /* dx += dy / (H*W) */
+        for (int64_t i = 0; i < HW; i++) dx[i] += d;
+    }
+}
+
+static const lb_op_def global_avgpool_def = { "global_avgpool", global_avgpool_forward,
+                                               global_avgpool_backward };
+
+lb_tensor *lb_global_avgpool(lb_graph *g, lb_tensor *x)
+{
+    if (!x || !lb_graph_ok(g)) return NULL;
+    if (x->n_dims != 4 || x->shape[2] < 1 || x->shape[3] < 1) {
+        char sx[64];
+        return lb_graph_fail(g, LB_ERR_SHAPE,
+                             "global_avgpool: x %s (expected (B, C, H, W), H, W >= 1)",
+                             lb_shape_str(x, sx, sizeof sx));
+    }
+    return lb_graph_record(g, &global_avgpool_def, (int64_t[]){ x->shape[0], x->shape[1] }, 2,
+                           (lb_tensor *[]){ x }, 1, NULL);
+}

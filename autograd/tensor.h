@@ -1,0 +1,98 @@
+/* tensor.h: the tensor struct and the parameter store.
+ *
+ * A tensor is a shape plus float storage owned by an arena (lb_params or lb_graph). Tensors
+ * are never freed one by one; their owner is reset or freed. Row-major, contiguous,
+ * shape[0] outermost (PyTorch order, NCHW for images).
+ *
+ * lb_params holds every parameter of a model in contiguous blocks (llm.c style): values,
+ * gradients and optimizer moments, so zero_grad is one memset, an optimizer is a flat loop
+ * and a checkpoint is a header plus one write per tensor. Layers declare parameters by name
+ * and shape in their _init; lb_params_finalize allocates once and binds the pointers.
+ *
+ *     lb_params *ps = lb_params_new();
+ *     lb_tensor *w = lb_params_add(ps, "fc1.weight", (int64_t[]){256, 784}, 2, 0, &err);
+ *     lb_params_finalize(ps, &err);          // now w->data and w->grad are valid
+ *     ...
+ *     lb_params_free(ps);
+ */
+#ifndef LB_TENSOR_H
+#define LB_TENSOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "autograd/status.h"
+
+#define LB_MAX_DIMS 4
+#define LB_MAX_SRC  5
+#define LB_NAME_LEN 48
+
+typedef struct lb_op_def lb_op_def;
+
+typedef struct lb_tensor {
+    float            *data;              /* lb_numel floats, arena- or params-owned        */
+    float            *grad;              /* same size, or NULL when no gradient is needed */
+    int64_t           shape[LB_MAX_DIMS];
+    int32_t           n_dims;
+    bool              requires_grad;     /* a gradient flows back to this tensor          */
+    const lb_op_def  *op;                /* NULL for leaves (inputs, parameters)          */
+    struct lb_tensor *src[LB_MAX_SRC];   /* operands, in op-specific order                */
+    void             *saved;             /* op-private data kept for backward (arena)     */
+    struct lb_tensor *tape_prev;         /* previous node on the graph's tape             */
+    char              name[LB_NAME_LEN];
+} lb_tensor;
+
+/* Everything the engine needs to know about one op. Defined static const in the op's own .c
+ * file; a node points at it, so there is no global op enum. */
+struct lb_op_def {
+    const char *name;
+    void (*forward)(lb_tensor *y);  /* reads y->src[], y->saved; writes y->data              */
+    void (*backward)(lb_tensor *y); /* reads y->grad; does src[i]->grad += ... if non-NULL   */
+};
+
+int64_t lb_numel(const lb_tensor *t);
+/* Number of elements of a shape; -1 if a dim is < 0 or the product overflows int64. */
+int64_t lb_shape_numel(const int64_t *shape, int n_dims);
+bool lb_same_shape(const lb_tensor *a, const lb_tensor *b);
+/* Writes "(2, 3, 4)" into buf (always NUL-terminated); returns buf. */
+char *lb_shape_str(const lb_tensor *t, char *buf, size_t n);
+
+/* ---- parameter store ---------------------------------------------------------------- */
+
+enum {
+    LB_PARAM_BUFFER   = 1u << 0, /* saved in checkpoints but not trained (BN running stats) */
+    LB_PARAM_NO_DECAY = 1u << 1, /* excluded from weight decay (biases, BN affine)        */
+};
+
+typedef struct lb_params {
+    int         n;          /* number of tensors                                        */
+    int         cap;
+    lb_tensor **t;          /* t[i]: stable handles, valid until lb_params_free         */
+    unsigned   *flags;      /* LB_PARAM_* per tensor                                    */
+    int64_t    *offset;     /* t[i]->data == values + offset[i]                         */
+    int64_t     total;      /* floats over all tensors (trainable and buffers)          */
+    float      *values;     /* one block each; NULL before finalize                     */
+    float      *grads;      /* gradients (zero for buffers)                             */
+    float      *m, *v;      /* optimizer moments, allocated by lb_params_alloc_moments  */
+    bool        finalized;
+} lb_params;
+
+lb_params *lb_params_new(void);
+/* Frees every block and handle; accepts NULL. */
+void lb_params_free(lb_params *ps);
+/* Declares a tensor. Returns a handle whose data/grad pointers are set by finalize, or NULL
+ * with err set (duplicate name, bad shape, already finalized, out of memory). */
+lb_tensor *lb_params_add(lb_params *ps, const char *name, const int64_t *shape, int n_dims,
+                         unsigned flags, lb_error *err);
+/* Allocates values (zeroed) and grads once and binds the handles. */
+lb_status lb_params_finalize(lb_params *ps, lb_error *err);
+/* Allocates zeroed m and v (idempotent). */
+lb_status lb_params_alloc_moments(lb_params *ps, lb_error *err);
+/* Zeroes every gradient (one memset). */
+void lb_params_zero_grad(lb_params *ps);
+/* Tensor by exact name, or NULL. */
+lb_tensor *lb_params_find(const lb_params *ps, const char *name);
+/* Number of trainable scalars (buffers excluded). */
+int64_t lb_params_count(const lb_params *ps);
+
+#endif

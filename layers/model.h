@@ -1,0 +1,110 @@
+/* model.h: a model is a small graph of layer nodes that export and inspection can walk.
+ *
+ * Every model, whether from the zoo or from a description file, is built from the same text
+ * description (the zoo just generates that text), and the text is kept in the model so that
+ * a checkpoint can rebuild the exact architecture. Nodes are stored in execution order; each
+ * reads the previous node's output or named earlier nodes (`in=`), which is how residual
+ * connections are written.
+ *
+ * The description, one layer per line ('#' starts a comment):
+ *
+ *     input 1 28 28                      # C H W of one sample (required, first)
+ *     conv name=conv1 out=6 k=5 pad=2    # also: kh= kw= stride=1 bias=1 in=NODE
+ *     relu
+ *     maxpool k=2                        # also: stride=k pad=0 ; avgpool likewise
+ *     bn                                 # also: eps=1e-5 momentum=0.1
+ *     flatten
+ *     linear out=10                      # also: bias=1
+ *     dropout p=0.5
+ *     gap                                # global average pool (B,C,H,W) -> (B,C)
+ *     add in=a,b                         # elementwise sum of two nodes of equal shape
+ *
+ * Every node can take name= (default: kind plus a counter, e.g. relu3). Unknown layers, keys
+ * and bad values are errors naming the file and line.
+ *
+ *     lb_model *m;
+ *     if (lb_model_build_zoo("lenet5", 1, 28, 28, 10, &m, &err) != LB_OK) ...
+ *     lb_model_init_weights(m, 42);
+ *     lb_tensor *logits = lb_model_forward(m, g, x, &rng);
+ *     lb_model_free(m);
+ */
+#ifndef LB_MODEL_H
+#define LB_MODEL_H
+
+#include "autograd/ops.h"
+#include "layers/batchnorm.h"
+#include "layers/conv2d.h"
+#include "layers/linear.h"
+
+typedef enum lb_node_kind {
+    LB_NODE_CONV = 0,
+    LB_NODE_LINEAR,
+    LB_NODE_BN,
+    LB_NODE_RELU,
+    LB_NODE_MAXPOOL,
+    LB_NODE_AVGPOOL,
+    LB_NODE_GAP,
+    LB_NODE_FLATTEN,
+    LB_NODE_DROPOUT,
+    LB_NODE_ADD,
+    LB_NODE_KIND_COUNT
+} lb_node_kind;
+
+typedef struct lb_pool_cfg {
+    int k, stride, pad;
+} lb_pool_cfg;
+
+typedef struct lb_node {
+    lb_node_kind kind;
+    char         name[LB_NAME_LEN];
+    int          in[2];             /* input node indices; -1 is the model input           */
+    int          n_in;
+    int64_t      shape[3];          /* per-sample output shape: (C, H, W) or (F)           */
+    int          n_dims;            /* 3 or 1                                              */
+    union {
+        lb_conv2d_layer    conv;
+        lb_linear    linear;
+        lb_batchnorm_layer bn;
+        lb_pool_cfg  pool;
+        float        dropout_p;
+    } u;
+} lb_node;
+
+typedef struct lb_model {
+    char      name[64];
+    int       in_c, in_h, in_w;     /* one input sample                                    */
+    int       n_classes;            /* output features of the last node                    */
+    int       n_nodes;
+    lb_node  *nodes;
+    lb_params *params;              /* finalized: every weight and buffer                  */
+    char     *spec;                 /* the description text this model was built from      */
+} lb_model;
+
+/* Builds a model from description text. origin names the text in error messages (a file
+ * name, or "zoo:lenet5"). On success *out owns finalized (zeroed) parameters; call
+ * lb_model_init_weights or load a checkpoint. On error *out is NULL and err says
+ * "<origin>:<line>: <problem>". */
+lb_status lb_model_build(const char *spec, const char *origin, lb_model **out, lb_error *err);
+/* Reads a description file and builds it. */
+lb_status lb_model_build_file(const char *path, lb_model **out, lb_error *err);
+/* Generates the zoo description for name ("mlp", "lenet5", "vgg-small", "resnet20") for
+ * inputs of c x h x w and n_classes, and builds it. */
+lb_status lb_model_build_zoo(const char *name, int c, int h, int w, int n_classes, lb_model **out,
+                             lb_error *err);
+/* The zoo description text (malloc'd, caller frees) or NULL with err set. */
+char *lb_zoo_spec(const char *name, int c, int h, int w, int n_classes, lb_error *err);
+/* Names of the zoo models, NULL-terminated. */
+const char *const *lb_zoo_names(void);
+
+/* Kaiming-normal conv/linear weights, zero biases, BN identity, from a generator seeded seed. */
+void lb_model_init_weights(lb_model *m, uint64_t seed);
+/* x (B, in_c, in_h, in_w) -> logits (B, n_classes). rng drives dropout (may be NULL when the
+ * model has none). NULL when the graph failed. */
+lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng);
+void lb_model_free(lb_model *m);
+
+const char *lb_node_kind_name(lb_node_kind k);
+/* Trainable parameter count of one node. */
+int64_t lb_node_param_count(const lb_node *n);
+
+#endif

@@ -1,0 +1,25 @@
+/* suites.h: every Check suite, so each test binary's main() can list its module's suites. */
+#ifndef LB_TESTS_SUITES_H
+#define LB_TESTS_SUITES_H
+
+#include <check.h>
+
+Suite *autograd_core_suite(void);   /* test_autograd.c       */
+Suite *autograd_conv_suite(void);   /* test_autograd_conv.c  */
+Suite *layers_suite(void);          /* test_layers.c         */
+Suite *train_optim_suite(void);     /* test_train_optim.c    */
+Suite *train_loop_suite(void);      /* test_train.c          */
+Suite *datasets_suite(void);        /* test_datasets.c       */
+
+/* Runs the suites with CK_FORK on; returns 0 when every test passed. */
+static inline int lb_run_suites(Suite **suites, int n)
+{
+    SRunner *sr = srunner_create(suites[0]);
+    for (int i = 1; i < n; i++) srunner_add_suite(sr, suites[i]);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
+
+#endif

@@ -1,0 +1,301 @@
+/* test_autograd.c: the engine's tests (arena, tape, dense/elementwise/loss ops), and main()
+ * of the test_autograd binary. Convolution, pooling and normalisation are tested in
+ * test_autograd_conv.c. Three levels per op family: forward values on hand-computed cases,
+ * finite-difference gradient rows, and end-to-end graphs (diamond reuse). */
+#include <math.h>
+#include <string.h>
+
+#include "autograd/blas.h"
+#include "autograd/ops.h"
+#include "tests/gradcheck.h"
+#include "tests/suites.h"
+
+/* ---- forward values --------------------------------------------------------------------- */
+
+START_TEST(test_matmul_bias_forward)
+{
+    lb_graph *g = lb_graph_new(0);
+    /* x (2,3) · w (2,3)ᵀ + b */
+    const float xs[] = { 1, 2, 3, 4, 5, 6 }, ws[] = { 1, 0, -1, 0.5f, 0.5f, 0.5f }, bs[] = { 10, 20 };
+    lb_tensor *x = lb_leaf_from(g, xs, (int64_t[]){ 2, 3 }, 2, false);
+    lb_tensor *w = lb_leaf_from(g, ws, (int64_t[]){ 2, 3 }, 2, false);
+    lb_tensor *b = lb_leaf_from(g, bs, (int64_t[]){ 2 }, 1, false);
+    lb_tensor *y = lb_add_bias(g, lb_matmul_nt(g, x, w), b);
+    ck_assert_ptr_nonnull(y);
+    const float want[] = { 1 - 3 + 10, 3 + 20, 4 - 6 + 10, 7.5f + 20 };
+    for (int i = 0; i < 4; i++) ck_assert_float_eq_tol(y->data[i], want[i], 1e-6);
+    lb_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_elementwise_forward)
+{
+    lb_graph *g = lb_graph_new(0);
+    const float as[] = { -1, 2, -3, 4 }, bs[] = { 5, -6, 7, 8 };
+    lb_tensor *a = lb_leaf_from(g, as, (int64_t[]){ 4 }, 1, false);
+    lb_tensor *b = lb_leaf_from(g, bs, (int64_t[]){ 4 }, 1, false);
+    lb_tensor *s = lb_add(g, a, b), *p = lb_mul(g, a, b), *r = lb_relu(g, a);
+    const float ws[] = { 4, -4, 4, 12 }, wp[] = { -5, -12, -21, 32 }, wr[] = { 0, 2, 0, 4 };
+    for (int i = 0; i < 4; i++) {
+        ck_assert_float_eq(s->data[i], ws[i]);
+        ck_assert_float_eq(p->data[i], wp[i]);
+        ck_assert_float_eq(r->data[i], wr[i]);
+    }
+    lb_tensor *f = lb_flatten(g, lb_reshape(g, a, (int64_t[]){ 1, 2, 2 }, 3));
+    ck_assert_int_eq(f->n_dims, 2);
+    ck_assert_int_eq(f->shape[1], 4);
+    ck_assert_float_eq(lb_sum(g, a)->data[0], 2.0f);
+    lb_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_softmax_ce_forward)
+{
+    lb_graph *g = lb_graph_new(0);
+    /* row 0: equal logits -> loss log(3); row 1: huge logits must not overflow */
+    const float zs[] = { 0, 0, 0, 1000, 0, -1000 };
+    const int32_t ys[] = { 1, 0 };
+    lb_tensor *z = lb_leaf_from(g, zs, (int64_t[]){ 2, 3 }, 2, false);
+    lb_tensor *l = lb_softmax_ce(g, z, ys);
+    ck_assert_ptr_nonnull(l);
+    ck_assert_float_eq_tol(l->data[0], (float)(log(3.0) / 2.0), 1e-6);
+    ck_assert(isfinite(l->data[0]));
+    lb_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_dropout_modes)
+{
+    lb_graph *g = lb_graph_new(0);
+    lb_rng rng = lb_rng_make(7);
+    float ones[1000];
+    for (int i = 0; i < 1000; i++) ones[i] = 1.0f;
+    lb_tensor *x = lb_leaf_from(g, ones, (int64_t[]){ 1000 }, 1, false);
+    lb_tensor *y = lb_dropout(g, x, 0.25f, &rng);
+    int zeros = 0;
+    for (int i = 0; i < 1000; i++) {
+        ck_assert(y->data[i] == 0.0f || fabsf(y->data[i] - 1.0f / 0.75f) < 1e-6f);
+        zeros += y->data[i] == 0.0f;
+    }
+    ck_assert_int_gt(zeros, 180);
+    ck_assert_int_lt(zeros, 320);
+    lb_graph_set_training(g, false);
+    ck_assert_ptr_eq(lb_dropout(g, x, 0.25f, &rng), x); /* identity in eval mode */
+    lb_graph_free(g);
+}
+END_TEST
+
+/* ---- gradient checks --------------------------------------------------------------------- */
+
+static lb_tensor *b_matmul(lb_graph *g, lb_tensor **in) { return lb_matmul_nt(g, in[0], in[1]); }
+static lb_tensor *b_bias2(lb_graph *g, lb_tensor **in) { return lb_add_bias(g, in[0], in[1]); }
+static lb_tensor *b_bias4(lb_graph *g, lb_tensor **in) { return lb_add_bias(g, in[0], in[1]); }
+static lb_tensor *b_add(lb_graph *g, lb_tensor **in) { return lb_add(g, in[0], in[1]); }
+static lb_tensor *b_mul(lb_graph *g, lb_tensor **in) { return lb_mul(g, in[0], in[1]); }
+static lb_tensor *b_relu(lb_graph *g, lb_tensor **in) { return lb_relu(g, in[0]); }
+static lb_tensor *b_flatten(lb_graph *g, lb_tensor **in) { return lb_flatten(g, in[0]); }
+static lb_tensor *b_sum(lb_graph *g, lb_tensor **in) { return lb_sum(g, in[0]); }
+static lb_tensor *b_dropout(lb_graph *g, lb_tensor **in)
+{
+    lb_rng r = lb_rng_make(3); /* same mask on every evaluation */
+    return lb_dropout(g, in[0], 0.3f, &r);
+}
+static lb_tensor *b_softmax_ce(lb_graph *g, lb_tensor **in)
+{
+    static const int32_t labels[4] = { 0, 3, 2, 4 };
+    return lb_softmax_ce(g, in[0], labels);
+}
+/* diamond: y = relu(x) * x + x (x feeds three ops) */
+static lb_tensor *b_diamond(lb_graph *g, lb_tensor **in)
+{
+    return lb_add(g, lb_mul(g, lb_relu(g, in[0]), in[0]), in[0]);
+}
+/* a two-layer perceptron end to end */
+static lb_tensor *b_mlp(lb_graph *g, lb_tensor **in)
+{
+    static const int32_t labels[3] = { 1, 0, 3 };
+    lb_tensor *h = lb_relu(g, lb_add_bias(g, lb_matmul_nt(g, in[0], in[1]), in[2]));
+    return lb_softmax_ce(g, lb_matmul_nt(g, h, in[3]), labels);
+}
+
+static const gradcheck_case cases[] = {
+    { "matmul_nt", 2, { { 3, 5 }, { 4, 5 } }, { 2, 2 }, b_matmul, 1e-2, 2e-3, GC_NORMAL, 0 },
+    { "add_bias_2d", 2, { { 3, 4 }, { 4 } }, { 2, 1 }, b_bias2, 1e-2, 2e-3, GC_NORMAL, 0 },
+    { "add_bias_4d", 2, { { 2, 3, 2, 2 }, { 3 } }, { 4, 1 }, b_bias4, 1e-2, 2e-3, GC_NORMAL, 0 },
+    { "add", 2, { { 2, 3 }, { 2, 3 } }, { 2, 2 }, b_add, 1e-2, 2e-3, GC_NORMAL, 0 },
+    { "mul", 2, { { 2, 3 }, { 2, 3 } }, { 2, 2 }, b_mul, 1e-2, 2e-3, GC_NORMAL, 0 },
+    { "relu", 1, { { 3, 4 } }, { 2 }, b_relu, 1e-2, 2e-3, GC_AWAY_FROM_ZERO, 0 },
+    { "flatten", 1, { { 2, 3, 2 } }, { 3 }, b_flatten, 1e-2, 2e-3, GC_NORMAL, 0 },
+    { "sum", 1, { { 7 } }, { 1 }, b_sum, 1e-2, 2e-3, GC_NORMAL, 0 },
+    { "dropout", 1, { { 4, 5 } }, { 2 }, b_dropout, 1e-2, 2e-3, GC_NORMAL, 0 },
+    { "softmax_ce", 1, { { 4, 6 } }, { 2 }, b_softmax_ce, 1e-2, 2e-3, GC_NORMAL, 0 },
+    { "diamond", 1, { { 3, 3 } }, { 2 }, b_diamond, 1e-2, 2e-3, GC_AWAY_FROM_ZERO, 0 },
+    { "mlp", 4, { { 3, 5 }, { 6, 5 }, { 6 }, { 4, 6 } }, { 2, 2, 1, 2 }, b_mlp, 1e-2, 3e-3, GC_NORMAL, 0 },
+};
+
+START_TEST(test_op_gradient)
+{
+    const gradcheck_case *c = &cases[_i];
+    gradcheck_result r = gradcheck_run(c, 1234u + (unsigned)_i);
+    ck_assert_msg(r.status == LB_OK, "%s: %s", c->name, r.msg);
+    ck_assert_msg(r.max_err <= c->tol, "%s: max err %.3g at input %d[%lld] > tol %.3g (%s)", c->name,
+                  r.max_err, r.worst_input, (long long)r.worst_index, c->tol, r.msg);
+}
+END_TEST
+
+/* diamond y = x*x + x: dy/dx = 2x + 1, checked exactly */
+START_TEST(test_diamond_exact)
+{
+    lb_graph *g = lb_graph_new(0);
+    const float xs[] = { -2, 0.5f, 3 };
+    lb_tensor *x = lb_leaf_from(g, xs, (int64_t[]){ 3 }, 1, true);
+    lb_tensor *l = lb_sum(g, lb_add(g, lb_mul(g, x, x), x));
+    lb_error err = { 0 };
+    ck_assert_int_eq(lb_backward(g, l, &err), LB_OK);
+    for (int i = 0; i < 3; i++) ck_assert_float_eq(x->grad[i], 2 * xs[i] + 1);
+    lb_graph_free(g);
+}
+END_TEST
+
+/* parameters (lb_params) accumulate across two backward passes until zeroed */
+START_TEST(test_param_grad_accumulates)
+{
+    lb_error err = { 0 };
+    lb_params *ps = lb_params_new();
+    lb_tensor *w = lb_params_add(ps, "w", (int64_t[]){ 2 }, 1, 0, &err);
+    lb_tensor *buf = lb_params_add(ps, "running", (int64_t[]){ 2 }, 1, LB_PARAM_BUFFER, &err);
+    ck_assert_int_eq(lb_params_finalize(ps, &err), LB_OK);
+    ck_assert_ptr_null(buf->grad);
+    ck_assert_int_eq(lb_params_count(ps), 2);
+    w->data[0] = 3, w->data[1] = -1;
+    lb_graph *g = lb_graph_new(0);
+    for (int k = 0; k < 2; k++) {
+        lb_graph_reset(g);
+        ck_assert_int_eq(lb_backward(g, lb_sum(g, lb_mul(g, w, w)), &err), LB_OK);
+    }
+    ck_assert_float_eq(w->grad[0], 12.0f); /* 2 passes x 2w */
+    lb_params_zero_grad(ps);
+    ck_assert_float_eq(w->grad[0], 0.0f);
+    ck_assert_ptr_null(lb_params_add(ps, "late", (int64_t[]){ 1 }, 1, 0, &err));
+    lb_graph_free(g);
+    lb_params_free(ps);
+}
+END_TEST
+
+/* ---- engine: sticky errors, arena, BLAS ---------------------------------------------------- */
+
+START_TEST(test_sticky_shape_error)
+{
+    lb_graph *g = lb_graph_new(0);
+    lb_tensor *x = lb_leaf(g, (int64_t[]){ 2, 3 }, 2, false);
+    lb_tensor *w = lb_leaf(g, (int64_t[]){ 4, 5 }, 2, false);
+    lb_tensor *y = lb_relu(g, lb_matmul_nt(g, x, w)); /* fails, then relu propagates NULL */
+    ck_assert_ptr_null(y);
+    lb_error err = { 0 };
+    ck_assert_int_eq(lb_graph_status(g, &err), LB_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "matmul_nt"));
+    ck_assert_ptr_null(lb_add(g, x, x)); /* graph failed: everything returns NULL */
+    lb_graph_reset(g);
+    ck_assert(lb_graph_ok(g));
+    const int32_t bad[2] = { 0, 7 };
+    ck_assert_ptr_null(lb_softmax_ce(g, x, bad)); /* label outside [0, 3) */
+    ck_assert_int_eq(lb_graph_status(g, &err), LB_ERR_ARG);
+    lb_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_arena_exhausted_is_error)
+{
+    lb_graph *g = lb_graph_new(1 << 20); /* 1 MiB cap */
+    lb_tensor *x = lb_leaf(g, (int64_t[]){ 1024, 1024 }, 2, false); /* 4 MiB */
+    ck_assert_ptr_null(x);
+    lb_error err = { 0 };
+    ck_assert_int_eq(lb_graph_status(g, &err), LB_ERR_NOMEM);
+    ck_assert_ptr_nonnull(strstr(err.msg, "arena"));
+    lb_graph_free(g);
+}
+END_TEST
+
+/* after the first step, a step of the same shape mallocs no arena block */
+START_TEST(test_steady_state_no_malloc)
+{
+    lb_graph *g = lb_graph_new(0);
+    float data[64 * 200];
+    for (int i = 0; i < 64 * 200; i++) data[i] = (float)(i % 13) * 0.1f;
+    uint64_t after_first = 0;
+    for (int step = 0; step < 5; step++) {
+        lb_graph_reset(g);
+        lb_tensor *x = lb_leaf_from(g, data, (int64_t[]){ 64, 200 }, 2, true);
+        for (int k = 0; k < 50; k++) x = lb_relu(g, lb_add(g, x, x)); /* > 1 MiB: several blocks */
+        lb_error err;
+        ck_assert_int_eq(lb_backward(g, lb_sum(g, x), &err), LB_OK);
+        if (step == 1) after_first = lb_graph_arena(g)->n_mallocs;
+    }
+    ck_assert_uint_gt(after_first, 0);
+    ck_assert_uint_eq(lb_graph_arena(g)->n_mallocs, after_first);
+    lb_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_sgemm_matches_ref)
+{
+    lb_rng r = lb_rng_make(5);
+    enum { M = 17, N = 13, K = 29 };
+    float a[M * K], b[K * N], c1[M * N], c2[M * N];
+    for (int i = 0; i < M * K; i++) a[i] = lb_rng_normal(&r);
+    for (int i = 0; i < K * N; i++) b[i] = lb_rng_normal(&r);
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            for (int i = 0; i < M * N; i++) c1[i] = c2[i] = (float)i;
+            const int64_t lda = ta ? M : K, ldb = tb ? K : N;
+            lb_sgemm(ta, tb, M, N, K, 0.5f, a, lda, b, ldb, 2.0f, c1, N);
+            lb_sgemm_ref(ta, tb, M, N, K, 0.5f, a, lda, b, ldb, 2.0f, c2, N);
+            for (int i = 0; i < M * N; i++) ck_assert_float_eq_tol(c1[i], c2[i], 1e-4f);
+        }
+}
+END_TEST
+
+START_TEST(test_rng_deterministic)
+{
+    lb_rng a = lb_rng_make(42), b = lb_rng_make(42), c = lb_rng_make(43);
+    for (int i = 0; i < 100; i++) ck_assert_uint_eq(lb_rng_u64(&a), lb_rng_u64(&b));
+    ck_assert_uint_ne(lb_rng_u64(&a), lb_rng_u64(&c));
+    double s = 0, s2 = 0;
+    for (int i = 0; i < 20000; i++) {
+        float z = lb_rng_normal(&a);
+        s += z, s2 += (double)z * z;
+    }
+    ck_assert_double_eq_tol(s / 20000, 0.0, 0.03);
+    ck_assert_double_eq_tol(s2 / 20000, 1.0, 0.05);
+}
+END_TEST
+
+Suite *autograd_core_suite(void)
+{
+    Suite *s = suite_create("autograd_core");
+    TCase *fwd = tcase_create("forward");
+    tcase_add_test(fwd, test_matmul_bias_forward);
+    tcase_add_test(fwd, test_elementwise_forward);
+    tcase_add_test(fwd, test_softmax_ce_forward);
+    tcase_add_test(fwd, test_dropout_modes);
+    suite_add_tcase(s, fwd);
+    TCase *grad = tcase_create("gradients");
+    tcase_add_loop_test(grad, test_op_gradient, 0, (int)(sizeof cases / sizeof cases[0]));
+    tcase_add_test(grad, test_diamond_exact);
+    tcase_add_test(grad, test_param_grad_accumulates);
+    suite_add_tcase(s, grad);
+    TCase *eng = tcase_create("engine");
+    tcase_add_test(eng, test_sticky_shape_error);
+    tcase_add_test(eng, test_arena_exhausted_is_error);
+    tcase_add_test(eng, test_steady_state_no_malloc);
+    tcase_add_test(eng, test_sgemm_matches_ref);
+    tcase_add_test(eng, test_rng_deterministic);
+    suite_add_tcase(s, eng);
+    return s;
+}
+
+int main(void)
+{
+    Suite *suites[] = { autograd_core_suite(), autograd_conv_suite() };
+    return lb_run_suites(suites, 2);
+}

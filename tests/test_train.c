@@ -1,0 +1,299 @@
+/* test_train.c: checkpoints and the training loop; main() of test_train (the optimizer and
+ * schedule tests are in test_train_optim.c). Uses small synthetic datasets built in memory. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "train/checkpoint.h"
+#include "train/loop.h"
+#include "tests/suites.h"
+
+/* A 4-class toy problem of 8x8 gray images: class k has a bright 4x4 quadrant k plus noise. */
+static void toy_dataset(lb_dataset *ds, int64_t n, uint64_t seed)
+{
+    memset(ds, 0, sizeof *ds);
+    snprintf(ds->name, sizeof ds->name, "toy");
+    snprintf(ds->source, sizeof ds->source, "memory");
+    ds->n = n, ds->c = 1, ds->h = 8, ds->w = 8, ds->n_classes = 4;
+    ds->images = malloc((size_t)n * 64);
+    ds->labels = malloc((size_t)n * sizeof(int32_t));
+    ds->mean[0] = 0.3f, ds->std[0] = 0.3f;
+    lb_rng r = lb_rng_make(seed);
+    for (int64_t i = 0; i < n; i++) {
+        const int k = (int)lb_rng_below(&r, 4);
+        ds->labels[i] = k;
+        for (int y = 0; y < 8; y++)
+            for (int x = 0; x < 8; x++) {
+                const bool on = (y / 4) * 2 + (x / 4) == k;
+                ds->images[i * 64 + y * 8 + x] = (uint8_t)(lb_rng_below(&r, 100) + (on ? 150 : 0));
+            }
+    }
+}
+
+static const char *toy_spec = "model toy\ninput 1 8 8\nconv name=c1 out=4 k=3 pad=1\nbn name=bn1\n"
+                              "relu\nmaxpool k=2\nflatten\ndropout p=0.1\nlinear name=fc out=4\n";
+
+static char *tmpdir(void)
+{
+    static char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/lb_train_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    return dir;
+}
+
+static lb_model *toy_model(uint64_t seed)
+{
+    lb_model *m;
+    lb_error err = { 0 };
+    ck_assert_msg(lb_model_build(toy_spec, "toy", &m, &err) == LB_OK, "%s", err.msg);
+    lb_model_init_weights(m, seed);
+    return m;
+}
+
+static lb_train_cfg toy_cfg(const char *out)
+{
+    lb_train_cfg c = lb_train_cfg_default();
+    c.epochs = 3, c.batch = 16, c.eval_batch = 50, c.out_dir = out, c.dataset = "toy";
+    c.sched.lr_max = 0.05f;
+    return c;
+}
+
+START_TEST(test_train_learns_and_checkpoints)
+{
+    lb_dataset tr, te;
+    toy_dataset(&tr, 400, 1);
+    toy_dataset(&te, 200, 2);
+    lb_model *m = toy_model(5);
+    const char *dir = tmpdir();
+    lb_train_cfg cfg = toy_cfg(dir);
+    lb_train_result res;
+    lb_error err = { 0 };
+    ck_assert_msg(lb_train(m, &tr, &te, &cfg, &res, &err) == LB_OK, "%s", err.msg);
+    ck_assert_int_eq(res.epochs, 3);
+    ck_assert_int_eq(res.steps, 3 * (400 / 16));
+    ck_assert_msg(res.test_acc > 0.95, "toy test acc %g", res.test_acc);
+    ck_assert(res.train_images_per_s > 0 && res.peak_rss_mb > 0);
+    /* evaluation of the saved checkpoint reproduces the run's final accuracy */
+    char path[128];
+    snprintf(path, sizeof path, "%s/last.ckpt", dir);
+    lb_model *back;
+    lb_ckpt_meta meta;
+    ck_assert_msg(lb_checkpoint_load(path, &back, &meta, &err) == LB_OK, "%s", err.msg);
+    ck_assert_int_eq(meta.epoch, 3);
+    ck_assert_int_eq(meta.step, res.steps);
+    ck_assert_str_eq(meta.dataset, "toy");
+    ck_assert_double_eq_tol(meta.test_acc, res.test_acc, 1e-12);
+    ck_assert_ptr_nonnull(back->params->m); /* moments saved for resuming */
+    ck_assert_int_eq(memcmp(back->params->values, m->params->values,
+                            (size_t)m->params->total * sizeof(float)), 0);
+    double acc, loss;
+    ck_assert_int_eq(lb_evaluate(back, &te, 64, &acc, &loss, &err), LB_OK);
+    ck_assert_double_eq_tol(acc, res.test_acc, 1e-12);
+    /* metrics: one JSON line per epoch */
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    int lines = 0;
+    char line[1024];
+    while (fgets(line, sizeof line, f)) lines += strstr(line, "\"test_acc\"") != NULL;
+    fclose(f);
+    ck_assert_int_eq(lines, 3);
+    lb_model_free(back);
+    lb_model_free(m);
+    lb_dataset_free(&tr);
+    lb_dataset_free(&te);
+}
+END_TEST
+
+/* Same seed (and thread count) -> bit-identical weights. */
+START_TEST(test_train_deterministic)
+{
+    lb_dataset tr;
+    toy_dataset(&tr, 200, 1);
+    float *w[2];
+    for (int k = 0; k < 2; k++) {
+        lb_model *m = toy_model(9);
+        lb_train_cfg cfg = toy_cfg(NULL);
+        cfg.epochs = 2;
+        lb_train_result res;
+        lb_error err = { 0 };
+        ck_assert_int_eq(lb_train(m, &tr, NULL, &cfg, &res, &err), LB_OK);
+        w[k] = malloc((size_t)m->params->total * sizeof(float));
+        memcpy(w[k], m->params->values, (size_t)m->params->total * sizeof(float));
+        if (k == 1) ck_assert_int_eq(memcmp(w[0], w[1], (size_t)m->params->total * sizeof(float)), 0);
+        lb_model_free(m);
+    }
+    free(w[0]);
+    free(w[1]);
+    lb_dataset_free(&tr);
+}
+END_TEST
+
+START_TEST(test_train_diverges_cleanly)
+{
+    lb_dataset tr;
+    toy_dataset(&tr, 200, 1);
+    lb_model *m = toy_model(9);
+    lb_train_cfg cfg = toy_cfg(NULL);
+    cfg.sched.lr_max = 1e30f;
+    lb_train_result res;
+    lb_error err = { 0 };
+    ck_assert_int_eq(lb_train(m, &tr, NULL, &cfg, &res, &err), LB_ERR_NUMERIC);
+    ck_assert_ptr_nonnull(strstr(err.msg, "loss is"));
+    lb_model_free(m);
+    lb_dataset_free(&tr);
+}
+END_TEST
+
+START_TEST(test_train_geometry_mismatch)
+{
+    lb_dataset tr;
+    toy_dataset(&tr, 20, 1);
+    tr.h = tr.w = 4; /* model expects 8x8 */
+    lb_model *m = toy_model(1);
+    lb_train_cfg cfg = toy_cfg(NULL);
+    lb_train_result res;
+    lb_error err = { 0 };
+    ck_assert_int_eq(lb_train(m, &tr, NULL, &cfg, &res, &err), LB_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "expects 1x8x8"));
+    tr.h = tr.w = 8;
+    lb_model_free(m);
+    lb_dataset_free(&tr);
+}
+END_TEST
+
+/* ---- checkpoint damage ---------------------------------------------------------------------- */
+
+static size_t save_toy(const char *path)
+{
+    lb_model *m = toy_model(2);
+    lb_ckpt_meta meta = { .epoch = 1, .test_acc = 0.5 };
+    lb_error err = { 0 };
+    ck_assert_msg(lb_checkpoint_save(path, m, &meta, false, &err) == LB_OK, "%s", err.msg);
+    lb_model_free(m);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    return (size_t)st.st_size;
+}
+
+static lb_status load_status(const char *path, lb_error *err)
+{
+    lb_model *m = (lb_model *)1;
+    lb_status st = lb_checkpoint_load(path, &m, NULL, err);
+    if (st) ck_assert_ptr_null(m);
+    lb_model_free(st ? NULL : m);
+    return st;
+}
+
+START_TEST(test_checkpoint_damage)
+{
+    const char *dir = tmpdir();
+    char path[128];
+    snprintf(path, sizeof path, "%s/a.ckpt", dir);
+    const size_t size = save_toy(path);
+    lb_error err = { 0 };
+    ck_assert_int_eq(load_status(path, &err), LB_OK);
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf = malloc(size);
+    ck_assert_uint_eq(fread(buf, 1, size, f), size);
+    fclose(f);
+    /* 1. a flipped bit anywhere -> CRC mismatch */
+    for (size_t off = 4; off < size; off += size / 7) {
+        buf[off] ^= 0x10;
+        f = fopen(path, "wb");
+        fwrite(buf, 1, size, f);
+        fclose(f);
+        buf[off] ^= 0x10;
+        ck_assert_int_eq(load_status(path, &err), LB_ERR_FORMAT);
+        ck_assert_ptr_nonnull(strstr(err.msg, path));
+    }
+    /* 2. truncated */
+    f = fopen(path, "wb");
+    fwrite(buf, 1, size / 2, f);
+    fclose(f);
+    ck_assert_int_eq(load_status(path, &err), LB_ERR_FORMAT);
+    /* 3. bad magic */
+    buf[0] = 'X';
+    f = fopen(path, "wb");
+    fwrite(buf, 1, size, f);
+    fclose(f);
+    ck_assert_int_eq(load_status(path, &err), LB_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "magic"));
+    /* 4. empty and missing */
+    f = fopen(path, "wb");
+    fclose(f);
+    ck_assert_int_eq(load_status(path, &err), LB_ERR_FORMAT);
+    unlink(path);
+    ck_assert_int_eq(load_status(path, &err), LB_ERR_IO);
+    free(buf);
+}
+END_TEST
+
+/* A failed save (unwritable place) reports LB_ERR_IO and leaves the old checkpoint intact. */
+START_TEST(test_checkpoint_failed_save_keeps_old)
+{
+    const char *dir = tmpdir();
+    char path[128], blocker[160];
+    snprintf(path, sizeof path, "%s/b.ckpt", dir);
+    save_toy(path);
+    /* make "<path>.tmp" a directory so the temporary file cannot be created */
+    snprintf(blocker, sizeof blocker, "%s.tmp", path);
+    ck_assert_int_eq(mkdir(blocker, 0700), 0);
+    lb_model *m = toy_model(77);
+    lb_ckpt_meta meta = { 0 };
+    lb_error err = { 0 };
+    ck_assert_int_eq(lb_checkpoint_save(path, m, &meta, false, &err), LB_ERR_IO);
+    lb_model_free(m);
+    rmdir(blocker);
+    lb_model *old;
+    ck_assert_int_eq(lb_checkpoint_load(path, &old, &meta, &err), LB_OK);
+    ck_assert_int_eq(meta.epoch, 1);
+    lb_model_free(old);
+    /* a full disk, simulated by a file-size limit in a child process: the write fails with
+     * EFBIG, the temporary file is removed and path keeps the old model */
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit lim = { 512, 512 };
+        lb_model *m2 = toy_model(78);
+        if (setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(10);
+        lb_status st = lb_checkpoint_save(path, m2, &meta, false, &err);
+        _exit(st == LB_ERR_IO && strstr(err.msg, "previous checkpoint kept") ? 0 : 11);
+    }
+    int wstatus = 0;
+    ck_assert_int_eq(waitpid(pid, &wstatus, 0), pid);
+    ck_assert(WIFEXITED(wstatus));
+    ck_assert_int_eq(WEXITSTATUS(wstatus), 0);
+    ck_assert_int_eq(access(blocker, F_OK), -1);
+    ck_assert_int_eq(lb_checkpoint_load(path, &old, &meta, &err), LB_OK);
+    ck_assert_int_eq(meta.epoch, 1);
+    lb_model_free(old);
+}
+END_TEST
+
+Suite *train_loop_suite(void)
+{
+    Suite *s = suite_create("train_loop");
+    TCase *tc = tcase_create("loop");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_train_learns_and_checkpoints);
+    tcase_add_test(tc, test_train_deterministic);
+    tcase_add_test(tc, test_train_diverges_cleanly);
+    tcase_add_test(tc, test_train_geometry_mismatch);
+    tcase_add_test(tc, test_checkpoint_damage);
+    tcase_add_test(tc, test_checkpoint_failed_save_keeps_old);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    Suite *suites[] = { train_optim_suite(), train_loop_suite() };
+    return lb_run_suites(suites, 2);
+}

@@ -1,0 +1,268 @@
+/* loop.c: training and evaluation over lb_model. One lb_graph is reused for every step;
+ * inputs are written straight into a leaf in its arena, so the steady-state step allocates
+ * nothing. */
+#include "train/loop.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "train/checkpoint.h"
+
+double lb_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double lb_peak_rss_mb(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0.0;
+    return (double)ru.ru_maxrss / 1024.0; /* Linux reports KiB */
+}
+
+lb_train_cfg lb_train_cfg_default(void)
+{
+    return (lb_train_cfg){
+        .epochs = 5,
+        .batch = 64,
+        .eval_batch = 500,
+        .optim = { .kind = LB_OPTIM_SGD, .momentum = 0.9f, .nesterov = true, .weight_decay = 5e-4f },
+        .sched = { .kind = LB_SCHED_COSINE, .lr_max = 0.05f, .lr_min = 0.0f },
+        .warmup_epochs = 0.0f,
+        .seed = 42,
+        .dataset = "",
+    };
+}
+
+/* Counts argmax(logits[b]) == y[b]. logits (B, C). */
+static int64_t count_correct(const lb_tensor *logits, const int32_t *y)
+{
+    const int64_t B = logits->shape[0], C = logits->shape[1];
+    int64_t ok = 0;
+    for (int64_t b = 0; b < B; b++) {
+        const float *z = logits->data + b * C;
+        int64_t best = 0;
+        for (int64_t c = 1; c < C; c++)
+            if (z[c] > z[best]) best = c;
+        ok += best == y[b];
+    }
+    return ok;
+}
+
+static lb_status check_geometry(const lb_model *m, const lb_dataset *ds, lb_error *err)
+{
+    if (ds->c != m->in_c || ds->h != m->in_h || ds->w != m->in_w)
+        return lb_errorf(err, LB_ERR_SHAPE, "%s: images are %dx%dx%d, model %s expects %dx%dx%d",
+                         ds->source, ds->c, ds->h, ds->w, m->name, m->in_c, m->in_h, m->in_w);
+    if (ds->n_classes > m->n_classes)
+        return lb_errorf(err, LB_ERR_SHAPE, "%s: %d classes, model %s outputs %d", ds->source,
+                         ds->n_classes, m->name, m->n_classes);
+    return LB_OK;
+}
+
+/* Runs eval over ds with an existing graph (reused arena). */
+static lb_status evaluate_with(lb_model *m, lb_graph *g, const lb_dataset *ds, int64_t batch,
+                               int32_t *ybuf, double *acc, double *loss, lb_error *err)
+{
+    lb_batcher b;
+    lb_status st = lb_batcher_init(&b, ds, batch, false, 0, err);
+    if (st) return st;
+    lb_graph_set_training(g, false);
+    lb_graph_set_grad_enabled(g, false);
+    int64_t correct = 0, seen = 0;
+    double loss_sum = 0.0;
+    lb_batcher_start_epoch(&b);
+    for (;;) {
+        lb_graph_reset(g);
+        lb_tensor *x = lb_leaf(g, (int64_t[]){ batch, ds->c, ds->h, ds->w }, 4, false);
+        if (!x) break;
+        const int64_t n = lb_batcher_next(&b, x->data, ybuf);
+        if (n == 0) break;
+        x->shape[0] = n; /* last batch may be partial; the leaf is simply used shorter */
+        lb_tensor *logits = lb_model_forward(m, g, x, NULL);
+        lb_tensor *l = lb_softmax_ce(g, logits, ybuf);
+        if (!l) break;
+        correct += count_correct(logits, ybuf);
+        loss_sum += (double)l->data[0] * (double)n;
+        seen += n;
+    }
+    lb_graph_set_training(g, true);
+    lb_graph_set_grad_enabled(g, true);
+    lb_batcher_free(&b);
+    if ((st = lb_graph_status(g, err))) return st;
+    *acc = seen ? (double)correct / (double)seen : 0.0;
+    *loss = seen ? loss_sum / (double)seen : 0.0;
+    return LB_OK;
+}
+
+lb_status lb_evaluate(lb_model *m, const lb_dataset *ds, int64_t batch, double *acc, double *loss,
+                      lb_error *err)
+{
+    lb_status st = check_geometry(m, ds, err);
+    if (st) return st;
+    lb_graph *g = lb_graph_new(0);
+    int32_t *y = malloc((size_t)batch * sizeof *y);
+    if (!g || !y) st = lb_errorf(err, LB_ERR_NOMEM, "out of memory for evaluation");
+    else st = evaluate_with(m, g, ds, batch, y, acc, loss, err);
+    free(y);
+    lb_graph_free(g);
+    return st;
+}
+
+static void progress(const lb_train_cfg *cfg, int epoch, int64_t step, int64_t n_steps,
+                     double loss, double acc, double ips)
+{
+    if (!cfg->log || !cfg->log_tty) return;
+    const int width = 30;
+    int fill = n_steps ? (int)(width * step / n_steps) : width;
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+    bar[width] = 0;
+    fprintf(cfg->log, "\r\033[Kepoch %d/%d [%s] %lld/%lld loss %.4f acc %.2f%% %.0f img/s",
+            epoch, cfg->epochs, bar, (long long)step, (long long)n_steps, loss, 100.0 * acc, ips);
+    fflush(cfg->log);
+}
+
+static lb_status append_metrics(const char *dir, const char *line, lb_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "a");
+    if (!f) return lb_errorf(err, LB_ERR_IO, "%s: %s", path, strerror(errno));
+    int bad = fputs(line, f) < 0;
+    bad |= fclose(f) != 0;
+    return bad ? lb_errorf(err, LB_ERR_IO, "%s: write failed", path) : LB_OK;
+}
+
+static lb_status make_dir(const char *dir, lb_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(path, 0777) != 0 && errno != EEXIST)
+            return lb_errorf(err, LB_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(path, 0777) != 0 && errno != EEXIST)
+        return lb_errorf(err, LB_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    return LB_OK;
+}
+
+lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
+                   const lb_train_cfg *cfg, lb_train_result *res, lb_error *err)
+{
+    *res = (lb_train_result){ 0 };
+    lb_status st;
+    if ((st = check_geometry(m, train, err)) || (test && (st = check_geometry(m, test, err))))
+        return st;
+    if (cfg->epochs < 1 || cfg->batch < 1 || cfg->eval_batch < 1)
+        return lb_errorf(err, LB_ERR_ARG, "epochs, batch and eval batch must be >= 1");
+    if (cfg->out_dir && (st = make_dir(cfg->out_dir, err))) return st;
+    const double t0 = lb_now();
+    lb_batcher b = { 0 };
+    lb_optim opt;
+    lb_graph *g = lb_graph_new(0);
+    const int64_t eb = cfg->eval_batch > cfg->batch ? cfg->eval_batch : cfg->batch;
+    int32_t *y = malloc((size_t)eb * sizeof *y);
+    if (!g || !y) {
+        st = lb_errorf(err, LB_ERR_NOMEM, "out of memory starting training");
+        goto done;
+    }
+    if ((st = lb_optim_init(&opt, cfg->optim, m->params, err))) goto done;
+    if ((st = lb_batcher_init(&b, train, cfg->batch, true, cfg->seed, err))) goto done;
+    b.drop_last = true;
+    lb_rng rng = lb_rng_make(cfg->seed ^ 0xD1B54A32D192ED03ull); /* dropout */
+    int64_t per_epoch = lb_batcher_count(&b);
+    if (cfg->max_steps > 0 && cfg->max_steps < per_epoch) per_epoch = cfg->max_steps;
+    lb_schedule sched = cfg->sched;
+    sched.total = per_epoch * cfg->epochs;
+    if (sched.warmup == 0 && cfg->warmup_epochs > 0)
+        sched.warmup = (int64_t)(cfg->warmup_epochs * (float)per_epoch);
+    if ((st = lb_schedule_validate(&sched, err))) goto done;
+    int64_t step = 0;
+    for (int epoch = 1; epoch <= cfg->epochs; epoch++) {
+        lb_batcher_start_epoch(&b);
+        double loss_sum = 0.0, t_ep = lb_now(), t_train = 0.0;
+        int64_t correct = 0, seen = 0;
+        for (int64_t i = 0; i < per_epoch; i++) {
+            const double ts = lb_now();
+            lb_graph_reset(g);
+            lb_tensor *x = lb_leaf(g, (int64_t[]){ cfg->batch, train->c, train->h, train->w }, 4, false);
+            if (!x) break;
+            const int64_t n = lb_batcher_next(&b, x->data, y);
+            if (n == 0) break;
+            lb_tensor *logits = lb_model_forward(m, g, x, &rng);
+            lb_tensor *loss = lb_softmax_ce(g, logits, y);
+            if (!loss) break;
+            if (!isfinite(loss->data[0])) {
+                st = lb_errorf(err, LB_ERR_NUMERIC,
+                               "loss is %g at epoch %d step %lld; stopped (the last checkpoint, "
+                               "if any, is kept; hint: lower the learning rate)",
+                               (double)loss->data[0], epoch, (long long)i);
+                goto done;
+            }
+            lb_params_zero_grad(m->params);
+            if ((st = lb_backward(g, loss, err))) goto done;
+            lb_optim_step(&opt, m->params, lb_schedule_lr(&sched, step));
+            step++;
+            loss_sum += (double)loss->data[0] * (double)n;
+            correct += count_correct(logits, y);
+            seen += n;
+            t_train += lb_now() - ts;
+            if ((i & 15) == 0 || i + 1 == per_epoch)
+                progress(cfg, epoch, i + 1, per_epoch, loss_sum / (double)seen,
+                         (double)correct / (double)seen, (double)seen / t_train);
+        }
+        if ((st = lb_graph_status(g, err))) goto done;
+        res->train_loss = seen ? loss_sum / (double)seen : 0.0;
+        res->train_acc = seen ? (double)correct / (double)seen : 0.0;
+        res->train_seconds += t_train;
+        res->steps = step;
+        res->epochs = epoch;
+        res->train_images_per_s = res->train_seconds > 0 ? (double)(step * cfg->batch) / res->train_seconds : 0;
+        res->test_acc = res->test_loss = -1.0;
+        if (test && (st = evaluate_with(m, g, test, cfg->eval_batch, y, &res->test_acc,
+                                        &res->test_loss, err)))
+            goto done;
+        const double ep_s = lb_now() - t_ep;
+        if (cfg->log) {
+            if (cfg->log_tty) fprintf(cfg->log, "\r\033[K");
+            fprintf(cfg->log,
+                    "epoch %d/%d  loss %.4f  train acc %.2f%%  test loss %.4f  test acc %.2f%%  "
+                    "%.0f img/s  %.1f s\n",
+                    epoch, cfg->epochs, res->train_loss, 100.0 * res->train_acc, res->test_loss,
+                    100.0 * res->test_acc, (double)seen / (t_train > 0 ? t_train : 1), ep_s);
+            fflush(cfg->log);
+        }
+        if (cfg->out_dir) {
+            char line[512], path[4096];
+            snprintf(line, sizeof line,
+                     "{\"epoch\":%d,\"step\":%lld,\"lr\":%.6g,\"train_loss\":%.6f,\"train_acc\":%.6f,"
+                     "\"test_loss\":%.6f,\"test_acc\":%.6f,\"images_per_s\":%.1f,\"seconds\":%.3f}\n",
+                     epoch, (long long)step, (double)lb_schedule_lr(&sched, step > 0 ? step - 1 : 0),
+                     res->train_loss, res->train_acc, res->test_loss, res->test_acc,
+                     (double)seen / (t_train > 0 ? t_train : 1), ep_s);
+            if ((st = append_metrics(cfg->out_dir, line, err))) goto done;
+            lb_ckpt_meta meta = { .epoch = epoch, .step = step, .optim_t = opt.t, .seed = cfg->seed,
+                                  .test_acc = res->test_acc, .train_loss = res->train_loss };
+            snprintf(meta.dataset, sizeof meta.dataset, "%s", cfg->dataset ? cfg->dataset : "");
+            snprintf(path, sizeof path, "%s/last.ckpt", cfg->out_dir);
+            if ((st = lb_checkpoint_save(path, m, &meta, true, err))) goto done;
+        }
+    }
+done:
+    res->seconds = lb_now() - t0;
+    res->peak_rss_mb = lb_peak_rss_mb();
+    lb_batcher_free(&b);
+    free(y);
+    lb_graph_free(g);
+    return st;
+}

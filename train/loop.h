@@ -1,0 +1,70 @@
+/* loop.h: the training loop and evaluation.
+ *
+ * lb_train runs epochs of shuffled mini-batches (forward, softmax cross-entropy, backward,
+ * optimizer step), evaluates on the test set after each epoch, appends one JSON line per
+ * epoch to <out_dir>/metrics.jsonl and saves <out_dir>/last.ckpt atomically. The graph arena
+ * is sized by the first step and reused, so later steps do no malloc. Progress goes to
+ * cfg->log (a bar redrawn in place when log_tty, one line per epoch otherwise); NULL is
+ * silent.
+ *
+ *     lb_train_cfg cfg = lb_train_cfg_default();
+ *     cfg.epochs = 5; cfg.out_dir = "runs/lenet5"; cfg.log = stdout;
+ *     lb_train_result res;
+ *     if (lb_train(model, &train, &test, &cfg, &res, &err) != LB_OK) ...
+ */
+#ifndef LB_LOOP_H
+#define LB_LOOP_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "datasets/dataset.h"
+#include "layers/model.h"
+#include "train/optim.h"
+#include "train/schedule.h"
+
+typedef struct lb_train_cfg {
+    int          epochs;
+    int64_t      batch;
+    int64_t      eval_batch;
+    lb_optim_cfg optim;
+    lb_schedule  sched;       /* total is filled in from epochs x batches            */
+    float        warmup_epochs; /* warm-up length in epochs (sched.warmup overrides) */
+    uint64_t     seed;        /* shuffling and dropout                              */
+    const char  *out_dir;     /* NULL: no files written                             */
+    const char  *dataset;     /* name recorded in checkpoints                       */
+    FILE        *log;         /* progress output or NULL                            */
+    bool         log_tty;     /* redraw a progress bar with \r                      */
+    int64_t      max_steps;   /* > 0: stop each epoch after this many steps (tests)  */
+} lb_train_cfg;
+
+typedef struct lb_train_result {
+    int     epochs;
+    int64_t steps;
+    double  train_loss;         /* mean over the last epoch                          */
+    double  train_acc;
+    double  test_loss, test_acc;/* after the last epoch                             */
+    double  seconds;            /* wall time of the whole run, evaluation included   */
+    double  train_seconds;      /* time in training steps only                       */
+    double  train_images_per_s; /* training images / train_seconds                   */
+    double  peak_rss_mb;
+} lb_train_result;
+
+lb_train_cfg lb_train_cfg_default(void);
+
+/* Trains m in place. Returns LB_ERR_NUMERIC (and keeps the last checkpoint) when the loss
+ * becomes NaN or Inf; LB_ERR_IO when the run folder cannot be written. */
+lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
+                   const lb_train_cfg *cfg, lb_train_result *res, lb_error *err);
+
+/* Accuracy (0..1) and mean loss of m on all of ds, in eval mode (running BN statistics, no
+ * dropout, no gradients). */
+lb_status lb_evaluate(lb_model *m, const lb_dataset *ds, int64_t batch, double *acc, double *loss,
+                      lb_error *err);
+
+/* Peak resident set size of this process in MiB. */
+double lb_peak_rss_mb(void);
+/* Monotonic wall clock in seconds. */
+double lb_now(void);
+
+#endif
