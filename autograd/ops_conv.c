@@ -38,8 +38,8 @@ static void valid_range(int64_t n_in, int64_t n_out, int stride, int pad, int64_
 
 /* col[(c*kh + i)*kw + j][oh*Wo + ow] = x[c][oh*stride - pad + i][ow*stride - pad + j], or 0
  * where that falls in the padding. */
-static void im2col(const conv_saved *p, const float *x /* (C, H, W) */,
-                   float *col /* (K, S) */)
+static void im2col(const conv_saved *p, const float *restrict x /* (C, H, W) */,
+                   float *restrict col /* (K, S) */)
 {
     const int64_t H = p->H, W = p->W, Ho = p->Ho, Wo = p->Wo, S = Ho * Wo;
     const int stride = p->stride, pad = p->pad;
@@ -73,8 +73,8 @@ static void im2col(const conv_saved *p, const float *x /* (C, H, W) */,
 
 /* The adjoint of im2col: dx[c][ih][iw] += every dcol entry that was read from (c, ih, iw).
  * Padding entries are dropped. */
-static void col2im_add(const conv_saved *p, const float *dcol /* (K, S) */,
-                       float *dx /* (C, H, W) */)
+static void col2im_add(const conv_saved *p, const float *restrict dcol /* (K, S) */,
+                       float *restrict dx /* (C, H, W) */)
 {
     const int64_t H = p->H, W = p->W, Ho = p->Ho, Wo = p->Wo, S = Ho * Wo;
     const int stride = p->stride, pad = p->pad;
@@ -91,7 +91,11 @@ static void col2im_add(const conv_saved *p, const float *dcol /* (K, S) */,
                 for (int64_t oh = oh0; oh < oh1; oh++) {
                     const float *r = row + oh * Wo + ow0;
                     float *xr = dx + (c * H + oh * stride - pad + i) * W + iw0;
-                    for (int64_t t = 0; t < n; t++) xr[t * stride] += r[t];
+                    if (stride == 1) { /* contiguous: lets the compiler vectorize */
+                        for (int64_t t = 0; t < n; t++) xr[t] += r[t];
+                    } else {
+                        for (int64_t t = 0; t < n; t++) xr[t * stride] += r[t];
+                    }
                 }
             }
         }

@@ -161,6 +161,19 @@ START_TEST(test_maxpool_forward)
     backward_weighted(g, y, ones);
     const float counts[4] = { 4, 2, 2, 1 };
     expect_near("maxpool padded dx", x->grad, counts, 4, 0.0);
+
+    /* ties: the first maximum in the window wins (as PyTorch); a NaN propagates */
+    lb_graph_reset(g);
+    const float tie[8] = { 2, 2, 2, 2, 1, NAN, 3, 0 };
+    x = leaf(g, tie, (int64_t[]){ 1, 2, 2, 2 }, 4, true);
+    y = lb_maxpool2d(g, x, 2, 2, 0);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_float_eq(y->data[0], 2.0f);
+    ck_assert_float_nan(y->data[1]);
+    const float r_tie[2] = { 1, 0 };
+    backward_weighted(g, y, r_tie);
+    const float dx_tie[4] = { 1, 0, 0, 0 };
+    expect_near("maxpool tie dx", x->grad, dx_tie, 4, 0.0);
     lb_graph_free(g);
 }
 END_TEST
@@ -245,15 +258,15 @@ START_TEST(test_batchnorm_forward)
      * running statistics stay as they are */
     lb_graph_reset(g);
     lb_graph_set_training(g, false);
-    const float xs[4] = { 1, 10, 3, 20 }, rms[2] = { 1, 2 }, rvs[2] = { 4, 0.25f };
+    const float xs[4] = { 1, 10, 3, 20 }, rms[2] = { 1, 2 }, rvs[2] = { 3.75f, 0.75f };
     lb_tensor *x = leaf(g, xs, (int64_t[]){ 2, 2 }, 2, false);
     lb_tensor *gamma = leaf(g, gs, (int64_t[]){ 2 }, 1, false);
     lb_tensor *beta = leaf(g, bs, (int64_t[]){ 2 }, 1, false);
     lb_tensor *rm = leaf(g, rms, (int64_t[]){ 2 }, 1, false);
     lb_tensor *rv = leaf(g, rvs, (int64_t[]){ 2 }, 1, false);
-    lb_tensor *y = lb_batchnorm(g, x, gamma, beta, rm, rv, 0.1f, 1e-5f);
+    lb_tensor *y = lb_batchnorm(g, x, gamma, beta, rm, rv, 0.1f, 0.25f); /* std 2 and 1 */
     ck_assert_ptr_nonnull(y);
-    const float want[4] = { 1, 7, 3, 17 };
+    const float want[4] = { 1, 3, 3, 8 };
     expect_near("bn eval", y->data, want, 4, 1e-4);
     expect_near("bn eval running_mean", rm->data, rms, 2, 0.0);
     expect_near("bn eval running_var", rv->data, rvs, 2, 0.0);
@@ -292,11 +305,17 @@ static lb_tensor *conv_nb_s1p0(lb_graph *g, lb_tensor **in)
     return lb_conv2d(g, in[0], in[1], NULL, 1, 0);
 }
 
-/* Diamond: x and w feed two convolutions; their gradients must add up. */
+/* Diamond: x, w and b feed two convolutions; their gradients must add up. */
 static lb_tensor *conv_diamond(lb_graph *g, lb_tensor **in)
 {
     return lb_add(g, lb_conv2d(g, in[0], in[1], in[2], 1, 1),
-                  lb_conv2d(g, in[0], in[1], NULL, 1, 1));
+                  lb_conv2d(g, in[0], in[1], in[2], 1, 1));
+}
+
+/* Diamond on the 1x1 direct path: y = conv1x1(x) + x (needs O == C). */
+static lb_tensor *conv_1x1_residual(lb_graph *g, lb_tensor **in)
+{
+    return lb_add(g, lb_conv2d(g, in[0], in[1], in[2], 1, 0), in[0]);
 }
 
 static lb_tensor *maxpool_k2s2(lb_graph *g, lb_tensor **in)
@@ -398,6 +417,8 @@ static const gradcheck_case grad_rows[] = {
       conv_s2p1, 1e-2, 1e-2, GC_NORMAL, (1u << 1) | (1u << 2) },
     { "conv2d diamond", 3, { { 2, 2, 4, 4 }, { 3, 2, 3, 3 }, { 3 } }, { 4, 4, 1 },
       conv_diamond, 1e-2, 1e-2, GC_NORMAL, 0 },
+    { "conv2d 1x1 residual diamond", 3, { { 2, 3, 3, 3 }, { 3, 3, 1, 1 }, { 3 } },
+      { 4, 4, 1 }, conv_1x1_residual, 1e-2, 1e-2, GC_NORMAL, 0 },
     { "maxpool2d k2 s2", 1, { { 2, 2, 4, 4 } }, { 4 }, maxpool_k2s2, 1e-3, 1e-2, GC_NORMAL, 0 },
     { "maxpool2d k3 s1 p1", 1, { { 1, 2, 5, 5 } }, { 4 }, maxpool_k3s1p1, 1e-3, 1e-2,
       GC_NORMAL, 0 },
