@@ -64,6 +64,30 @@ static void maxpool2d_forward(lb_tensor *y)
     const pool_saved *p = y->saved;
     const int64_t H = x->shape[2], W = x->shape[3], Ho = y->shape[2], Wo = y->shape[3];
     const int64_t n_planes = x->shape[0] * x->shape[1];
+    if (p->k == 2 && p->stride == 2 && p->pad == 0) { /* the common case, without window() */
+        for (int64_t pl = 0; pl < n_planes; pl++) {
+            const float *xp = x->data + pl * H * W;
+            float *yp = y->data + pl * Ho * Wo;
+            int32_t *ap = p->argmax + pl * Ho * Wo;
+            for (int64_t oh = 0; oh < Ho; oh++)
+                for (int64_t ow = 0; ow < Wo; ow++) {
+                    const int64_t i0 = 2 * oh * W + 2 * ow;
+                    const int64_t cand[4] = { i0, i0 + 1, i0 + W, i0 + W + 1 };
+                    int64_t best_i = i0;
+                    float best = xp[i0];
+                    for (int t = 1; t < 4; t++) {
+                        const float v = xp[cand[t]];
+                        if (v > best || isnan(v)) { /* same rule as the general path */
+                            best = v;
+                            best_i = cand[t];
+                        }
+                    }
+                    yp[oh * Wo + ow] = best;
+                    ap[oh * Wo + ow] = (int32_t)best_i;
+                }
+        }
+        return;
+    }
     for (int64_t pl = 0; pl < n_planes; pl++) {
         const float *xp = x->data + pl * H * W;   /* (H, W)   */
         float *yp = y->data + pl * Ho * Wo;       /* (Ho, Wo) */
@@ -108,7 +132,7 @@ static const lb_op_def maxpool2d_def = { "maxpool2d", maxpool2d_forward, maxpool
 lb_tensor *lb_maxpool2d(lb_graph *g, lb_tensor *x, int k, int stride, int pad)
 {
     if (!x || !lb_graph_ok(g)) return NULL;
-    int64_t Ho, Wo;
+    int64_t Ho = 0, Wo = 0;
     pool_saved *p = pool_setup(g, "maxpool2d", x, k, stride, pad, &Ho, &Wo);
     if (!p) return NULL;
     const int64_t B = x->shape[0], C = x->shape[1];
@@ -172,7 +196,7 @@ static const lb_op_def avgpool2d_def = { "avgpool2d", avgpool2d_forward, avgpool
 lb_tensor *lb_avgpool2d(lb_graph *g, lb_tensor *x, int k, int stride, int pad)
 {
     if (!x || !lb_graph_ok(g)) return NULL;
-    int64_t Ho, Wo;
+    int64_t Ho = 0, Wo = 0;
     pool_saved *p = pool_setup(g, "avgpool2d", x, k, stride, pad, &Ho, &Wo);
     if (!p) return NULL;
     return lb_graph_record(g, &avgpool2d_def, (int64_t[]){ x->shape[0], x->shape[1], Ho, Wo },

@@ -4,7 +4,7 @@
 add_compile_options(-Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes
                     -Wmissing-prototypes -Wvla -fno-fast-math)
 if(CMAKE_BUILD_TYPE STREQUAL "RelWithDebInfo" OR CMAKE_BUILD_TYPE STREQUAL "Release")
-    add_compile_options(-O2)
+    add_compile_options(-O3)
 endif()
 if(LB_WERROR)
     add_compile_options(-Werror)
