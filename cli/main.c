@@ -157,7 +157,7 @@ static const char train_help[] =
     "  --no-nesterov       plain instead of Nesterov momentum\n"
     "  --wd F              weight decay (L2 for sgd/adam, decoupled for adamw) [5e-4]\n"
     "  --schedule NAME     constant, cosine, step or onecycle                [cosine]\n"
-    "  --warmup E          linear warm-up length in epochs (may be fractional) [0]\n"
+    "  --warmup E          linear warm-up length in epochs (may be fractional) [0.5]\n"
     "  --step-epochs E     step schedule: epochs between decays              [1]\n"
     "  --gamma F           step schedule: decay factor                       [0.1]\n"
     "  --seed N            seed of initialisation, shuffling and dropout     [42]\n"

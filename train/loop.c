@@ -34,7 +34,7 @@ lb_train_cfg lb_train_cfg_default(void)
         .eval_batch = 500,
         .optim = { .kind = LB_OPTIM_SGD, .momentum = 0.9f, .nesterov = true, .weight_decay = 5e-4f },
         .sched = { .kind = LB_SCHED_COSINE, .lr_max = 0.05f, .lr_min = 0.0f },
-        .warmup_epochs = 0.0f,
+        .warmup_epochs = 0.5f,
         .seed = 42,
         .dataset = "",
     };
