@@ -7,7 +7,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
-tools/build.sh >/dev/null
+build="${LB_BUILD_DIR:-build}"
+LB_BUILD_DIR="$build" tools/build.sh >/dev/null
 out=experiments/results/foundation.md
 seeds="${SEEDS:-42}"
 runs=$(mktemp -d)
@@ -27,7 +28,8 @@ for seed in $seeds; do
     for spec in "lenet5 mnist" "mlp mnist" "lenet5 fashion-mnist"; do
         set -- $spec
         cmd="build/lowbit train --model $1 --data $2 --epochs 5 --seed $seed --json"
-        line=$($cmd --out "$runs/$1-$2-$seed" | tail -n 1)
+        line=$("$build/lowbit" train --model "$1" --data "$2" --epochs 5 --seed "$seed" --json \
+                   --out "$runs/$1-$2-$seed" | tail -n 1)
         json_lines="$json_lines$line"$'\n'
         python3 - "$line" "$cmd" "$seed" >> "$out.tmp" <<'PY'
 import json, sys
