@@ -118,12 +118,68 @@ static lb_status load_data(const char *name, const char *dir, bool allow_fallbac
     return st;
 }
 
-static lb_status build_model(const char *name, const lb_dataset *ds, lb_model **m, lb_error *err)
+static bool is_file(const char *path)
 {
     struct stat sb;
-    if (stat(name, &sb) == 0 && S_ISREG(sb.st_mode)) return lb_model_build_file(name, m, err);
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static lb_status build_model(const char *name, const lb_dataset *ds, const lb_qconfig *qc,
+                             lb_model **m, lb_error *err)
+{
+    if (is_file(name)) return lb_model_build_file(name, qc, m, err);
     int n_classes = ds->n_classes < 10 ? 10 : ds->n_classes;
-    return lb_model_build_zoo(name, ds->c, ds->h, ds->w, n_classes, m, err);
+    return lb_model_build_zoo(name, ds->c, ds->h, ds->w, n_classes, qc, m, err);
+}
+
+/* --quant: a configuration file when such a file exists, else a short spec ("w4a4"). */
+static lb_status load_qconfig(const char *arg, lb_qconfig *qc, lb_error *err)
+{
+    if (!arg) {
+        *qc = lb_qconfig_float();
+        return LB_OK;
+    }
+    return is_file(arg) ? lb_qconfig_parse_file(arg, qc, err) : lb_qconfig_parse_spec(arg, qc, err);
+}
+
+/* One-line summary of a configuration, e.g. "w4a4 lsq/lsq channel, first=w8a8 ...". */
+static void quant_desc(const lb_qconfig *qc, char *buf, size_t cap)
+{
+    char part[96];
+    lb_qlayer_cfg_str(&qc->deflt, buf, cap);
+    if (qc->first.set) {
+        lb_qlayer_cfg c = lb_qconfig_for(qc, "", true, false);
+        lb_qlayer_cfg_str(&c, part, sizeof part);
+        snprintf(buf + strlen(buf), cap - strlen(buf), "; first %s", part);
+    }
+    if (qc->last.set) {
+        lb_qlayer_cfg c = lb_qconfig_for(qc, "", false, true);
+        lb_qlayer_cfg_str(&c, part, sizeof part);
+        snprintf(buf + strlen(buf), cap - strlen(buf), "; last %s", part);
+    }
+    if (qc->n_layers)
+        snprintf(buf + strlen(buf), cap - strlen(buf), "; %d per-layer settings", qc->n_layers);
+}
+
+/* Rebuilds the architecture of a checkpoint with configuration qc and copies its tensors
+ * (QAT fine-tuning and PTQ start from a float checkpoint this way). */
+static lb_status model_from_checkpoint(const char *path, const lb_qconfig *qc, lb_model **out,
+                                       lb_ckpt_meta *meta, lb_error *err)
+{
+    lb_model *src = NULL;
+    *out = NULL;
+    lb_status st = lb_checkpoint_load(path, &src, meta, err);
+    if (st) return st;
+    char origin[4200];
+    snprintf(origin, sizeof origin, "%s (model description)", path);
+    st = lb_model_build(src->spec, origin, qc, out, err);
+    if (!st) {
+        lb_model_copy_params(*out, src);
+        snprintf((*out)->name, sizeof (*out)->name, "%s", src->name);
+        if (src->bn_folded) lb_model_fold_bn(*out);
+    }
+    lb_model_free(src);
+    return st;
 }
 
 static void json_str(FILE *f, const char *key, const char *v, bool comma)
@@ -145,6 +201,13 @@ static const char train_help[] =
     "\n"
     "  --model NAME|FILE   zoo model (mlp, lenet5, vgg-small, resnet20) or a description\n"
     "                      file (see docs/models.md)                       [lenet5]\n"
+    "  --quant SPEC|FILE   quantization-aware training: a short spec such as w4a4,\n"
+    "                      w2a2,first=8,last=8 or w1a8, or a per-layer configuration\n"
+    "                      file (see docs/quantization.md)                  [float]\n"
+    "  --init CKPT         start from a checkpoint's weights and architecture (QAT\n"
+    "                      fine-tuning of a float model); --model is then ignored\n"
+    "  --fold-bn E         from epoch E on, fold batch-norm into the preceding conv with\n"
+    "                      frozen statistics, so the folded weights are quantized  [never]\n"
     "  --data NAME         mnist or fashion-mnist                            [mnist]\n"
     "  --data-dir DIR      look for the dataset only in DIR (default: $LOWBIT_DATA,\n"
     "                      ../shared/datasets, /usr/share/datasets)\n"
@@ -171,7 +234,8 @@ static int cmd_train(int argc, char **argv)
     opt o[] = { O("model"), O("data"), O("data-dir"), O("epochs"), O("batch"), O("optim"),
                 O("lr"), O("lr-min"), O("momentum"), F("no-nesterov"), O("wd"),
                 O("schedule"), O("warmup"), O("step-epochs"), O("gamma"), O("seed"),
-                O("threads"), O("out"), O("max-steps"), F("json") };
+                O("threads"), O("out"), O("max-steps"), F("json"), O("quant"), O("init"),
+                O("fold-bn") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
     int n_pos, rc = parse_opts("train", argc, argv, o, n, pos, 0, &n_pos);
@@ -228,6 +292,10 @@ static int cmd_train(int argc, char **argv)
         if (!to_long(s, 1, 256, &v)) return usage_error("train", "--threads %s: expected 1..256", s);
         threads = (int)v;
     }
+    if ((s = get(o, n, "fold-bn"))) {
+        if (!to_long(s, 1, 100000, &v)) return usage_error("train", "--fold-bn %s: expected an epoch >= 1", s);
+        cfg.fold_bn_epoch = (int)v;
+    }
     if ((s = get(o, n, "max-steps"))) {
         if (!to_long(s, 1, 1L << 40, &v)) return usage_error("train", "--max-steps %s: expected >= 1", s);
         cfg.max_steps = v;
@@ -239,10 +307,29 @@ static int cmd_train(int argc, char **argv)
     lb_dataset train = { 0 }, test = { 0 };
     lb_model *m = NULL;
     int code = 1;
-    if (load_data(data, get(o, n, "data-dir"), get(o, n, "data") == NULL, &train, &test, &err))
+    lb_qconfig *qc = malloc(sizeof *qc);
+    lb_ckpt_meta init_meta = { 0 };
+    const char *init = get(o, n, "init");
+    if (!qc) {
+        lb_errorf(&err, LB_ERR_NOMEM, "out of memory");
         goto fail;
-    if (build_model(model_name, &train, &m, &err)) goto fail;
-    lb_model_init_weights(m, cfg.seed);
+    }
+    if (load_qconfig(get(o, n, "quant"), qc, &err)) goto fail;
+    if (init) { /* architecture and weights from the checkpoint, dataset too unless given */
+        if (model_from_checkpoint(init, qc, &m, &init_meta, &err)) goto fail;
+        if (!get(o, n, "data") && init_meta.dataset[0]) data = init_meta.dataset;
+    }
+    if (load_data(data, get(o, n, "data-dir"), get(o, n, "data") == NULL && !init, &train, &test,
+                  &err))
+        goto fail;
+    if (!init) {
+        if (build_model(model_name, &train, qc, &m, &err)) goto fail;
+        lb_model_init_weights(m, cfg.seed);
+    }
+    char qdesc[256];
+    quant_desc(&m->qcfg, qdesc, sizeof qdesc);
+    int64_t wbytes, fbytes;
+    lb_model_weight_bytes(m, &wbytes, &fbytes);
     char out_default[256];
     snprintf(out_default, sizeof out_default, "runs/%s-%s", m->name, train.name);
     cfg.out_dir = get(o, n, "out") ? get(o, n, "out") : out_default;
@@ -255,10 +342,13 @@ static int cmd_train(int argc, char **argv)
         cfg.sched.step_size = (int64_t)(step_epochs * (float)per_epoch);
         if (cfg.sched.step_size < 1) cfg.sched.step_size = 1;
     }
-    printf("lowbit train: %s (%lld parameters) on %s (%lld train / %lld test images from %s)\n"
+    printf("lowbit train: %s (%lld parameters%s%s) on %s (%lld train / %lld test images from %s)\n"
+           "  quantization: %s (weights %.1f KiB, %.1f KiB at fp32)\n"
            "  %d epochs, batch %lld, %s lr %g %s, weight decay %g, seed %llu, %d threads\n",
-           m->name, (long long)lb_params_count(m->params), train.name, (long long)train.n,
-           (long long)test.n, train.source, cfg.epochs, (long long)cfg.batch,
+           m->name, (long long)lb_params_count(m->params), init ? ", from " : "", init ? init : "",
+           train.name, (long long)train.n,
+           (long long)test.n, train.source, qdesc, (double)wbytes / 1024.0,
+           (double)fbytes / 1024.0, cfg.epochs, (long long)cfg.batch,
            lb_optim_kind_name(cfg.optim.kind), (double)cfg.sched.lr_max,
            lb_schedule_kind_name(cfg.sched.kind), (double)cfg.optim.weight_decay,
            (unsigned long long)cfg.seed, threads);
@@ -273,6 +363,10 @@ static int cmd_train(int argc, char **argv)
         json_str(stdout, "model", m->name, true);
         json_str(stdout, "dataset", train.name, true);
         json_str(stdout, "out", cfg.out_dir, true);
+        json_str(stdout, "quant", get(o, n, "quant") ? get(o, n, "quant") : "fp32", true);
+        json_str(stdout, "quant_desc", qdesc, true);
+        printf("\"weight_bytes\":%lld,\"fp32_weight_bytes\":%lld,", (long long)wbytes,
+               (long long)fbytes);
         printf("\"test_acc\":%.6f,\"test_loss\":%.6f,\"train_loss\":%.6f,\"train_acc\":%.6f,"
                "\"epochs\":%d,\"steps\":%lld,\"batch\":%lld,\"threads\":%d,\"seconds\":%.3f,"
                "\"train_seconds\":%.3f,\"train_images_per_s\":%.1f,\"peak_rss_mb\":%.1f,"
@@ -286,6 +380,7 @@ static int cmd_train(int argc, char **argv)
 fail:
     fprintf(stderr, "lowbit train: %s\n", err.msg);
 done:
+    free(qc);
     lb_model_free(m);
     lb_dataset_free(&train);
     lb_dataset_free(&test);
@@ -332,13 +427,20 @@ static int cmd_eval(int argc, char **argv)
     const double t0 = lb_now();
     if (lb_evaluate(m, &test, batch, &acc, &loss, &err)) goto fail;
     const double secs = lb_now() - t0;
-    printf("%s: %s on %s test set: accuracy %.2f%%, loss %.4f (%lld images, %.2f s)\n", pos[0],
-           m->name, test.name, 100.0 * acc, loss, (long long)test.n, secs);
+    char qdesc[256];
+    quant_desc(&m->qcfg, qdesc, sizeof qdesc);
+    int64_t wbytes, fbytes;
+    lb_model_weight_bytes(m, &wbytes, &fbytes);
+    printf("%s: %s (%s) on %s test set: accuracy %.2f%%, loss %.4f (%lld images, %.2f s)\n",
+           pos[0], m->name, qdesc, test.name, 100.0 * acc, loss, (long long)test.n, secs);
     if (get(o, n, "json")) {
         printf("{");
         json_str(stdout, "checkpoint", pos[0], true);
         json_str(stdout, "model", m->name, true);
         json_str(stdout, "dataset", test.name, true);
+        json_str(stdout, "quant", qdesc, true);
+        printf("\"weight_bytes\":%lld,\"fp32_weight_bytes\":%lld,", (long long)wbytes,
+               (long long)fbytes);
         printf("\"test_acc\":%.6f,\"test_loss\":%.6f,\"images\":%lld,\"seconds\":%.3f,"
                "\"images_per_s\":%.1f}\n",
                acc, loss, (long long)test.n, secs, secs > 0 ? (double)test.n / secs : 0.0);
@@ -356,16 +458,18 @@ done:
 /* ---- inspect and models ----------------------------------------------------------------- */
 
 static const char inspect_help[] =
-    "usage: lowbit inspect CKPT|MODEL [--input C,H,W] [--spec]\n"
+    "usage: lowbit inspect CKPT|MODEL [options]\n"
     "Lists the layers of a checkpoint, a zoo model or a description file: name, kind, output\n"
-    "shape and parameter count, and the weight memory at FP32.\n"
-    "  --input C,H,W   input geometry for a zoo model                        [1,28,28]\n"
-    "  --classes N     output classes for a zoo model                        [10]\n"
-    "  --spec          print the model description text instead\n";
+    "shape, parameters, weight and activation bits, quantizers, and the weight memory at\n"
+    "those bits next to FP32 (parameters x bits / 8, scales included).\n"
+    "  --quant SPEC|FILE  show the model under this quantization (default: the checkpoint's)\n"
+    "  --input C,H,W      input geometry for a zoo model                      [1,28,28]\n"
+    "  --classes N        output classes for a zoo model                      [10]\n"
+    "  --spec             print the model description text instead\n";
 
 static int cmd_inspect(int argc, char **argv)
 {
-    opt o[] = { O("input"), O("classes"), F("spec") };
+    opt o[] = { O("input"), O("classes"), F("spec"), O("quant") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
     int n_pos, rc = parse_opts("inspect", argc, argv, o, n, pos, 1, &n_pos);
@@ -382,20 +486,24 @@ static int cmd_inspect(int argc, char **argv)
         return usage_error("inspect", "--input %s: expected C,H,W", s);
     if ((s = get(o, n, "classes")) && !to_long(s, 1, 100000, &classes))
         return usage_error("inspect", "--classes %s: expected 1..100000", s);
-    struct stat sb;
-    lb_status st;
+    lb_qconfig *qc = malloc(sizeof *qc);
+    lb_status st = qc ? load_qconfig(get(o, n, "quant"), qc, &err)
+                      : lb_errorf(&err, LB_ERR_NOMEM, "out of memory");
     bool is_ckpt = false;
-    if (stat(pos[0], &sb) == 0) {
+    if (!st && is_file(pos[0])) {
         FILE *f = fopen(pos[0], "rb");
         char magic[4] = { 0 };
         if (f) {
             is_ckpt = fread(magic, 1, 4, f) == 4 && !memcmp(magic, "LBCK", 4);
             fclose(f);
         }
-        st = is_ckpt ? lb_checkpoint_load(pos[0], &m, &meta, &err) : lb_model_build_file(pos[0], &m, &err);
-    } else {
-        st = lb_model_build_zoo(pos[0], c, h, w, (int)classes, &m, &err);
+        if (is_ckpt && get(o, n, "quant")) st = model_from_checkpoint(pos[0], qc, &m, &meta, &err);
+        else if (is_ckpt) st = lb_checkpoint_load(pos[0], &m, &meta, &err);
+        else st = lb_model_build_file(pos[0], qc, &m, &err);
+    } else if (!st) {
+        st = lb_model_build_zoo(pos[0], c, h, w, (int)classes, qc, &m, &err);
     }
+    free(qc);
     if (st) {
         fprintf(stderr, "lowbit inspect: %s\n", err.msg);
         return 1;
@@ -405,12 +513,15 @@ static int cmd_inspect(int argc, char **argv)
         lb_model_free(m);
         return 0;
     }
-    printf("model %s: input %dx%dx%d, %d classes", m->name, m->in_c, m->in_h, m->in_w, m->n_classes);
+    char qdesc[256];
+    quant_desc(&m->qcfg, qdesc, sizeof qdesc);
+    printf("model %s: input %dx%dx%d, %d classes; quantization: %s\n", m->name, m->in_c, m->in_h,
+           m->in_w, m->n_classes, qdesc);
     if (is_ckpt)
-        printf("; checkpoint of %s, epoch %lld, test acc %.2f%%", meta.dataset, (long long)meta.epoch,
-               100.0 * meta.test_acc);
-    printf("\n%-16s %-8s %-16s %10s %12s\n", "layer", "kind", "output", "params", "fp32 bytes");
-    int64_t total = 0;
+        printf("checkpoint of %s, epoch %lld, test accuracy %.2f%%\n", meta.dataset,
+               (long long)meta.epoch, 100.0 * meta.test_acc);
+    printf("%-14s %-8s %-12s %9s %5s %5s %-16s %10s %10s\n", "layer", "kind", "output", "params",
+           "wbits", "abits", "quantizers", "fp32 B", "quant B");
     for (int i = 0; i < m->n_nodes; i++) {
         const lb_node *nd = &m->nodes[i];
         char shp[48];
@@ -420,15 +531,174 @@ static int cmd_inspect(int argc, char **argv)
         else
             snprintf(shp, sizeof shp, "%lld", (long long)nd->shape[0]);
         const int64_t pc = lb_node_param_count(nd);
-        total += pc;
-        if (pc) printf("%-16s %-8s %-16s %10lld %12lld\n", nd->name, lb_node_kind_name(nd->kind), shp,
-                       (long long)pc, (long long)pc * 4);
-        else printf("%-16s %-8s %-16s %10s %12s\n", nd->name, lb_node_kind_name(nd->kind), shp, "", "");
+        if (!pc) {
+            printf("%-14s %-8s %-12s\n", nd->name, lb_node_kind_name(nd->kind), shp);
+            continue;
+        }
+        const bool ql = nd->kind == LB_NODE_CONV || nd->kind == LB_NODE_LINEAR;
+        char wb[8] = "32", ab[8] = "32", qs[40] = "-";
+        int64_t qb = pc * 4;
+        if (ql) {
+            const lb_tensor *wt = nd->kind == LB_NODE_CONV ? nd->u.conv.weight : nd->u.linear.weight;
+            const int64_t nw = lb_numel(wt);
+            if (nd->wq.bits) snprintf(wb, sizeof wb, "%d", nd->wq.bits);
+            if (nd->aq.bits) snprintf(ab, sizeof ab, "%d", nd->aq.bits);
+            if (nd->wq.bits || nd->aq.bits)
+                snprintf(qs, sizeof qs, "%s/%s", nd->wq.bits ? lb_qmethod_name(nd->wq.method) : "-",
+                         nd->aq.bits ? lb_qmethod_name(nd->aq.method) : "-");
+            qb = (nw * (nd->wq.bits ? nd->wq.bits : 32) + 7) / 8 + (pc - nw) * 4 +
+                 lb_quantizer_scale_bytes(&nd->wq);
+        }
+        printf("%-14s %-8s %-12s %9lld %5s %5s %-16s %10lld %10lld\n", nd->name,
+               lb_node_kind_name(nd->kind), shp, (long long)pc, wb, ql ? ab : "", qs,
+               (long long)pc * 4, (long long)qb);
     }
-    printf("total: %lld trainable parameters, %.1f KiB at FP32\n", (long long)total,
-           (double)total * 4.0 / 1024.0);
+    int64_t wbytes, fbytes;
+    lb_model_weight_bytes(m, &wbytes, &fbytes);
+    printf("total: %lld trainable parameters; weights %.1f KiB at fp32, %.1f KiB as configured "
+           "(%.1fx smaller)\n",
+           (long long)lb_params_count(m->params), (double)fbytes / 1024.0, (double)wbytes / 1024.0,
+           wbytes ? (double)fbytes / (double)wbytes : 0.0);
     lb_model_free(m);
     return 0;
+}
+
+/* ---- ptq --------------------------------------------------------------------------------- */
+
+static const char ptq_help[] =
+    "usage: lowbit ptq CKPT --quant SPEC|FILE [options]\n"
+    "Post-training quantization: rebuilds the checkpoint's model with the given quantization,\n"
+    "calibrates the ranges on training batches without training (weights: their min/max;\n"
+    "activations: the observed min/max), evaluates on the test set and writes a quantized\n"
+    "checkpoint that lowbit eval and lowbit inspect read.\n"
+    "\n"
+    "  --quant SPEC|FILE  quantization, as for lowbit train (required)\n"
+    "  --calib N          calibration batches from the training set            [20]\n"
+    "  --batch N          calibration batch size                               [64]\n"
+    "  --data NAME        dataset (default: the checkpoint's)\n"
+    "  --data-dir DIR     look for the dataset only in DIR\n"
+    "  --seed N           which training batches calibrate                     [42]\n"
+    "  --threads N        BLAS threads                                         [all cores]\n"
+    "  --out PATH         quantized checkpoint                 [CKPT dir/ptq.ckpt]\n"
+    "  --fold-bn          fold batch-norm into the preceding conv before quantizing\n"
+    "  --json             end stdout with one JSON summary line\n";
+
+static int cmd_ptq(int argc, char **argv)
+{
+    opt o[] = { O("quant"), O("calib"), O("batch"), O("data"), O("data-dir"), O("seed"),
+                O("threads"), O("out"), F("json"), F("fold-bn") };
+    const int n = (int)(sizeof o / sizeof o[0]);
+    const char *pos[1];
+    int n_pos, rc = parse_opts("ptq", argc, argv, o, n, pos, 1, &n_pos);
+    if (rc == -1) return fputs(ptq_help, stdout), 0;
+    if (rc) return rc;
+    if (n_pos != 1) return usage_error("ptq", "%s", "needs a checkpoint path");
+    if (!get(o, n, "quant")) return usage_error("ptq", "%s", "needs --quant");
+    long calib = 20, batch = 64, seed = 42, threads = default_threads();
+    const char *s;
+    if ((s = get(o, n, "calib")) && !to_long(s, 1, 1 << 20, &calib))
+        return usage_error("ptq", "--calib %s: expected >= 1", s);
+    if ((s = get(o, n, "batch")) && !to_long(s, 1, 1 << 20, &batch))
+        return usage_error("ptq", "--batch %s: expected 1..1048576", s);
+    if ((s = get(o, n, "seed")) && !to_long(s, 0, 2147483647L, &seed))
+        return usage_error("ptq", "--seed %s: expected 0..2^31-1", s);
+    if ((s = get(o, n, "threads")) && !to_long(s, 1, 256, &threads))
+        return usage_error("ptq", "--threads %s: expected 1..256", s);
+    lb_blas_set_threads((int)threads);
+    lb_error err = { 0 };
+    lb_model *m = NULL;
+    lb_ckpt_meta meta = { 0 };
+    lb_dataset train = { 0 }, test = { 0 };
+    lb_qconfig *qc = malloc(sizeof *qc);
+    lb_graph *g = lb_graph_new(0);
+    float *x = NULL;
+    int32_t *y = NULL;
+    lb_batcher b = { 0 };
+    int code = 1;
+    if (!qc || !g) {
+        lb_errorf(&err, LB_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (load_qconfig(get(o, n, "quant"), qc, &err)) goto fail;
+    if (model_from_checkpoint(pos[0], qc, &m, &meta, &err)) goto fail;
+    const char *data = get(o, n, "data") ? get(o, n, "data") : meta.dataset[0] ? meta.dataset : "mnist";
+    if (load_data(data, get(o, n, "data-dir"), false, &train, &test, &err)) goto fail;
+    double fp_acc, fp_loss, acc, loss;
+    {   /* the float model's accuracy, for comparison: quantizers bypassed by a float copy */
+        lb_model *fm = NULL;
+        if (model_from_checkpoint(pos[0], NULL, &fm, NULL, &err)) goto fail;
+        lb_status st = lb_evaluate(fm, &test, 500, &fp_acc, &fp_loss, &err);
+        lb_model_free(fm);
+        if (st) goto fail;
+    }
+    /* calibrate: eval mode (batch-norm uses running statistics), observers update */
+    const double t0 = lb_now();
+    if (lb_batcher_init(&b, &train, batch, true, (uint64_t)seed, &err)) goto fail;
+    x = malloc((size_t)(batch * train.c * train.h * train.w) * sizeof *x);
+    y = malloc((size_t)batch * sizeof *y);
+    if (!x || !y) {
+        lb_errorf(&err, LB_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (get(o, n, "fold-bn")) lb_model_fold_bn(m);
+    m->calibrating = true;
+    lb_graph_set_training(g, false);
+    lb_graph_set_grad_enabled(g, false);
+    lb_batcher_start_epoch(&b);
+    for (long i = 0; i < calib; i++) {
+        int64_t got = lb_batcher_next(&b, x, y);
+        if (got == 0) break;
+        lb_graph_reset(g);
+        lb_tensor *xt = lb_leaf_from(g, x, (int64_t[]){ got, train.c, train.h, train.w }, 4, false);
+        lb_model_forward(m, g, xt, NULL);
+        if (lb_graph_status(g, &err)) goto fail;
+    }
+    m->calibrating = false;
+    const double calib_s = lb_now() - t0;
+    if (lb_evaluate(m, &test, 500, &acc, &loss, &err)) goto fail;
+    char out[4096];
+    if (get(o, n, "out")) {
+        snprintf(out, sizeof out, "%s", get(o, n, "out"));
+    } else {
+        snprintf(out, sizeof out, "%s", pos[0]);
+        char *slash = strrchr(out, '/');
+        snprintf(slash ? slash + 1 : out, sizeof out - (size_t)(slash ? slash + 1 - out : 0), "ptq.ckpt");
+    }
+    meta.test_acc = acc;
+    if (lb_checkpoint_save(out, m, &meta, false, &err)) goto fail;
+    char qdesc[256];
+    quant_desc(&m->qcfg, qdesc, sizeof qdesc);
+    int64_t wbytes, fbytes;
+    lb_model_weight_bytes(m, &wbytes, &fbytes);
+    printf("lowbit ptq: %s, %s, calibrated on %ld batches of %ld (%.2f s)\n"
+           "test accuracy %.2f%% (float %.2f%%), weights %.1f KiB (float %.1f KiB); wrote %s\n",
+           m->name, qdesc, calib, batch, calib_s, 100.0 * acc, 100.0 * fp_acc,
+           (double)wbytes / 1024.0, (double)fbytes / 1024.0, out);
+    if (get(o, n, "json")) {
+        printf("{");
+        json_str(stdout, "checkpoint", out, true);
+        json_str(stdout, "model", m->name, true);
+        json_str(stdout, "dataset", test.name, true);
+        json_str(stdout, "quant", get(o, n, "quant"), true);
+        json_str(stdout, "quant_desc", qdesc, true);
+        printf("\"test_acc\":%.6f,\"test_loss\":%.6f,\"float_test_acc\":%.6f,\"calib_batches\":%ld,"
+               "\"weight_bytes\":%lld,\"fp32_weight_bytes\":%lld}\n",
+               acc, loss, fp_acc, calib, (long long)wbytes, (long long)fbytes);
+    }
+    code = 0;
+    goto done;
+fail:
+    fprintf(stderr, "lowbit ptq: %s\n", err.msg);
+done:
+    lb_batcher_free(&b);
+    free(x);
+    free(y);
+    free(qc);
+    lb_graph_free(g);
+    lb_model_free(m);
+    lb_dataset_free(&train);
+    lb_dataset_free(&test);
+    return code;
 }
 
 static int cmd_models(void)
@@ -437,7 +707,7 @@ static int cmd_models(void)
         lb_model *m;
         lb_error err;
         const bool rgb = !strcmp(*z, "vgg-small") || !strcmp(*z, "resnet20");
-        if (lb_model_build_zoo(*z, rgb ? 3 : 1, rgb ? 32 : 28, rgb ? 32 : 28, 10, &m, &err)) {
+        if (lb_model_build_zoo(*z, rgb ? 3 : 1, rgb ? 32 : 28, rgb ? 32 : 28, 10, NULL, &m, &err)) {
             fprintf(stderr, "lowbit models: %s\n", err.msg);
             return 1;
         }
@@ -454,7 +724,8 @@ static const char main_help[] =
     "\n"
     "commands:\n"
     "  train      train a model (no options: LeNet-5 on MNIST, 5 epochs)\n"
-    "  eval       evaluate a checkpoint on a test set\n"
+    "  eval       evaluate a checkpoint on a test set (quantized as it was trained)\n"
+    "  ptq        post-training quantization of a checkpoint\n"
     "  inspect    list the layers of a checkpoint, zoo model or description file\n"
     "  models     list the zoo\n"
     "\n"
@@ -470,6 +741,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "train")) return cmd_train(argc - 2, argv + 2);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 2, argv + 2);
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 2, argv + 2);
+    if (!strcmp(cmd, "ptq")) return cmd_ptq(argc - 2, argv + 2);
     if (!strcmp(cmd, "models")) return cmd_models();
     fprintf(stderr, "lowbit: unknown command '%s'\n%s", cmd, main_help);
     return 2;

@@ -3,6 +3,8 @@
  * that name the origin and line. It does not know about quantization yet. */
 #include "layers/model.h"
 
+#include "quant/bn_fold.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -235,6 +237,87 @@ static lb_status build_node(lb_model *m, lb_node *nd, const kvlist *kv, const pc
     }
     case LB_NODE_KIND_COUNT: break;
     }
+    /* which outputs are >= 0: activations quantized after them use an unsigned grid */
+    const bool in_nonneg = nd->in[0] >= 0 && m->nodes[nd->in[0]].nonneg;
+    switch (nd->kind) {
+    case LB_NODE_RELU: nd->nonneg = true; break;
+    case LB_NODE_MAXPOOL: case LB_NODE_AVGPOOL: case LB_NODE_GAP: case LB_NODE_FLATTEN:
+    case LB_NODE_DROPOUT: nd->nonneg = in_nonneg; break;
+    case LB_NODE_ADD: nd->nonneg = in_nonneg && nd->in[1] >= 0 && m->nodes[nd->in[1]].nonneg; break;
+    default: nd->nonneg = false; break;
+    }
+    return LB_OK;
+}
+
+/* Pairs each conv/linear with a BN that is its only consumer (BN folding candidates). */
+static void find_fold_pairs(lb_model *m)
+{
+    for (int i = 0; i < m->n_nodes; i++) m->nodes[i].fold = -1;
+    for (int i = 0; i < m->n_nodes; i++) {
+        lb_node *nd = &m->nodes[i];
+        if (nd->kind != LB_NODE_CONV && nd->kind != LB_NODE_LINEAR) continue;
+        int uses = 0, bn = -1;
+        for (int j = i + 1; j < m->n_nodes; j++)
+            for (int k = 0; k < m->nodes[j].n_in; k++)
+                if (m->nodes[j].in[k] == i) {
+                    uses++;
+                    bn = j;
+                }
+        if (uses == 1 && m->nodes[bn].kind == LB_NODE_BN && m->nodes[bn].n_in == 1) {
+            nd->fold = bn;
+            m->nodes[bn].fold = i;
+        }
+    }
+}
+
+int lb_model_fold_bn(lb_model *m)
+{
+    int pairs = 0;
+    m->bn_folded = true;
+    for (int i = 0; i < m->n_nodes; i++) {
+        lb_node *nd = &m->nodes[i];
+        if ((nd->kind != LB_NODE_CONV && nd->kind != LB_NODE_LINEAR) || nd->fold < 0) continue;
+        pairs++;
+        if (nd->wq.bits && nd->wq.range) nd->wq.range->data[2 * nd->wq.n] = 0.0f; /* re-init */
+    }
+    return pairs;
+}
+
+/* Gives every conv/linear node its weight and input quantizers from qc. */
+static lb_status setup_quant(lb_model *m, const lb_qconfig *qc, const char *origin, lb_error *err)
+{
+    int first = -1, last = -1;
+    const char **names = malloc((size_t)m->n_nodes * sizeof *names);
+    if (!names) return lb_errorf(err, LB_ERR_NOMEM, "%s: out of memory", origin);
+    for (int i = 0; i < m->n_nodes; i++) {
+        names[i] = m->nodes[i].name;
+        if (m->nodes[i].kind == LB_NODE_CONV || m->nodes[i].kind == LB_NODE_LINEAR) {
+            if (first < 0) first = i;
+            last = i;
+        }
+    }
+    lb_status st = lb_qconfig_check_names(qc, names, m->n_nodes, err);
+    free(names);
+    if (st) return st;
+    for (int i = 0; i < m->n_nodes; i++) {
+        lb_node *nd = &m->nodes[i];
+        if (nd->kind != LB_NODE_CONV && nd->kind != LB_NODE_LINEAR) continue;
+        const lb_qlayer_cfg c = lb_qconfig_for(qc, nd->name, i == first, i == last);
+        const lb_tensor *w = nd->kind == LB_NODE_CONV ? nd->u.conv.weight : nd->u.linear.weight;
+        int64_t in_shape[3];
+        int in_dims;
+        node_shape(m, nd->in[0], in_shape, &in_dims);
+        const bool in_nonneg = nd->in[0] >= 0 && m->nodes[nd->in[0]].nonneg;
+        char qname[LB_NAME_LEN + 8];
+        snprintf(qname, sizeof qname, "%s.wq", nd->name);
+        if ((st = lb_quantizer_init(&nd->wq, m->params, qname, &c, true, w->shape, w->n_dims,
+                                    false, err)))
+            return st;
+        snprintf(qname, sizeof qname, "%s.aq", nd->name);
+        if ((st = lb_quantizer_init(&nd->aq, m->params, qname, &c, false, in_shape, in_dims,
+                                    in_nonneg, err)))
+            return st;
+    }
     return LB_OK;
 }
 
@@ -330,7 +413,8 @@ static lb_status parse_line(lb_model *m, char *line, const pctx *p, int *cap, in
     return LB_OK;
 }
 
-lb_status lb_model_build(const char *spec, const char *origin, lb_model **out, lb_error *err)
+lb_status lb_model_build(const char *spec, const char *origin, const lb_qconfig *qc,
+                         lb_model **out, lb_error *err)
 {
     *out = NULL;
     lb_model *m = calloc(1, sizeof *m);
@@ -364,6 +448,9 @@ lb_status lb_model_build(const char *spec, const char *origin, lb_model **out, l
         goto fail;
     }
     m->n_classes = (int)last->shape[0];
+    find_fold_pairs(m);
+    m->qcfg = qc ? *qc : lb_qconfig_float();
+    if ((st = setup_quant(m, &m->qcfg, origin, err))) goto fail;
     if ((st = lb_params_finalize(m->params, err))) goto fail;
     free(text);
     *out = m;
@@ -374,7 +461,8 @@ fail:
     return st;
 }
 
-lb_status lb_model_build_file(const char *path, lb_model **out, lb_error *err)
+lb_status lb_model_build_file(const char *path, const lb_qconfig *qc, lb_model **out,
+                              lb_error *err)
 {
     *out = NULL;
     FILE *f = fopen(path, "rb");
@@ -406,7 +494,7 @@ lb_status lb_model_build_file(const char *path, lb_model **out, lb_error *err)
         st = lb_errorf(err, LB_ERR_FORMAT, "%s: contains a NUL byte; not a text file", path);
         goto done;
     }
-    st = lb_model_build(buf, path, out, err);
+    st = lb_model_build(buf, path, qc, out, err);
 done:
     free(buf);
     fclose(f);
@@ -455,14 +543,38 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
     }
     lb_tensor **outs = lb_graph_alloc(g, (size_t)m->n_nodes * sizeof *outs);
     if (!outs) return NULL;
+    const lb_qmode mode = lb_graph_is_training(g) ? LB_QMODE_TRAIN
+                          : m->calibrating        ? LB_QMODE_CALIB
+                                                  : LB_QMODE_EVAL;
     lb_tensor *y = NULL;
     for (int i = 0; i < m->n_nodes; i++) {
-        const lb_node *nd = &m->nodes[i];
+        lb_node *nd = &m->nodes[i];
         lb_tensor *a = nd->in[0] < 0 ? x : outs[nd->in[0]];
         switch (nd->kind) {
-        case LB_NODE_CONV: y = lb_conv2d_forward(&nd->u.conv, g, a); break;
-        case LB_NODE_LINEAR: y = lb_linear_forward(&nd->u.linear, g, a); break;
-        case LB_NODE_BN: y = lb_batchnorm_forward(&nd->u.bn, g, a); break;
+        case LB_NODE_CONV:
+        case LB_NODE_LINEAR: {
+            const bool conv = nd->kind == LB_NODE_CONV;
+            lb_tensor *w = conv ? nd->u.conv.weight : nd->u.linear.weight;
+            lb_tensor *b = conv ? nd->u.conv.bias : nd->u.linear.bias;
+            if (m->bn_folded && nd->fold >= 0) { /* w_f, b_f from the frozen BN statistics */
+                const lb_batchnorm_layer *bn = &m->nodes[nd->fold].u.bn;
+                w = lb_fold_weight(g, w, bn->gamma, bn->running_var, bn->eps);
+                b = lb_fold_bias(g, b, bn->gamma, bn->beta, bn->running_mean, bn->running_var,
+                                 bn->eps);
+            }
+            w = lb_quantizer_forward(&nd->wq, g, w, mode);
+            lb_tensor *xq = lb_quantizer_forward(&nd->aq, g, a, mode);
+            if (conv) {
+                y = lb_conv2d(g, xq, w, b, nd->u.conv.stride, nd->u.conv.pad);
+            } else {
+                y = lb_matmul_nt(g, xq, w);
+                if (y && b) y = lb_add_bias(g, y, b);
+            }
+            break;
+        }
+        case LB_NODE_BN:
+            y = (m->bn_folded && nd->fold >= 0) ? a : lb_batchnorm_forward(&nd->u.bn, g, a);
+            break;
         case LB_NODE_RELU: y = lb_relu(g, a); break;
         case LB_NODE_MAXPOOL:
             y = lb_maxpool2d(g, a, nd->u.pool.k, nd->u.pool.stride, nd->u.pool.pad);
@@ -480,4 +592,37 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
         outs[i] = y;
     }
     return y;
+}
+
+int lb_model_copy_params(lb_model *dst, const lb_model *src)
+{
+    int copied = 0;
+    for (int i = 0; i < dst->params->n; i++) {
+        lb_tensor *d = dst->params->t[i];
+        const lb_tensor *s = lb_params_find(src->params, d->name);
+        if (!s || !lb_same_shape(s, d)) continue;
+        memcpy(d->data, s->data, (size_t)lb_numel(d) * sizeof(float));
+        copied++;
+    }
+    return copied;
+}
+
+void lb_model_weight_bytes(const lb_model *m, int64_t *quant_bytes, int64_t *fp32_bytes)
+{
+    int64_t qb = 0, fb = 0; /* bits, then bytes */
+    for (int i = 0; i < m->n_nodes; i++) {
+        const lb_node *nd = &m->nodes[i];
+        const int64_t pc = lb_node_param_count(nd);
+        fb += pc * 32;
+        if (nd->kind != LB_NODE_CONV && nd->kind != LB_NODE_LINEAR) {
+            qb += pc * 32; /* batch-norm stays float */
+            continue;
+        }
+        const lb_tensor *w = nd->kind == LB_NODE_CONV ? nd->u.conv.weight : nd->u.linear.weight;
+        const int64_t nw = lb_numel(w);
+        qb += nw * (nd->wq.bits ? nd->wq.bits : 32) + (pc - nw) * 32; /* biases stay float */
+        qb += 8 * lb_quantizer_scale_bytes(&nd->wq);
+    }
+    *quant_bytes = (qb + 7) / 8;
+    *fp32_bytes = fb / 8;
 }

@@ -35,6 +35,8 @@
 #include "layers/batchnorm.h"
 #include "layers/conv2d.h"
 #include "layers/linear.h"
+#include "quant/qconfig.h"
+#include "quant/quantizer.h"
 
 typedef enum lb_node_kind {
     LB_NODE_CONV = 0,
@@ -61,6 +63,11 @@ typedef struct lb_node {
     int          n_in;
     int64_t      shape[3];          /* per-sample output shape: (C, H, W) or (F)           */
     int          n_dims;            /* 3 or 1                                              */
+    bool         nonneg;            /* output is >= 0 (after ReLU): unsigned activations   */
+    lb_quantizer wq, aq;            /* conv/linear: weight and input quantizers (bits 0 =
+                                       float)                                              */
+    int          fold;              /* conv/linear: the BN node that is its only consumer
+                                       (foldable), else -1; BN: the layer it folds into    */
     union {
         lb_conv2d_layer    conv;
         lb_linear    linear;
@@ -78,19 +85,35 @@ typedef struct lb_model {
     lb_node  *nodes;
     lb_params *params;              /* finalized: every weight and buffer                  */
     char     *spec;                 /* the description text this model was built from      */
+    lb_qconfig qcfg;                /* quantization of every conv/linear (all float: none)  */
+    bool      calibrating;          /* eval-mode forwards update observers (PTQ)           */
+    bool      bn_folded;            /* BN folded into the preceding conv/linear, with frozen
+                                       statistics (quant/bn_fold.h)                        */
 } lb_model;
 
-/* Builds a model from description text. origin names the text in error messages (a file
- * name, or "zoo:lenet5"). On success *out owns finalized (zeroed) parameters; call
- * lb_model_init_weights or load a checkpoint. On error *out is NULL and err says
- * "<origin>:<line>: <problem>". */
-lb_status lb_model_build(const char *spec, const char *origin, lb_model **out, lb_error *err);
+/* Builds a model from description text, quantized as qc says (NULL: all float). origin
+ * names the text in error messages (a file name, or "zoo:lenet5"). Every conv and linear
+ * layer gets a weight quantizer and an input-activation quantizer from lb_qconfig_for (the
+ * first and last such layers are "first" and "last"); a qc naming an unknown layer is an
+ * error. On success *out owns finalized (zeroed) parameters; call lb_model_init_weights or
+ * load a checkpoint. On error *out is NULL and err says "<origin>:<line>: <problem>". */
+lb_status lb_model_build(const char *spec, const char *origin, const lb_qconfig *qc,
+                         lb_model **out, lb_error *err);
 /* Reads a description file and builds it. */
-lb_status lb_model_build_file(const char *path, lb_model **out, lb_error *err);
+lb_status lb_model_build_file(const char *path, const lb_qconfig *qc, lb_model **out,
+                              lb_error *err);
 /* Generates the zoo description for name ("mlp", "lenet5", "vgg-small", "resnet20") for
  * inputs of c x h x w and n_classes, and builds it. */
-lb_status lb_model_build_zoo(const char *name, int c, int h, int w, int n_classes, lb_model **out,
-                             lb_error *err);
+lb_status lb_model_build_zoo(const char *name, int c, int h, int w, int n_classes,
+                             const lb_qconfig *qc, lb_model **out, lb_error *err);
+/* Copies every tensor that src and dst both have (same name and shape) from src to dst, e.g.
+ * FP32 weights into a quantized model of the same architecture. Returns the number copied. */
+int lb_model_copy_params(lb_model *dst, const lb_model *src);
+/* Folds every foldable BN into its conv/linear from now on (statistics frozen) and makes
+ * LSQ weight steps re-initialise from the folded weights. Returns the number of pairs. */
+int lb_model_fold_bn(lb_model *m);
+/* Weight memory in bytes at the configured bits (scales included) and at FP32. */
+void lb_model_weight_bytes(const lb_model *m, int64_t *quant_bytes, int64_t *fp32_bytes);
 /* The zoo description text (malloc'd, caller frees) or NULL with err set. */
 char *lb_zoo_spec(const char *name, int c, int h, int w, int n_classes, lb_error *err);
 /* Names of the zoo models, NULL-terminated. */

@@ -131,15 +131,15 @@ char *lb_zoo_spec(const char *name, int c, int h, int w, int n_classes, lb_error
     return b.buf;
 }
 
-lb_status lb_model_build_zoo(const char *name, int c, int h, int w, int n_classes, lb_model **out,
-                             lb_error *err)
+lb_status lb_model_build_zoo(const char *name, int c, int h, int w, int n_classes,
+                             const lb_qconfig *qc, lb_model **out, lb_error *err)
 {
     *out = NULL;
     char *spec = lb_zoo_spec(name, c, h, w, n_classes, err);
     if (!spec) return err ? err->status : LB_ERR_ARG;
     char origin[80];
     snprintf(origin, sizeof origin, "zoo:%s", name);
-    lb_status st = lb_model_build(spec, origin, out, err);
+    lb_status st = lb_model_build(spec, origin, qc, out, err);
     free(spec);
     return st;
 }

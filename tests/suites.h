@@ -7,9 +7,13 @@
 Suite *autograd_core_suite(void);   /* test_autograd.c       */
 Suite *autograd_conv_suite(void);   /* test_autograd_conv.c  */
 Suite *layers_suite(void);          /* test_layers.c         */
+Suite *layers_quant_suite(void);    /* test_layers_quant.c   */
+Suite *quant_fold_suite(void);      /* test_quant_fold.c     */
 Suite *train_optim_suite(void);     /* test_train_optim.c    */
 Suite *train_loop_suite(void);      /* test_train.c          */
 Suite *datasets_suite(void);        /* test_datasets.c       */
+Suite *quant_ops_suite(void);       /* test_quant_ops.c      */
+Suite *quant_observer_suite(void);  /* test_quant_observer.c */
 
 /* Runs the suites with CK_FORK on; returns 0 when every test passed. */
 static inline int lb_run_suites(Suite **suites, int n)

@@ -12,7 +12,7 @@ static lb_model *zoo(const char *name, int c, int h, int w)
 {
     lb_model *m = NULL;
     lb_error err = { 0 };
-    lb_status st = lb_model_build_zoo(name, c, h, w, 10, &m, &err);
+    lb_status st = lb_model_build_zoo(name, c, h, w, 10, NULL, &m, &err);
     ck_assert_msg(st == LB_OK, "%s: %s", name, err.msg);
     return m;
 }
@@ -124,7 +124,7 @@ START_TEST(test_spec_errors)
 {
     lb_model *m = (lb_model *)1;
     lb_error err = { 0 };
-    ck_assert_int_eq(lb_model_build(bad_specs[_i].spec, "t.txt", &m, &err), LB_ERR_FORMAT);
+    ck_assert_int_eq(lb_model_build(bad_specs[_i].spec, "t.txt", NULL, &m, &err), LB_ERR_FORMAT);
     ck_assert_ptr_null(m);
     ck_assert_msg(strstr(err.msg, bad_specs[_i].want) != NULL, "case %d: message '%s' lacks '%s'", _i,
                   err.msg, bad_specs[_i].want);
@@ -144,7 +144,7 @@ START_TEST(test_spec_file_and_residual)
     close(fd);
     lb_model *m;
     lb_error err = { 0 };
-    ck_assert_msg(lb_model_build_file(path, &m, &err) == LB_OK, "%s", err.msg);
+    ck_assert_msg(lb_model_build_file(path, NULL, &m, &err) == LB_OK, "%s", err.msg);
     unlink(path);
     ck_assert_str_eq(m->name, "tiny");
     ck_assert_int_eq(m->n_classes, 5);
@@ -160,7 +160,7 @@ START_TEST(test_spec_file_and_residual)
     forward_shape(m, 4, shp);
     ck_assert_int_eq(shp[1], 5);
     lb_model_free(m);
-    ck_assert_int_eq(lb_model_build_file("/nonexistent/spec.txt", &m, &err), LB_ERR_IO);
+    ck_assert_int_eq(lb_model_build_file("/nonexistent/spec.txt", NULL, &m, &err), LB_ERR_IO);
     ck_assert_ptr_nonnull(strstr(err.msg, "/nonexistent/spec.txt"));
 }
 END_TEST
@@ -214,6 +214,6 @@ Suite *layers_suite(void)
 
 int main(void)
 {
-    Suite *suites[] = { layers_suite() };
-    return lb_run_suites(suites, 1);
+    Suite *suites[] = { layers_suite(), layers_quant_suite() };
+    return lb_run_suites(suites, 2);
 }

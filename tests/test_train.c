@@ -50,7 +50,7 @@ static lb_model *toy_model(uint64_t seed)
 {
     lb_model *m;
     lb_error err = { 0 };
-    ck_assert_msg(lb_model_build(toy_spec, "toy", &m, &err) == LB_OK, "%s", err.msg);
+    ck_assert_msg(lb_model_build(toy_spec, "toy", NULL, &m, &err) == LB_OK, "%s", err.msg);
     lb_model_init_weights(m, seed);
     return m;
 }

@@ -35,8 +35,9 @@ static void format_meta(const lb_ckpt_meta *m, char *buf, size_t n)
 {
     snprintf(buf, n,
              "dataset=%s\nepoch=%" PRId64 "\nstep=%" PRId64 "\noptim_t=%" PRId64
-             "\nseed=%" PRIu64 "\ntest_acc=%.17g\ntrain_loss=%.17g\n",
-             m->dataset, m->epoch, m->step, m->optim_t, m->seed, m->test_acc, m->train_loss);
+             "\nseed=%" PRIu64 "\ntest_acc=%.17g\ntrain_loss=%.17g\nbn_folded=%d\n",
+             m->dataset, m->epoch, m->step, m->optim_t, m->seed, m->test_acc, m->train_loss,
+             m->bn_folded);
 }
 
 lb_status lb_checkpoint_save(const char *path, const lb_model *m, const lb_ckpt_meta *meta,
@@ -50,7 +51,9 @@ lb_status lb_checkpoint_save(const char *path, const lb_model *m, const lb_ckpt_
     const lb_params *ps = m->params;
     wctx w = { f, crc32(0, NULL, 0), false };
     char metabuf[1024];
-    format_meta(meta, metabuf, sizeof metabuf);
+    lb_ckpt_meta mt = *meta;
+    mt.bn_folded = m->bn_folded;
+    format_meta(&mt, metabuf, sizeof metabuf);
     const uint32_t spec_len = (uint32_t)strlen(m->spec), meta_len = (uint32_t)strlen(metabuf);
     put(&w, CKPT_MAGIC, 4);
     put_u32(&w, LB_CKPT_VERSION);
@@ -58,6 +61,15 @@ lb_status lb_checkpoint_save(const char *path, const lb_model *m, const lb_ckpt_
     put(&w, m->spec, spec_len);
     put_u32(&w, meta_len);
     put(&w, metabuf, meta_len);
+    char qbuf[32768];
+    const int qlen = lb_qconfig_to_text(&m->qcfg, qbuf, sizeof qbuf);
+    if (qlen < 0) {
+        fclose(f);
+        unlink(tmp);
+        return lb_errorf(err, LB_ERR_ARG, "%s: quantization configuration too long to save", path);
+    }
+    put_u32(&w, (uint32_t)qlen);
+    put(&w, qbuf, (size_t)qlen);
     put_u32(&w, (uint32_t)ps->n);
     for (int i = 0; i < ps->n; i++) {
         const lb_tensor *t = ps->t[i];
@@ -143,6 +155,7 @@ static void parse_meta(const char *text, lb_ckpt_meta *m)
             else if (!strcmp(key, "seed")) m->seed = strtoull(val, NULL, 10);
             else if (!strcmp(key, "test_acc")) m->test_acc = strtod(val, NULL);
             else if (!strcmp(key, "train_loss")) m->train_loss = strtod(val, NULL);
+            else if (!strcmp(key, "bn_folded")) m->bn_folded = atoi(val) != 0;
         }
         s = *nl ? nl + 1 : nl;
     }
@@ -190,7 +203,7 @@ lb_status lb_checkpoint_load(const char *path, lb_model **out, lb_ckpt_meta *met
     lb_status st = read_file(path, &buf, &size, err);
     if (st) return st;
     lb_model *m = NULL;
-    char *spec = NULL, *metatext = NULL;
+    char *spec = NULL, *metatext = NULL, *qtext = NULL;
     rctx r = { buf, size - 4, 0 };
     char magic[4];
     uint32_t version = 0, spec_len = 0, meta_len = 0, n_t = 0, crc;
@@ -209,9 +222,20 @@ lb_status lb_checkpoint_load(const char *path, lb_model **out, lb_ckpt_meta *met
     if (!(metatext = malloc(meta_len + 1))) { st = lb_errorf(err, LB_ERR_NOMEM, "%s: out of memory", path); goto fail; }
     get(&r, metatext, meta_len);
     metatext[meta_len] = 0;
+    uint32_t q_len = 0;
+    if (!get(&r, &q_len, 4) || q_len > r.n - r.pos) BAD("%s: bad quantization config length", path);
+    if (!(qtext = malloc(q_len + 1))) { st = lb_errorf(err, LB_ERR_NOMEM, "%s: out of memory", path); goto fail; }
+    get(&r, qtext, q_len);
+    qtext[q_len] = 0;
     char origin[4200];
+    snprintf(origin, sizeof origin, "%s (quantization config)", path);
+    lb_qconfig *qc = malloc(sizeof *qc);
+    if (!qc) { st = lb_errorf(err, LB_ERR_NOMEM, "%s: out of memory", path); goto fail; }
+    st = lb_qconfig_parse_text(qtext, origin, qc, err);
     snprintf(origin, sizeof origin, "%s (model description)", path);
-    if ((st = lb_model_build(spec, origin, &m, err))) goto fail;
+    if (!st) st = lb_model_build(spec, origin, qc, &m, err);
+    free(qc);
+    if (st) goto fail;
     lb_params *ps = m->params;
     if (!get(&r, &n_t, 4) || n_t != (uint32_t)ps->n)
         BAD("%s: holds %u tensors, its model description declares %d", path, n_t, ps->n);
@@ -243,19 +267,21 @@ lb_status lb_checkpoint_load(const char *path, lb_model **out, lb_ckpt_meta *met
         get(&r, ps->m, bytes);
         get(&r, ps->v, bytes);
     }
-    if (meta) {
-        *meta = (lb_ckpt_meta){ .test_acc = -1 };
-        parse_meta(metatext, meta);
-    }
+    lb_ckpt_meta mt = { .test_acc = -1 };
+    parse_meta(metatext, &mt);
+    m->bn_folded = mt.bn_folded != 0;
+    if (meta) *meta = mt;
     free(buf);
     free(spec);
     free(metatext);
+    free(qtext);
     *out = m;
     return LB_OK;
 fail:
     free(buf);
     free(spec);
     free(metatext);
+    free(qtext);
     lb_model_free(m);
     return st;
 }

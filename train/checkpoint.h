@@ -1,12 +1,14 @@
 /* checkpoint.h: saving and loading a model with its training state.
  *
- * A checkpoint holds the model description text (so the architecture is rebuilt exactly),
+ * A checkpoint holds the model description text and its quantization configuration (so the
+ * architecture is rebuilt exactly),
  * every parameter and buffer by name and shape, optionally the optimizer moments, and a few
  * key=value metadata lines. It is written to "<path>.tmp", flushed, fsynced and renamed over
  * <path>, so a crash or a full disk never leaves a half-written checkpoint in place.
  *
  * Layout (little-endian), version 1:
  *     "LBCK" u32 version | u32 spec_len, spec | u32 meta_len, meta ("key=value\n"...)
+ *     u32 qcfg_len, qcfg (the quantization configuration as lb_qconfig_to_text writes it)
  *     u32 n_tensors | per tensor: u16 name_len, name, u32 flags, u32 n_dims, i64 shape[n_dims]
  *     u8 has_moments | f32 values[total] | (f32 m[total], f32 v[total] if has_moments)
  *     u32 crc32 of every byte before it (zlib's crc32)
@@ -33,6 +35,7 @@ typedef struct lb_ckpt_meta {
     uint64_t seed;
     double   test_acc;       /* last evaluation (0..1), or -1                          */
     double   train_loss;
+    int      bn_folded;      /* the model had BN folded (restored into lb_model)       */
 } lb_ckpt_meta;
 
 /* Writes m's parameters (and moments when with_moments and present) atomically to path. */

@@ -189,6 +189,12 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
     if ((st = lb_schedule_validate(&sched, err))) goto done;
     int64_t step = 0;
     for (int epoch = 1; epoch <= cfg->epochs; epoch++) {
+        if (cfg->fold_bn_epoch > 0 && epoch >= cfg->fold_bn_epoch && !m->bn_folded) {
+            const int pairs = lb_model_fold_bn(m);
+            if (cfg->log)
+                fprintf(cfg->log, "epoch %d: batch-norm folded into %d layers, statistics frozen\n",
+                        epoch, pairs);
+        }
         lb_batcher_start_epoch(&b);
         double loss_sum = 0.0, t_ep = lb_now(), t_train = 0.0;
         int64_t correct = 0, seen = 0;

@@ -36,6 +36,8 @@ typedef struct lb_train_cfg {
     FILE        *log;         /* progress output or NULL                            */
     bool         log_tty;     /* redraw a progress bar with \r                      */
     int64_t      max_steps;   /* > 0: stop each epoch after this many steps (tests)  */
+    int          fold_bn_epoch; /* > 0: fold BN into conv/linear from this epoch on, with
+                                 its statistics frozen (quant/bn_fold.h); 0: never    */
 } lb_train_cfg;
 
 typedef struct lb_train_result {
