@@ -345,7 +345,7 @@ static int cmd_train(int argc, char **argv)
     printf("lowbit train: %s (%lld parameters%s%s) on %s (%lld train / %lld test images from %s)\n"
            "  quantization: %s (weights %.1f KiB, %.1f KiB at fp32)\n"
            "  %d epochs, batch %lld, %s lr %g %s, weight decay %g, seed %llu, %d threads\n",
-           m->name, (long long)lb_params_count(m->params), init ? ", from " : "", init ? init : "",
+           m->name, (long long)lb_model_param_count(m), init ? ", from " : "", init ? init : "",
            train.name, (long long)train.n,
            (long long)test.n, train.source, qdesc, (double)wbytes / 1024.0,
            (double)fbytes / 1024.0, cfg.epochs, (long long)cfg.batch,
@@ -373,7 +373,7 @@ static int cmd_train(int argc, char **argv)
                "\"params\":%lld}\n",
                res.test_acc, res.test_loss, res.train_loss, res.train_acc, res.epochs,
                (long long)res.steps, (long long)cfg.batch, threads, res.seconds, res.train_seconds,
-               res.train_images_per_s, res.peak_rss_mb, (long long)lb_params_count(m->params));
+               res.train_images_per_s, res.peak_rss_mb, (long long)lb_model_param_count(m));
     }
     code = 0;
     goto done;
@@ -555,9 +555,11 @@ static int cmd_inspect(int argc, char **argv)
     }
     int64_t wbytes, fbytes;
     lb_model_weight_bytes(m, &wbytes, &fbytes);
-    printf("total: %lld trainable parameters; weights %.1f KiB at fp32, %.1f KiB as configured "
-           "(%.1fx smaller)\n",
-           (long long)lb_params_count(m->params), (double)fbytes / 1024.0, (double)wbytes / 1024.0,
+    const int64_t n_params = lb_model_param_count(m);
+    printf("total: %lld parameters (%lld with quantizer steps); weights %.1f KiB at fp32, %.1f KiB "
+           "as configured (%.1fx smaller)\n",
+           (long long)n_params, (long long)lb_params_count(m->params), (double)fbytes / 1024.0,
+           (double)wbytes / 1024.0,
            wbytes ? (double)fbytes / (double)wbytes : 0.0);
     lb_model_free(m);
     return 0;

@@ -533,6 +533,13 @@ int64_t lb_node_param_count(const lb_node *n)
     }
 }
 
+int64_t lb_model_param_count(const lb_model *m)
+{
+    int64_t n = 0;
+    for (int i = 0; i < m->n_nodes; i++) n += lb_node_param_count(&m->nodes[i]);
+    return n;
+}
+
 lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
 {
     if (!x || !lb_graph_ok(g)) return NULL;

@@ -127,7 +127,9 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
 void lb_model_free(lb_model *m);
 
 const char *lb_node_kind_name(lb_node_kind k);
-/* Trainable parameter count of one node. */
+/* Trainable parameter count of one node (quantizer steps excluded). */
 int64_t lb_node_param_count(const lb_node *n);
+/* Sum of lb_node_param_count over the model: the architecture's parameters. */
+int64_t lb_model_param_count(const lb_model *m);
 
 #endif

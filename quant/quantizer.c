@@ -72,6 +72,12 @@ static void absmax_layout(const lb_quantizer *q, const lb_tensor *x, float *out)
         }
 }
 
+static void floor_steps(lb_quantizer *q)
+{
+    for (int64_t i = 0; i < lb_numel(q->step); i++)
+        if (!(q->step->data[i] >= 1e-8f)) q->step->data[i] = 1e-8f;
+}
+
 static lb_observer observer_of(lb_quantizer *q)
 {
     return (lb_observer){ .kind = q->method == LB_QM_EMA ? LB_OBS_EMA : LB_OBS_MINMAX,
@@ -114,6 +120,7 @@ static lb_tensor *weight_forward(lb_quantizer *q, lb_graph *g, lb_tensor *x, lb_
         if (*count == 0.0f) { /* first use: initialise the step from the weights */
             if (mode == LB_QMODE_TRAIN) {
                 lb_lsq_init_step(x, q->gran, q->group, q->qmax, q->step->data);
+                floor_steps(q); /* an all-zero row would give step 0 */
             } else {
                 absmax_layout(q, x, q->step->data);
                 for (int64_t i = 0; i < q->n; i++)
@@ -155,6 +162,7 @@ static lb_tensor *act_forward(lb_quantizer *q, lb_graph *g, lb_tensor *x, lb_qmo
     case LB_QM_LSQ: {
         if (fresh && mode == LB_QMODE_TRAIN) {
             lb_lsq_init_step(x, LB_QG_TENSOR, 0, q->qmax, q->step->data);
+            floor_steps(q);
         } else if (fresh || mode == LB_QMODE_CALIB) { /* calibration: the observed range */
             float z;
             scale_from_range(q, q->step->data, &z);
