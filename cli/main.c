@@ -206,6 +206,7 @@ static const char train_help[] =
     "                      file (see docs/quantization.md)                  [float]\n"
     "  --init CKPT         start from a checkpoint's weights and architecture (QAT\n"
     "                      fine-tuning of a float model); --model is then ignored\n"
+    "  --freeze-observers N  activation range observers (minmax, ema) stop after N steps\n"
     "  --fold-bn E         from epoch E on, fold batch-norm into the preceding conv with\n"
     "                      frozen statistics, so the folded weights are quantized  [never]\n"
     "  --data NAME         mnist or fashion-mnist                            [mnist]\n"
@@ -235,7 +236,7 @@ static int cmd_train(int argc, char **argv)
                 O("lr"), O("lr-min"), O("momentum"), F("no-nesterov"), O("wd"),
                 O("schedule"), O("warmup"), O("step-epochs"), O("gamma"), O("seed"),
                 O("threads"), O("out"), O("max-steps"), F("json"), O("quant"), O("init"),
-                O("fold-bn") };
+                O("fold-bn"), O("freeze-observers") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
     int n_pos, rc = parse_opts("train", argc, argv, o, n, pos, 0, &n_pos);
@@ -325,6 +326,13 @@ static int cmd_train(int argc, char **argv)
     if (!init) {
         if (build_model(model_name, &train, qc, &m, &err)) goto fail;
         lb_model_init_weights(m, cfg.seed);
+    }
+    if ((s = get(o, n, "freeze-observers"))) {
+        if (!to_long(s, 0, 1L << 40, &v)) {
+            code = usage_error("train", "--freeze-observers %s: expected steps >= 0", s);
+            goto done;
+        }
+        lb_model_set_observer_freeze(m, v);
     }
     char qdesc[256];
     quant_desc(&m->qcfg, qdesc, sizeof qdesc);
@@ -576,6 +584,9 @@ static const char ptq_help[] =
     "\n"
     "  --quant SPEC|FILE  quantization, as for lowbit train (required)\n"
     "  --calib N          calibration batches from the training set            [20]\n"
+    "  --calib-method M   activation ranges: minmax, percentile[:P] (mean over batches of\n"
+    "                     the P-th percentile of |x|, P default 99.99) or mse (mean of\n"
+    "                     the MSE-optimal clip)                                [minmax]\n"
     "  --batch N          calibration batch size                               [64]\n"
     "  --data NAME        dataset (default: the checkpoint's)\n"
     "  --data-dir DIR     look for the dataset only in DIR\n"
@@ -588,7 +599,7 @@ static const char ptq_help[] =
 static int cmd_ptq(int argc, char **argv)
 {
     opt o[] = { O("quant"), O("calib"), O("batch"), O("data"), O("data-dir"), O("seed"),
-                O("threads"), O("out"), F("json"), F("fold-bn") };
+                O("threads"), O("out"), F("json"), F("fold-bn"), O("calib-method") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
     int n_pos, rc = parse_opts("ptq", argc, argv, o, n, pos, 1, &n_pos);
@@ -643,6 +654,18 @@ static int cmd_ptq(int argc, char **argv)
         goto fail;
     }
     if (get(o, n, "fold-bn")) lb_model_fold_bn(m);
+    if ((s = get(o, n, "calib-method"))) {
+        float pct = 99.99f;
+        if (!strcmp(s, "minmax")) lb_model_set_calibration(m, LB_CALIB_MINMAX, 0);
+        else if (!strcmp(s, "mse")) lb_model_set_calibration(m, LB_CALIB_MSE, 0);
+        else if (!strncmp(s, "percentile", 10) &&
+                 (s[10] == 0 || (s[10] == ':' && to_float(s + 11, 0.0f, 100.0f, &pct))))
+            lb_model_set_calibration(m, LB_CALIB_PERCENTILE, pct);
+        else {
+            code = usage_error("ptq", "--calib-method %s: expected minmax, percentile[:P] or mse", s);
+            goto done;
+        }
+    }
     m->calibrating = true;
     lb_graph_set_training(g, false);
     lb_graph_set_grad_enabled(g, false);

@@ -533,6 +533,19 @@ int64_t lb_node_param_count(const lb_node *n)
     }
 }
 
+void lb_model_set_calibration(lb_model *m, lb_calib calib, float pct)
+{
+    for (int i = 0; i < m->n_nodes; i++) {
+        m->nodes[i].aq.calib = calib;
+        m->nodes[i].aq.calib_pct = pct;
+    }
+}
+
+void lb_model_set_observer_freeze(lb_model *m, int64_t steps)
+{
+    for (int i = 0; i < m->n_nodes; i++) m->nodes[i].aq.ema_freeze = steps;
+}
+
 int64_t lb_model_param_count(const lb_model *m)
 {
     int64_t n = 0;

@@ -112,6 +112,10 @@ int lb_model_copy_params(lb_model *dst, const lb_model *src);
 /* Folds every foldable BN into its conv/linear from now on (statistics frozen) and makes
  * LSQ weight steps re-initialise from the folded weights. Returns the number of pairs. */
 int lb_model_fold_bn(lb_model *m);
+/* Sets every activation quantizer's calibration rule (PTQ) and percentile. */
+void lb_model_set_calibration(lb_model *m, lb_calib calib, float pct);
+/* Observers of every quantizer stop updating after `steps` updates (0: never). */
+void lb_model_set_observer_freeze(lb_model *m, int64_t steps);
 /* Weight memory in bytes at the configured bits (scales included) and at FP32. */
 void lb_model_weight_bytes(const lb_model *m, int64_t *quant_bytes, int64_t *fp32_bytes);
 /* The zoo description text (malloc'd, caller frees) or NULL with err set. */

@@ -82,7 +82,7 @@ static lb_observer observer_of(lb_quantizer *q)
 {
     return (lb_observer){ .kind = q->method == LB_QM_EMA ? LB_OBS_EMA : LB_OBS_MINMAX,
                           .momentum = 0.01f,
-                          .freeze_after = q->method == LB_QM_EMA ? q->ema_freeze : 0,
+                          .freeze_after = q->ema_freeze,
                           .n = 1,
                           .min = q->range->data,
                           .max = q->range->data + 1,
@@ -150,6 +150,16 @@ static lb_tensor *act_forward(lb_quantizer *q, lb_graph *g, lb_tensor *x, lb_qmo
     /* observers follow the data while training or calibrating; an eval pass through a
      * quantizer that has never seen data initialises it from that data */
     if (mode != LB_QMODE_EVAL || fresh) lb_observer_update(&ob, x);
+    if (mode == LB_QMODE_CALIB && q->calib != LB_CALIB_MINMAX) {
+        /* replace the min/max by the mean over calibration batches of a tighter clip */
+        const int64_t n = lb_numel(x);
+        const float c = q->calib == LB_CALIB_PERCENTILE ? lb_calib_percentile(x->data, n, q->calib_pct)
+                                                        : lb_calib_mse(x->data, n, q->bits, q->scheme);
+        const float k = *count; /* the observer already counted this batch */
+        float *clip = q->range->data + 1;
+        *clip = k <= 1.0f ? c : *clip + (c - *clip) / k;
+        q->range->data[0] = q->scheme == LB_QSCHEME_UNSIGNED ? 0.0f : -*clip;
+    }
     switch (q->method) {
     case LB_QM_MINMAX:
     case LB_QM_EMA: {

@@ -24,6 +24,13 @@
 
 typedef enum lb_qmode { LB_QMODE_EVAL = 0, LB_QMODE_TRAIN, LB_QMODE_CALIB } lb_qmode;
 
+/* How calibration (LB_QMODE_CALIB) sets activation ranges. */
+typedef enum lb_calib {
+    LB_CALIB_MINMAX = 0,  /* the observed min/max over all calibration batches           */
+    LB_CALIB_PERCENTILE,  /* mean over batches of the p-th percentile of |x|             */
+    LB_CALIB_MSE,         /* mean over batches of the MSE-optimal clip (observer.h)      */
+} lb_calib;
+
 typedef struct lb_quantizer {
     int        bits;          /* 0: the quantizer is off and forward returns x            */
     lb_qmethod method;
@@ -37,7 +44,9 @@ typedef struct lb_quantizer {
     int64_t    per_scale;     /* elements per scale (LSQ gradient scaling)                 */
     lb_tensor *step;          /* LSQ step (n) or PACT alpha (1), trainable; else NULL     */
     lb_tensor *range;         /* (2n + 1) buffer: min[n], max[n], count; NULL if unused   */
-    int64_t    ema_freeze;    /* EMA observers freeze after this many updates             */
+    int64_t    ema_freeze;    /* observers freeze after this many updates (0: never)      */
+    lb_calib   calib;         /* calibration rule for activation ranges                   */
+    float      calib_pct;     /* percentile for LB_CALIB_PERCENTILE, e.g. 99.99           */
 } lb_quantizer;
 
 /* Declares the quantizer's state in ps for a tensor of the given shape (weights: the

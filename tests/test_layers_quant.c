@@ -180,6 +180,28 @@ START_TEST(test_calibration_observers)
 }
 END_TEST
 
+/* Percentile and MSE calibration clip tighter than min/max on the same batches. */
+START_TEST(test_calibration_methods)
+{
+    float hi[3];
+    const lb_calib kinds[3] = { LB_CALIB_MINMAX, LB_CALIB_PERCENTILE, LB_CALIB_MSE };
+    for (int k = 0; k < 3; k++) {
+        lb_model *m = build("lenet5", "w2a2,wq=minmax,aq=minmax");
+        lb_model_set_calibration(m, kinds[k], 99.0f);
+        m->calibrating = true;
+        run(m, false, 8, NULL);
+        run(m, false, 8, NULL);
+        const lb_tensor *range = lb_params_find(m->params, "fc1.aq.range");
+        ck_assert_float_eq(range->data[2], 2.0f);
+        ck_assert_float_eq(range->data[0], 0.0f); /* unsigned: the range starts at 0 */
+        hi[k] = range->data[1];
+        lb_model_free(m);
+    }
+    ck_assert_msg(hi[1] < hi[0] && hi[2] < hi[0], "minmax %g percentile %g mse %g", hi[0], hi[1],
+                  hi[2]);
+}
+END_TEST
+
 /* A quantized checkpoint reloads with its configuration and gives identical outputs. */
 START_TEST(test_quant_checkpoint_roundtrip)
 {
@@ -216,6 +238,7 @@ Suite *layers_quant_suite(void)
     tcase_add_test(tc, test_weights_on_grid);
     tcase_add_test(tc, test_bn_fold_matches);
     tcase_add_test(tc, test_calibration_observers);
+    tcase_add_test(tc, test_calibration_methods);
     tcase_add_test(tc, test_quant_checkpoint_roundtrip);
     suite_add_tcase(s, tc);
     return s;
