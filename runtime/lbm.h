@@ -1,7 +1,7 @@
 /* lbm.h: lowbit's integer-only inference runtime for .lbm models (docs/FORMAT.md).
  *
- * Portable C99 with no dependency beyond the C library's <stdint.h>, <stddef.h> and
- * <string.h>; no floating point in the inference path, no allocation anywhere: the model is
+ * Portable C99 with no dependency beyond the C library's <stdint.h>, <stddef.h>, <stdarg.h>
+ * and <string.h>; no floating point in the inference path, no allocation anywhere: the model is
  * read in place from the caller's buffer and every activation lives in an arena the caller
  * passes, whose size lbm_arena_size reports after loading.
  *
@@ -14,6 +14,22 @@
  *     lbm_run(&m, pixels, arena, sizeof arena, scores, &pred);   // pixels: C*H*W uint8
  *
  * The buffer must stay alive and unchanged while m is used, and be 4-byte aligned.
+ *
+ * Arithmetic (FORMAT.md section 4 plus what it leaves open):
+ *   - CONV2D/LINEAR accumulate in int32, and t = acc * 2^acc_shift + bias, with
+ *     two's-complement wraparound (a hostile file cannot cause undefined behaviour; lowbit's
+ *     exporter never produces an overflow).
+ *   - requant(a, m, sh) = round_half_up(a * m / 2^(31 + sh)) exactly, for every shift in
+ *     -31..62 (a 64-bit multiply and shifts; sh = -31 is the plain product, sh >= 32 gives 0).
+ *     INT8/UINT8 outputs clamp to [out_min, out_max]; INT32 outputs saturate to int32.
+ *   - ADD wraps like the accumulators; AVGPOOL/GAP round half up (toward +inf at ties).
+ * Memory: lbm_load uses about 6 KB of stack (planner tables for up to 1024 tensors) and
+ * lbm_run a few hundred bytes. The arena holds the planner's tables (6 bytes per tensor) and
+ * the activations, each 4-byte aligned, placed greedily first-fit by liveness; lbm_run
+ * recomputes the same plan on every call, so the arena can be reused or shared between
+ * models run one after another.
+ * Sections of an unknown type (a later minor version may add some) are checked like the
+ * others (placement, CRC) and otherwise ignored.
  */
 #ifndef LBM_H
 #define LBM_H
@@ -54,17 +70,24 @@ typedef struct lbm_model {
 } lbm_model;
 
 /* Validates everything docs/FORMAT.md section 5 lists, then fills m. On failure writes a
- * message (NUL-terminated, truncated to msg_cap) naming what is wrong. Never reads outside
- * buf[0..size). */
+ * message (NUL-terminated, truncated to msg_cap; msg may be NULL) naming what is wrong and
+ * zeroes m, so lbm_run refuses it. Never reads outside buf[0..size). Beyond section 5 it
+ * also requires: zero flags, reserved fields, unused attributes, row padding bits and
+ * bytes between sections; pad < k for pools; C*kh*kw <= 2^24; an arena under 4 GiB.
+ * LBM_ERR_ARG: NULL pointer or a buffer that is not 4-byte aligned; LBM_ERR_VERSION: major
+ * version other than 1; LBM_ERR_CRC: checksum mismatch; LBM_ERR_FORMAT: anything else. */
 lbm_status lbm_load(lbm_model *m, const void *buf, size_t size, char *msg, size_t msg_cap);
 /* Arena bytes lbm_run needs for this model. */
 size_t lbm_arena_size(const lbm_model *m);
 /* Runs one sample: input holds input_bytes uint8 pixels (NCHW). Writes n_classes scores (may
  * be NULL) and the predicted class (index of the largest score, first on ties; may be NULL).
- * LBM_ERR_ARG when the arena is too small or misaligned (needs 4-byte alignment). */
+ * m must come from a successful lbm_load. No allocation, no floating point.
+ * LBM_ERR_ARG when a pointer is NULL, m is not loaded, or the arena is too small or
+ * misaligned (needs 4-byte alignment); nothing else can fail once the model is loaded. */
 lbm_status lbm_run(const lbm_model *m, const uint8_t *input, void *arena, size_t arena_size,
                    int32_t *scores, int *pred);
-/* Value of a META key, not NUL-terminated (its length in *len), or NULL when absent. */
+/* Value of a META key (the first line "key=..."), not NUL-terminated (its length in *len;
+ * len may be NULL), pointing into the model's buffer; NULL when absent. */
 const char *lbm_meta(const lbm_model *m, const char *key, size_t *len);
 /* CRC-32 (ISO-HDLC, zlib's crc32) of n bytes, continuing from crc (start with 0). */
 uint32_t lbm_crc32(uint32_t crc, const void *p, size_t n);

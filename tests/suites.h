@@ -12,8 +12,10 @@ Suite *quant_fold_suite(void);      /* test_quant_fold.c     */
 Suite *train_optim_suite(void);     /* test_train_optim.c    */
 Suite *train_loop_suite(void);      /* test_train.c          */
 Suite *datasets_suite(void);        /* test_datasets.c       */
+Suite *export_suite(void);          /* test_export.c         */
 Suite *quant_ops_suite(void);       /* test_quant_ops.c      */
 Suite *quant_observer_suite(void);  /* test_quant_observer.c */
+Suite *runtime_suite(void);         /* test_runtime.c        */
 
 /* Runs the suites with CK_FORK on; returns 0 when every test passed. */
 static inline int lb_run_suites(Suite **suites, int n)

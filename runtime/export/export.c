@@ -315,15 +315,26 @@ lb_status lb_export_lbm(lb_model *m, const lb_export_opts *o, uint8_t **file, si
         const uint32_t w_off = lbm_writer_data(&w, packed, (uint32_t)(O * row_bytes));
         int32_t *bias_i = blob, *mult = blob + O, *shift = blob + 2 * O;
         float *wsc = (float *)(blob + 3 * O);
+        /* acc_shift: the finest bias resolution for which acc * 2^k + bias cannot overflow */
+        int qw_max = 0;
+        for (int64_t t = 0; t < O * K; t++) qw_max = abs(q[t]) > qw_max ? abs(q[t]) : qw_max;
+        const double qx_max = gx.qmin < 0 ? -(double)gx.qmin : (double)gx.qmax;
+        double acc_bound = (double)K * qx_max * qw_max + 1.0, bias_bound = 0.0;
+        for (int64_t c = 0; c < O; c++)
+            if (A[c] > 0) bias_bound = fmax(bias_bound, fabs(B[c] / A[c]));
+        int acc_shift = 0;
+        while (acc_shift < 24 &&
+               (acc_bound + bias_bound + 1.0) * ldexp(1.0, acc_shift + 1) < 2147483647.0)
+            acc_shift++;
         for (int64_t c = 0; c < O; c++) {
-            const double bi = A[c] > 0 ? nearbyint(B[c] / A[c]) : 0.0;
-            if (fabs(bi) > 1073741824.0) {
+            const double bi = A[c] > 0 ? nearbyint(ldexp(B[c] / A[c], acc_shift)) : 0.0;
+            if ((acc_bound + fabs(bi / ldexp(1.0, acc_shift))) * ldexp(1.0, acc_shift) >= 2147483647.0) {
                 st = lb_errorf(err, LB_ERR_ARG, "export: %s: bias of channel %lld out of range",
                                nd->name, (long long)c);
                 goto done;
             }
             bias_i[c] = (int32_t)bi;
-            lbm_quantize_multiplier(A[c] / s_out, &mult[c], &shift[c]);
+            lbm_quantize_multiplier(ldexp(A[c] / s_out, -acc_shift), &mult[c], &shift[c]);
             wsc[c] = (float)s[c];
         }
         lbm_writer_data(&w, bias_i, (uint32_t)(4 * O));
@@ -335,6 +346,7 @@ lb_status lb_export_lbm(lb_model *m, const lb_export_opts *o, uint8_t **file, si
         int32_t attr[10] = { 0 };
         attr[0] = (int32_t)O;
         attr[5] = bits;
+        attr[8] = acc_shift;
         if (next >= 0) {
             attr[6] = relu && gy.qmin < 0 ? 0 : gy.qmin; /* a ReLU into a signed grid: clamp at 0 */
             attr[7] = gy.qmax;
