@@ -13,6 +13,7 @@
  * n number of scales. A "run" is a maximal stretch of consecutive elements sharing one scale;
  * runs are in scale order, so kernels loop over scales and then over one contiguous run.
  */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -26,6 +27,21 @@ static inline float clampf(float v, float lo, float hi)
 {
     return v < lo ? lo : (v > hi ? hi : v); /* NaN stays NaN (fminf/fmaxf would hide it) */
 }
+
+/* Round half to even, the same as nearbyintf in the default rounding mode, for |v| < 2^23:
+ * adding and subtracting 1.5 * 2^23 leaves no fraction bits, so the FPU rounds. Unlike a
+ * call to nearbyintf it vectorizes. Larger |v| keep their sign and stay >= 2^22 in magnitude,
+ * so clamp(round_even(v), lo, hi) == clamp(nearbyintf(v), lo, hi) whenever |lo|, |hi| <=
+ * 2^22 (every grid of up to 16 bits). Needs float arithmetic in float precision. */
+#if FLT_EVAL_METHOD == 0
+static inline float round_even(float v)
+{
+    const float magic = 12582912.0f; /* 1.5 * 2^23 */
+    return (v + magic) - magic;
+}
+#else
+static inline float round_even(float v) { return nearbyintf(v); }
+#endif
 
 /* ---- scale layouts ------------------------------------------------------------------- */
 
@@ -156,7 +172,7 @@ static void fake_quant_forward(lb_tensor *y)
         int64_t i0, i1;
         layout_run(&p->L, s, &i0, &i1);
         for (int64_t i = i0; i < i1; i++) {
-            const float q = clampf(nearbyintf(x[i] / sc) + z, lo, hi); /* ties to even */
+            const float q = clampf(round_even(x[i] / sc) + z, lo, hi); /* ties to even */
             y->data[i] = (q - z) * sc;                                  /* q - z is exact */
         }
     }
@@ -246,7 +262,7 @@ static void lsq_forward(lb_tensor *y)
         const float sc = step[s];
         int64_t i0, i1;
         layout_run(&p->L, s, &i0, &i1);
-        for (int64_t i = i0; i < i1; i++) y->data[i] = clampf(nearbyintf(x[i] / sc), lo, hi) * sc;
+        for (int64_t i = i0; i < i1; i++) y->data[i] = clampf(round_even(x[i] / sc), lo, hi) * sc;
     }
 }
 
@@ -256,21 +272,25 @@ static void lsq_backward(lb_tensor *y)
     if (!x->grad && !step->grad) return;
     const lsq_saved *p = y->saved;
     const float lo = (float)p->qmin, hi = (float)p->qmax;
+    float *dx = x->grad;
     for (int64_t s = 0; s < p->L.n; s++) {
         const float sc = step->data[s];
-        double ds = 0.0; /* one scale may cover a whole tensor: accumulate in double */
+        double ds = 0.0; /* one scale may cover a whole tensor: blocks of float, then double */
         int64_t i0, i1;
         layout_run(&p->L, s, &i0, &i1);
-        for (int64_t i = i0; i < i1; i++) {
-            const float v = x->data[i] / sc, dy = y->grad[i];
-            if (v < lo) {
-                ds += (double)dy * lo;                    /* d(s * qmin)/ds */
-            } else if (v > hi) {
-                ds += (double)dy * hi;                    /* d(s * qmax)/ds */
-            } else {
-                ds += (double)dy * (nearbyintf(v) - v);   /* exact in float */
-                if (x->grad) x->grad[i] += dy;
+        for (int64_t b0 = i0; b0 < i1; b0 += 1024) {
+            const int64_t b1 = i1 - b0 < 1024 ? i1 : b0 + 1024;
+            float acc = 0.0f;
+            /* branch-free so it vectorizes: per element, with v = x/s and r = round(v),
+             *   inside [qmin, qmax]: ds term r - v, dx += dy;  below: qmin;  above: qmax
+             * (clamp(r) is qmin below and qmax above, and r inside) */
+            for (int64_t i = b0; i < b1; i++) {
+                const float v = x->data[i] / sc, dy = y->grad[i];
+                const float inside = (v >= lo && v <= hi) ? 1.0f : 0.0f;
+                acc += dy * (clampf(round_even(v), lo, hi) - inside * v);
+                if (dx) dx[i] += dy * inside;
             }
+            ds += (double)acc;
         }
         if (step->grad) step->grad[s] += (float)(p->grad_scale * ds);
     }

@@ -72,6 +72,7 @@ static void absmax_layout(const lb_quantizer *q, const lb_tensor *x, float *out)
         }
 }
 
+/* Keeps learned step sizes positive (a projection after each optimizer update). */
 static void floor_steps(lb_quantizer *q)
 {
     for (int64_t i = 0; i < lb_numel(q->step); i++)
@@ -128,6 +129,7 @@ static lb_tensor *weight_forward(lb_quantizer *q, lb_graph *g, lb_tensor *x, lb_
             }
             *count = 1.0f;
         }
+        floor_steps(q); /* projected descent: an optimizer step may push a step size <= 0 */
         const float gs = 1.0f / sqrtf((float)q->per_scale * (float)q->qmax);
         return lb_fake_quant_lsq(g, x, q->step, q->gran, q->group, q->qmin, q->qmax, gs);
     }
@@ -149,7 +151,10 @@ static lb_tensor *act_forward(lb_quantizer *q, lb_graph *g, lb_tensor *x, lb_qmo
     const bool fresh = *count == 0.0f;
     /* observers follow the data while training or calibrating; an eval pass through a
      * quantizer that has never seen data initialises it from that data */
-    if (mode != LB_QMODE_EVAL || fresh) lb_observer_update(&ob, x);
+    /* learned quantizers use the observer only to start (and in calibration) */
+    const bool learned = q->method == LB_QM_LSQ || q->method == LB_QM_PACT;
+    if ((mode != LB_QMODE_EVAL || fresh) && !(learned && mode == LB_QMODE_TRAIN && !fresh))
+        lb_observer_update(&ob, x);
     if (mode == LB_QMODE_CALIB && q->calib != LB_CALIB_MINMAX) {
         /* replace the min/max by the mean over calibration batches of a tighter clip */
         const int64_t n = lb_numel(x);
@@ -177,11 +182,13 @@ static lb_tensor *act_forward(lb_quantizer *q, lb_graph *g, lb_tensor *x, lb_qmo
             float z;
             scale_from_range(q, q->step->data, &z);
         }
+        floor_steps(q);
         const float gs = 1.0f / sqrtf((float)q->per_scale * (float)q->qmax);
         return lb_fake_quant_lsq(g, x, q->step, LB_QG_TENSOR, 0, q->qmin, q->qmax, gs);
     }
     case LB_QM_PACT:
         if (fresh || mode == LB_QMODE_CALIB) q->step->data[0] = fmaxf(q->range->data[1], 1e-3f);
+        if (!(q->step->data[0] >= 1e-3f)) q->step->data[0] = 1e-3f; /* keep alpha > 0 */
         return lb_pact(g, x, q->step, q->bits);
     default: break;
     }

@@ -202,6 +202,22 @@ START_TEST(test_calibration_methods)
 }
 END_TEST
 
+/* An optimizer step that pushes an LSQ step size below zero is projected back, not an error. */
+START_TEST(test_lsq_step_stays_positive)
+{
+    lb_model *m = build("lenet5", "w4a4");
+    run(m, true, 4, NULL); /* initialises the steps */
+    lb_tensor *st = lb_params_find(m->params, "conv2.wq.step");
+    st->data[3] = -0.01f;
+    lb_tensor *as = lb_params_find(m->params, "fc1.aq.step");
+    as->data[0] = 0.0f;
+    run(m, true, 4, NULL);
+    ck_assert(st->data[3] > 0.0f);
+    ck_assert(as->data[0] > 0.0f);
+    lb_model_free(m);
+}
+END_TEST
+
 /* A quantized checkpoint reloads with its configuration and gives identical outputs. */
 START_TEST(test_quant_checkpoint_roundtrip)
 {
@@ -239,6 +255,7 @@ Suite *layers_quant_suite(void)
     tcase_add_test(tc, test_bn_fold_matches);
     tcase_add_test(tc, test_calibration_observers);
     tcase_add_test(tc, test_calibration_methods);
+    tcase_add_test(tc, test_lsq_step_stays_positive);
     tcase_add_test(tc, test_quant_checkpoint_roundtrip);
     suite_add_tcase(s, tc);
     return s;
