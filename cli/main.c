@@ -467,8 +467,73 @@ done:
 
 /* ---- inspect and models ----------------------------------------------------------------- */
 
+/* lowbit inspect MODEL.lbm: the graph, bits and bytes per op, and the file size against the
+ * theoretical size (weights at their bits, one float scale and one 32-bit bias per output
+ * channel, the input table, and the graph records). */
+static lb_status slurp(const char *path, uint8_t **buf, size_t *n, lb_error *err);
+
+static int inspect_lbm(const char *path)
+{
+    lb_error err = { 0 };
+    uint8_t *buf = NULL;
+    size_t size = 0;
+    if (slurp(path, &buf, &size, &err)) {
+        fprintf(stderr, "lowbit inspect: %s\n", err.msg);
+        return 1;
+    }
+    lbm_model m;
+    char msg[256];
+    lbm_status ls = lbm_load(&m, buf, size, msg, sizeof msg);
+    if (ls != LBM_OK) {
+        fprintf(stderr, "lowbit inspect: %s: %s (%s)\n", path, msg, lbm_status_str(ls));
+        free(buf);
+        return 1;
+    }
+    printf("%s: .lbm version %d, %zu bytes, %u ops, %u tensors, arena %zu bytes\n", path,
+           LBM_VERSION_MAJOR, size, m.n_ops, m.n_tensors, lbm_arena_size(&m));
+    printf("meta: %.*s", (int)m.meta_size, (const char *)m.meta);
+    static const char *const dt[] = { "int8", "uint8", "int32" };
+    printf("%-4s %-8s %-14s %-6s %6s %10s %10s\n", "op", "kind", "output", "dtype", "wbits",
+           "params", "bytes");
+    uint64_t weight_bits = 0, channels = 0, lut = 0;
+    for (uint32_t i = 0; i < m.n_ops; i++) {
+        lbm_op op;
+        lbm_tensor t;
+        lbm_get_op(&m, i, &op);
+        lbm_get_tensor(&m, op.out, &t);
+        char shp[40];
+        if (t.n_dims == 3) snprintf(shp, sizeof shp, "%ux%ux%u", t.dims[0], t.dims[1], t.dims[2]);
+        else snprintf(shp, sizeof shp, "%u", t.dims[0]);
+        uint64_t params = 0;
+        char wb[8] = "";
+        if (op.kind == LBM_OP_CONV2D || op.kind == LBM_OP_LINEAR) {
+            lbm_tensor ti;
+            lbm_get_tensor(&m, op.in[0], &ti);
+            uint64_t K = (uint64_t)ti.dims[0] * (ti.n_dims == 3 ? (uint64_t)ti.dims[1] * ti.dims[2] : 1);
+            if (op.kind == LBM_OP_CONV2D) K = (uint64_t)ti.dims[0] * (uint64_t)op.attr[1] * (uint64_t)op.attr[2];
+            params = (uint64_t)op.attr[0] * K;
+            weight_bits += params * (uint64_t)op.attr[5];
+            channels += (uint64_t)op.attr[0];
+            snprintf(wb, sizeof wb, "%d", op.attr[5]);
+        }
+        if (op.kind == LBM_OP_INPUT) lut += op.data_size;
+        printf("%-4u %-8s %-14s %-6s %6s %10llu %10u\n", i, lbm_op_name(op.kind), shp,
+               t.dtype <= 2 ? dt[t.dtype] : "?", wb, (unsigned long long)params, op.data_size);
+    }
+    const uint64_t graph = 64 + 16 * 3 + 16 + 32ull * m.n_tensors + 64ull * m.n_ops + m.meta_size;
+    const uint64_t theory = (weight_bits + 7) / 8 + 8 * channels + lut + graph;
+    printf("theoretical size (weights at their bits %llu B, float scale and int32 bias per channel "
+           "%llu B, input table %llu B, graph and metadata %llu B): %llu bytes; the file is %.1f%% "
+           "larger (fixed-point multipliers, shifts, alignment)\n",
+           (unsigned long long)((weight_bits + 7) / 8), (unsigned long long)(8 * channels),
+           (unsigned long long)lut, (unsigned long long)graph, (unsigned long long)theory,
+           100.0 * ((double)size / (double)theory - 1.0));
+    free(buf);
+    return 0;
+}
+
 static const char inspect_help[] =
-    "usage: lowbit inspect CKPT|MODEL [options]\n"
+    "usage: lowbit inspect CKPT|MODEL|FILE.lbm [options]\n"
     "Lists the layers of a checkpoint, a zoo model or a description file: name, kind, output\n"
     "shape, parameters, weight and activation bits, quantizers, and the weight memory at\n"
     "those bits next to FP32 (parameters x bits / 8, scales included).\n"
@@ -506,6 +571,10 @@ static int cmd_inspect(int argc, char **argv)
         if (f) {
             is_ckpt = fread(magic, 1, 4, f) == 4 && !memcmp(magic, "LBCK", 4);
             fclose(f);
+        }
+        if (!memcmp(magic, "LBMF", 4)) {
+            free(qc);
+            return inspect_lbm(pos[0]);
         }
         if (is_ckpt && get(o, n, "quant")) st = model_from_checkpoint(pos[0], qc, &m, &meta, &err);
         else if (is_ckpt) st = lb_checkpoint_load(pos[0], &m, &meta, &err);

@@ -1047,3 +1047,40 @@ lbm_status lbm_run(const lbm_model *m, const uint8_t *input, void *arena, size_t
     if (pred) *pred = best;
     return LBM_OK;
 }
+
+/* ---- inspection ------------------------------------------------------------------------ */
+
+lbm_status lbm_get_op(const lbm_model *m, uint32_t i, lbm_op *op)
+{
+    if (!m || !op || i >= m->n_ops) return LBM_ERR_ARG;
+    const uint8_t *r = m->graph + 16u + 32u * m->n_tensors + 64u * i;
+    op->kind = (int)(r[0] | (uint32_t)r[1] << 8);
+    op->n_in = (uint32_t)(r[2] | (uint32_t)r[3] << 8);
+    op->in[0] = rd_u32(r + 4);
+    op->in[1] = rd_u32(r + 8);
+    op->out = rd_u32(r + 12);
+    op->data_offset = rd_u32(r + 16);
+    op->data_size = rd_u32(r + 20);
+    for (int k = 0; k < 10; k++) op->attr[k] = rd_i32(r + 24 + 4 * k);
+    return LBM_OK;
+}
+
+lbm_status lbm_get_tensor(const lbm_model *m, uint32_t i, lbm_tensor *t)
+{
+    if (!m || !t || i >= m->n_tensors) return LBM_ERR_ARG;
+    const uint8_t *r = m->graph + 16u + 32u * i;
+    t->dtype = r[0];
+    t->n_dims = r[1];
+    for (int k = 0; k < 3; k++) t->dims[k] = rd_u32(r + 4 + 4 * k);
+    const uint32_t bits = rd_u32(r + 16);
+    memcpy(&t->scale, &bits, sizeof t->scale);
+    t->zero_point = rd_i32(r + 20);
+    return LBM_OK;
+}
+
+const char *lbm_op_name(int kind)
+{
+    static const char *const names[] = { "?", "INPUT", "CONV2D", "LINEAR", "MAXPOOL", "AVGPOOL",
+                                         "GAP", "ADD", "RELU", "REQUANT", "FLATTEN" };
+    return kind >= 1 && kind <= 10 ? names[kind] : names[0];
+}

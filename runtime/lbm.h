@@ -89,6 +89,28 @@ lbm_status lbm_run(const lbm_model *m, const uint8_t *input, void *arena, size_t
 /* Value of a META key (the first line "key=..."), not NUL-terminated (its length in *len;
  * len may be NULL), pointing into the model's buffer; NULL when absent. */
 const char *lbm_meta(const lbm_model *m, const char *key, size_t *len);
+/* One op or tensor record of a loaded model, decoded (for inspection tools). */
+typedef struct lbm_op {
+    int      kind;            /* LBM_OP_*                                            */
+    uint32_t n_in, in[2], out;
+    uint32_t data_offset, data_size;
+    int32_t  attr[10];
+} lbm_op;
+
+typedef struct lbm_tensor {
+    int      dtype;           /* LBM_INT8, LBM_UINT8, LBM_INT32                     */
+    int      n_dims;
+    uint32_t dims[3];
+    float    scale;
+    int32_t  zero_point;
+} lbm_tensor;
+
+/* Decodes op i (< m->n_ops) or tensor i (< m->n_tensors); LBM_ERR_ARG when out of range. */
+lbm_status lbm_get_op(const lbm_model *m, uint32_t i, lbm_op *op);
+lbm_status lbm_get_tensor(const lbm_model *m, uint32_t i, lbm_tensor *t);
+/* "CONV2D", "LINEAR", ...; "?" for an unknown kind. */
+const char *lbm_op_name(int kind);
+
 /* CRC-32 (ISO-HDLC, zlib's crc32) of n bytes, continuing from crc (start with 0). */
 uint32_t lbm_crc32(uint32_t crc, const void *p, size_t n);
 const char *lbm_status_str(lbm_status s);
