@@ -6,6 +6,9 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libpng-dev zlib1g-dev check
       dataset-fashion-mnist)
 
+# 32-bit C library for the runtime's -m32 portability test (amd64 hosts)
+[ "$(dpkg --print-architecture)" = amd64 ] && pkgs+=(gcc-multilib)
+
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
