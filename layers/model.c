@@ -3,6 +3,7 @@
  * that name the origin and line. It does not know about quantization yet. */
 #include "layers/model.h"
 
+#include "autograd/fileio.h"
 #include "quant/bn_fold.h"
 
 #include <errno.h>
@@ -465,39 +466,11 @@ lb_status lb_model_build_file(const char *path, const lb_qconfig *qc, lb_model *
                               lb_error *err)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return lb_errorf(err, LB_ERR_IO, "%s: %s", path, strerror(errno));
-    char *buf = NULL;
-    lb_status st = LB_OK;
-    if (fseek(f, 0, SEEK_END) != 0) {
-        st = lb_errorf(err, LB_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));
-        goto done;
-    }
-    long size = ftell(f);
-    if (size < 0 || size > (1 << 20)) {
-        st = lb_errorf(err, LB_ERR_FORMAT, "%s: %ld bytes; a model description is at most 1 MiB",
-                       path, size);
-        goto done;
-    }
-    rewind(f);
-    buf = malloc((size_t)size + 1);
-    if (!buf) {
-        st = lb_errorf(err, LB_ERR_NOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    if (fread(buf, 1, (size_t)size, f) != (size_t)size) {
-        st = lb_errorf(err, LB_ERR_IO, "%s: short read", path);
-        goto done;
-    }
-    buf[size] = 0;
-    if (strlen(buf) != (size_t)size) {
-        st = lb_errorf(err, LB_ERR_FORMAT, "%s: contains a NUL byte; not a text file", path);
-        goto done;
-    }
+    char *buf;
+    lb_status st = lb_read_text_file(path, 1 << 20, "a model description", &buf, err);
+    if (st) return st;
     st = lb_model_build(buf, path, qc, out, err);
-done:
     free(buf);
-    fclose(f);
     return st;
 }
 

@@ -8,6 +8,8 @@
  */
 #include "quant/qconfig.h"
 
+#include "autograd/fileio.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -546,39 +548,11 @@ lb_status lb_qconfig_parse_text(const char *text, const char *origin, lb_qconfig
 
 lb_status lb_qconfig_parse_file(const char *path, lb_qconfig *out, lb_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return lb_errorf(err, LB_ERR_IO, "%s: %s", path, strerror(errno));
-    char     *buf = NULL;
-    lb_status st  = LB_OK;
-    if (fseek(f, 0, SEEK_END) != 0) {
-        st = lb_errorf(err, LB_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));
-        goto done;
-    }
-    const long size = ftell(f);
-    if (size < 0 || size > MAX_FILE) {
-        st = lb_errorf(err, LB_ERR_FORMAT, "%s: %ld bytes; a quantization config is at most 1 MiB",
-                       path, size);
-        goto done;
-    }
-    rewind(f);
-    buf = malloc((size_t)size + 1);
-    if (!buf) {
-        st = lb_errorf(err, LB_ERR_NOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    if (fread(buf, 1, (size_t)size, f) != (size_t)size) {
-        st = lb_errorf(err, LB_ERR_IO, "%s: short read", path);
-        goto done;
-    }
-    buf[size] = 0;
-    if (strlen(buf) != (size_t)size) {
-        st = lb_errorf(err, LB_ERR_FORMAT, "%s: contains a NUL byte; not a text file", path);
-        goto done;
-    }
+    char *buf;
+    lb_status st = lb_read_text_file(path, MAX_FILE, "a quantization config", &buf, err);
+    if (st) return st;
     st = lb_qconfig_parse_text(buf, path, out, err);
-done:
     free(buf);
-    fclose(f);
     return st;
 }
 

@@ -3,6 +3,8 @@
  * bounds-checked cursor, so a truncated or hostile file cannot cause an out-of-bounds read. */
 #include "train/checkpoint.h"
 
+#include "autograd/fileio.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -163,34 +165,15 @@ static void parse_meta(const char *text, lb_ckpt_meta *m)
 
 static lb_status read_file(const char *path, uint8_t **buf, size_t *n, lb_error *err)
 {
-    *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return lb_errorf(err, LB_ERR_IO, "%s: %s", path, strerror(errno));
-    struct stat st;
-    lb_status s = LB_OK;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        s = lb_errorf(err, LB_ERR_IO, "%s: not a regular file", path);
-        goto done;
-    }
-    if (st.st_size < 16 || st.st_size > CKPT_MAX_BYTES) {
-        s = lb_errorf(err, LB_ERR_FORMAT, "%s: %lld bytes is not a checkpoint size (16 B .. 4 GiB)",
-                      path, (long long)st.st_size);
-        goto done;
-    }
-    *n = (size_t)st.st_size;
-    *buf = malloc(*n);
-    if (!*buf) {
-        s = lb_errorf(err, LB_ERR_NOMEM, "%s: out of memory for %zu bytes", path, *n);
-        goto done;
-    }
-    if (fread(*buf, 1, *n, f) != *n) {
-        s = lb_errorf(err, LB_ERR_IO, "%s: short read", path);
-        free(*buf);
+    char *p;
+    lb_status st = lb_read_file(path, (size_t)CKPT_MAX_BYTES, "a checkpoint", &p, n, err);
+    *buf = (uint8_t *)p;
+    if (!st && *n < 16) {
+        free(p);
         *buf = NULL;
+        st = lb_errorf(err, LB_ERR_FORMAT, "%s: %zu bytes is too short for a checkpoint", path, *n);
     }
-done:
-    fclose(f);
-    return s;
+    return st;
 }
 
 #define BAD(...) do { st = lb_errorf(err, LB_ERR_FORMAT, __VA_ARGS__); goto fail; } while (0)
@@ -205,7 +188,7 @@ lb_status lb_checkpoint_load(const char *path, lb_model **out, lb_ckpt_meta *met
     lb_model *m = NULL;
     char *spec = NULL, *metatext = NULL, *qtext = NULL;
     rctx r = { buf, size - 4, 0 };
-    char magic[4];
+    char magic[4] = { 0 };
     uint32_t version = 0, spec_len = 0, meta_len = 0, n_t = 0, crc;
     memcpy(&crc, buf + size - 4, 4);
     get(&r, magic, 4);
