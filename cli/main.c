@@ -12,6 +12,7 @@
 
 #include "autograd/blas.h"
 #include "runtime/export/export.h"
+#include "runtime/export/onnx.h"
 #include "runtime/lbm.h"
 #include "datasets/dataset.h"
 #include "layers/model.h"
@@ -407,11 +408,13 @@ static const char eval_help[] =
     "  --data-dir DIR    look for the dataset only in DIR\n"
     "  --batch N         evaluation batch size                             [500]\n"
     "  --threads N       BLAS threads                                      [all cores]\n"
+    "  --predictions F   also write the predicted class of every test image to F, one per\n"
+    "                    line in the dataset's order (to compare other runtimes with)\n"
     "  --json            end stdout with one JSON summary line\n";
 
 static int cmd_eval(int argc, char **argv)
 {
-    opt o[] = { O("data"), O("data-dir"), O("batch"), O("threads"), F("json") };
+    opt o[] = { O("data"), O("data-dir"), O("batch"), O("threads"), O("predictions"), F("json") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
     int n_pos, rc = parse_opts("eval", argc, argv, o, n, pos, 1, &n_pos);
@@ -437,6 +440,41 @@ static int cmd_eval(int argc, char **argv)
     const double t0 = lb_now();
     if (lb_evaluate(m, &test, batch, &acc, &loss, &err)) goto fail;
     const double secs = lb_now() - t0;
+    if ((s = get(o, n, "predictions"))) { /* argmax of the eval-mode logits, first on ties */
+        lb_batcher b;
+        if (lb_batcher_init(&b, &test, batch, false, 0, &err)) goto fail;
+        lb_graph *g = lb_graph_new(0);
+        int32_t *y = malloc((size_t)batch * sizeof *y);
+        FILE *f = g && y ? fopen(s, "w") : NULL;
+        bool ok = f != NULL;
+        if (!ok) lb_errorf(&err, g && y ? LB_ERR_IO : LB_ERR_NOMEM, "%s: %s", s,
+                           g && y ? strerror(errno) : "out of memory");
+        if (g) lb_graph_set_training(g, false), lb_graph_set_grad_enabled(g, false);
+        lb_batcher_start_epoch(&b);
+        while (ok) {
+            lb_graph_reset(g);
+            lb_tensor *x = lb_leaf(g, (int64_t[]){ batch, test.c, test.h, test.w }, 4, false);
+            const int64_t got = x ? lb_batcher_next(&b, x->data, y) : 0;
+            if (got == 0) break;
+            x->shape[0] = got;
+            const lb_tensor *z = lb_model_forward(m, g, x, NULL);
+            if (!z) break;
+            const int64_t C = z->shape[1];
+            for (int64_t i = 0; i < got; i++) {
+                int64_t best = 0;
+                for (int64_t c = 1; c < C; c++)
+                    if (z->data[i * C + c] > z->data[i * C + best]) best = c;
+                fprintf(f, "%lld\n", (long long)best);
+            }
+        }
+        if (ok && lb_graph_status(g, &err)) ok = false;
+        if (f && (fclose(f) != 0) && ok)
+            ok = false, lb_errorf(&err, LB_ERR_IO, "%s: write failed: %s", s, strerror(errno));
+        free(y);
+        lb_graph_free(g);
+        lb_batcher_free(&b);
+        if (!ok) goto fail;
+    }
     char qdesc[256];
     quant_desc(&m->qcfg, qdesc, sizeof qdesc);
     int64_t wbytes, fbytes;
@@ -801,12 +839,15 @@ done:
 
 static const char export_help[] =
     "usage: lowbit export CKPT --out FILE [options]\n"
-    "Writes a quantized checkpoint for the integer-only runtime (docs/FORMAT.md). Every\n"
-    "conv/linear layer must be quantized (train with --quant or run lowbit ptq first).\n"
+    "Writes a quantized checkpoint for the integer-only runtime (docs/FORMAT.md), or as ONNX\n"
+    "for ONNX Runtime and other tools. Every conv/linear layer must be quantized (train with\n"
+    "--quant or run lowbit ptq first).\n"
     "\n"
     "  --out FILE        the model file                                       (required)\n"
-    "  --format F        lbm (the .lbm file) or c (FILE.h and FILE.c holding the .lbm bytes\n"
-    "                    as a const array, for microcontrollers)               [lbm]\n"
+    "  --format F        lbm (the .lbm file), c (FILE.h and FILE.c holding the .lbm bytes\n"
+    "                    as a const array, for microcontrollers) or onnx (opset 21 with\n"
+    "                    QuantizeLinear/DequantizeLinear; int4 weights and activations up\n"
+    "                    to 4 bits, int8 above; uint8 pixels in, logits out)   [lbm]\n"
     "  --data NAME       dataset whose normalisation the model expects  [the checkpoint's]\n";
 
 /* Reads a whole file into a malloc'd (16-byte aligned) buffer; at most 256 MiB. */
@@ -869,8 +910,8 @@ static int cmd_export(int argc, char **argv)
     if (n_pos != 1) return usage_error("export", "%s", "needs a checkpoint path");
     const char *out = get(o, n, "out"), *format = get(o, n, "format") ? get(o, n, "format") : "lbm";
     if (!out) return usage_error("export", "%s", "needs --out FILE");
-    if (strcmp(format, "lbm") && strcmp(format, "c"))
-        return usage_error("export", "--format %s: expected lbm or c", format);
+    if (strcmp(format, "lbm") && strcmp(format, "c") && strcmp(format, "onnx"))
+        return usage_error("export", "--format %s: expected lbm, c or onnx", format);
     lb_error err = { 0 };
     lb_model *m = NULL;
     lb_ckpt_meta meta;
@@ -881,7 +922,9 @@ static int cmd_export(int argc, char **argv)
     const char *data = get(o, n, "data") ? get(o, n, "data") : meta.dataset;
     lb_export_opts eo = lb_export_opts_for(data);
     eo.test_acc = meta.test_acc;
-    if (lb_export_lbm(m, &eo, &file, &size, &err)) goto fail;
+    if (!strcmp(format, "onnx") ? lb_export_onnx(m, &eo, &file, &size, &err)
+                                : lb_export_lbm(m, &eo, &file, &size, &err))
+        goto fail;
     if (!strcmp(format, "c")) {
         if (write_c_array(out, file, size, &err)) goto fail;
     } else {

@@ -16,6 +16,7 @@ Suite *export_suite(void);          /* test_export.c         */
 Suite *quant_ops_suite(void);       /* test_quant_ops.c      */
 Suite *quant_observer_suite(void);  /* test_quant_observer.c */
 Suite *runtime_suite(void);         /* test_runtime.c        */
+Suite *onnx_suite(void);            /* test_onnx.c           */
 
 /* Runs the suites with CK_FORK on; returns 0 when every test passed. */
 static inline int lb_run_suites(Suite **suites, int n)

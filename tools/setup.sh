@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# setup.sh: installs lowbit's build and test dependencies from Debian's packages (Debian 12).
-# Does nothing when they are already installed. Needs root or sudo for apt-get.
+# setup.sh: installs lowbit's build and test dependencies (Debian 12): Debian's packages, and
+# ONNX Runtime for the ONNX export test (npm onnxruntime-node, at the version pinned by
+# tests/onnx/package-lock.json, into tests/onnx/node_modules). Does nothing when everything is
+# already installed. Needs root or sudo for apt-get, and the npm registry for the first run.
 set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
 
+# protobuf-c and libonnx-dev: the ONNX exporter's messages are generated at build time by
+# protoc-c from Debian's onnx.proto (runtime/export/CMakeLists.txt).
 pkgs=(build-essential cmake pkg-config libopenblas-dev libpng-dev zlib1g-dev check
-      dataset-fashion-mnist)
+      dataset-fashion-mnist libprotobuf-c-dev protobuf-c-compiler libonnx-dev)
 
 # 32-bit C library for the runtime's -m32 portability test (amd64 hosts)
 [ "$(dpkg --print-architecture)" = amd64 ] && pkgs+=(gcc-multilib)
@@ -13,15 +18,29 @@ missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -eq 0 ]; then
-    exit 0
+# Node.js and npm run ONNX Runtime in tests/onnx; any installed node will do (Debian's
+# nodejs and npm when there is none).
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || { echo "setup: need root (or sudo) to apt-get install ${missing[*]}" >&2; exit 1; }
+        SUDO=sudo
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-echo "setup: installing ${missing[*]}"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || { echo "setup: need root (or sudo) to apt-get install ${missing[*]}" >&2; exit 1; }
-    SUDO=sudo
+
+# onnxruntime-node ships its CPU binaries in the npm package; ONNXRUNTIME_NODE_INSTALL=skip
+# stops its install script from downloading anything else (the CUDA provider).
+ort_dir="$root/tests/onnx"
+want=$(sed -n 's/.*"onnxruntime-node": "\([0-9.]*\)".*/\1/p' "$ort_dir/package.json")
+have=$(sed -n 's/^  "version": "\([0-9.]*\)".*/\1/p' \
+       "$ort_dir/node_modules/onnxruntime-node/package.json" 2>/dev/null || true)
+if [ "$have" != "$want" ]; then
+    echo "setup: npm ci --prefix tests/onnx (onnxruntime-node $want)"
+    ONNXRUNTIME_NODE_INSTALL=skip npm ci --prefix "$ort_dir" --no-audit --no-fund --loglevel=error
 fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

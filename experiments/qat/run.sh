@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # experiments/qat/run.sh: the QAT issue's figures for LeNet-5, measured on the real data.
 #   1. FP32: 5 epochs (SGD, Nesterov 0.9, cosine from 0.05, half an epoch of warm-up).
-#   2. QAT fine-tuning from that checkpoint: 3 epochs, lr 0.01 cosine, LSQ weights (per
-#      channel) and activations, first and last layer at 8 bits: W8A8, W4A4, W2A2 (3 seeds),
-#      binary weights with 8-bit activations (MNIST).
+#   2. QAT fine-tuning from that checkpoint, lr 0.01 cosine, LSQ weights (per channel) and
+#      activations, first and last layer at 8 bits: W8A8 and W4A4 for 3 epochs; W2A2 (3 seeds)
+#      and binary weights with 8-bit activations (MNIST) for 5 epochs.
 #   3. PTQ of the same FP32 checkpoint: min/max ranges from 20 calibration batches, no training.
 # Writes experiments/results/qat_lenet5.md with every command and its JSON line.
 # Usage: experiments/qat/run.sh [mnist|fashion-mnist ...]   (default: both)
@@ -49,10 +49,10 @@ for data in "${datasets[@]}"; do
     run "QAT W8A8" "$data" "$lowbit" train --init "$fp/last.ckpt" --quant "$q8" --epochs 3 --lr 0.01 --out "$runs/$data-w8a8"
     run "QAT W4A4" "$data" "$lowbit" train --init "$fp/last.ckpt" --quant w4a4,first=8,last=8 --epochs 3 --lr 0.01 --out "$runs/$data-w4a4"
     for seed in 42 1 2; do
-        run "QAT W2A2 (seed $seed)" "$data" "$lowbit" train --init "$fp/last.ckpt" --quant w2a2,first=8,last=8 --epochs 3 --lr 0.01 --seed "$seed" --out "$runs/$data-w2a2-$seed"
+        run "QAT W2A2 (seed $seed)" "$data" "$lowbit" train --init "$fp/last.ckpt" --quant w2a2,first=8,last=8 --epochs 5 --lr 0.01 --seed "$seed" --out "$runs/$data-w2a2-$seed"
     done
     if [ "$data" = mnist ]; then
-        run "QAT binary weights, A8" "$data" "$lowbit" train --init "$fp/last.ckpt" --quant w1a8,first=8,last=8 --epochs 3 --lr 0.01 --out "$runs/$data-w1a8"
+        run "QAT binary weights, A8" "$data" "$lowbit" train --init "$fp/last.ckpt" --quant w1a8,first=8,last=8 --epochs 5 --lr 0.01 --out "$runs/$data-w1a8"
     fi
     for b in 8 4 2; do
         run "PTQ W${b}A${b} (min/max)" "$data" "$lowbit" ptq "$fp/last.ckpt" --quant "w${b}a${b}" --out "$runs/$data-ptq$b.ckpt"
@@ -65,8 +65,9 @@ done
     echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores;" \
          "lowbit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); $(date -u +%Y-%m-%d)."
     echo "Produced by \`experiments/qat/run.sh ${datasets[*]}\`. QAT rows fine-tune the FP32"
-    echo "checkpoint above them for 3 epochs (LSQ weights per channel and activations; first and"
-    echo "last layer at 8 bits); PTQ rows calibrate min/max ranges on 20 training batches of that"
+    echo "checkpoint above them (W8A8 and W4A4 for 3 epochs, W2A2 and binary for 5; LSQ weights"
+    echo "per channel and activations; first and last layer at 8 bits; lr 0.01 cosine); PTQ rows"
+    echo "calibrate min/max ranges on 20 training batches of that"
     echo "same checkpoint without training (all layers at the stated bits). Weight memory counts"
     echo "parameters x bits / 8 plus the float scales and biases."
     echo

@@ -1,8 +1,10 @@
 /* export.c: lb_model -> .lbm (docs/FORMAT.md section 7).
  * Integer weights come from running each layer's own weight quantizer in eval mode, so they
  * are the framework's values exactly; everything else (LUT, biases, multipliers) is derived
- * from the quantizers' scales in double precision. */
+ * from the quantizers' scales in double precision. The readers of a trained model that the ONNX
+ * exporter (onnx.c) shares are defined here too (export_impl.h). */
 #include "runtime/export/export.h"
+#include "runtime/export/export_impl.h"
 
 #include <errno.h>
 #include <math.h>
@@ -23,7 +25,10 @@ lb_export_opts lb_export_opts_for(const char *dataset)
     return o;
 }
 
-static bool is_layer(const lb_node *nd) { return nd->kind == LB_NODE_CONV || nd->kind == LB_NODE_LINEAR; }
+bool lb__export_is_layer(const lb_node *nd)
+{
+    return nd->kind == LB_NODE_CONV || nd->kind == LB_NODE_LINEAR;
+}
 
 /* The unique consumer of node i (-1 for the model input), or -1 when there is none; -2 when
  * there are several. */
@@ -39,14 +44,7 @@ static int consumer(const lb_model *m, int i)
     return c;
 }
 
-/* Grid of an activation quantizer: scale, range and runtime dtype. */
-typedef struct {
-    float   scale;
-    int32_t qmin, qmax;
-    int     dtype;
-} grid;
-
-static lb_status act_grid(const lb_node *nd, grid *gr, lb_error *err)
+lb_status lb__export_act_grid(const lb_node *nd, lb__act_grid *gr, lb_error *err)
 {
     const lb_quantizer *q = &nd->aq;
     float s, z;
@@ -72,11 +70,8 @@ static uint32_t node_tensor(lbm_writer *w, const lb_node *nd, int dtype, float s
     return lbm_writer_tensor(w, dtype, nd->n_dims, dims, scale, 0);
 }
 
-/* Integer weights q (O x K), per-channel scales s (O) and the effective float bias b (O) of
- * a layer, from its weight quantizer run in eval mode (after BN folding when the model is
- * folded). Returns the container bit width in *bits. */
-static lb_status layer_weights(lb_model *m, lb_node *nd, int8_t *q, double *s, double *b,
-                               int *bits, lb_error *err)
+lb_status lb__export_layer_weights(lb_model *m, lb_node *nd, int8_t *q, double *s, double *b,
+                                   int *bits, lb_error *err)
 {
     const bool conv = nd->kind == LB_NODE_CONV;
     lb_tensor *w = conv ? nd->u.conv.weight : nd->u.linear.weight;
@@ -171,13 +166,13 @@ lb_status lb_export_lbm(lb_model *m, const lb_export_opts *o, uint8_t **file, si
     int32_t *blob = NULL;
     int first = -1;
     for (int i = 0; i < m->n_nodes && first < 0; i++)
-        if (is_layer(&m->nodes[i])) first = i;
+        if (lb__export_is_layer(&m->nodes[i])) first = i;
     if (first < 0 || m->nodes[first].in[0] != -1 || consumer(m, -1) != first)
         return lb_errorf(err, LB_ERR_ARG, "export: the model input must feed exactly one "
                          "conv/linear layer, its first");
     /* 1. the raw input and the INPUT lookup table into the first layer's grid */
-    grid gin;
-    if ((st = act_grid(&m->nodes[first], &gin, err))) goto done;
+    lb__act_grid gin;
+    if ((st = lb__export_act_grid(&m->nodes[first], &gin, err))) goto done;
     const uint32_t t_in = lbm_writer_tensor(&w, LBM_UINT8, 3,
                                             (uint32_t[]){ (uint32_t)m->in_c, (uint32_t)m->in_h,
                                                           (uint32_t)m->in_w }, 1.0f, 0);
@@ -204,7 +199,7 @@ lb_status lb_export_lbm(lb_model *m, const lb_export_opts *o, uint8_t **file, si
     /* 2. layer by layer */
     int64_t max_ok = 0;
     for (int i = 0; i < m->n_nodes; i++)
-        if (is_layer(&m->nodes[i])) {
+        if (lb__export_is_layer(&m->nodes[i])) {
             const lb_tensor *wt = m->nodes[i].kind == LB_NODE_CONV ? m->nodes[i].u.conv.weight
                                                                     : m->nodes[i].u.linear.weight;
             max_ok = lb_numel(wt) > max_ok ? lb_numel(wt) : max_ok;
@@ -229,10 +224,10 @@ lb_status lb_export_lbm(lb_model *m, const lb_export_opts *o, uint8_t **file, si
                            (long long)O);
             goto done;
         }
-        grid gx;
+        lb__act_grid gx;
         int bits = 8;
-        if ((st = act_grid(nd, &gx, err))) goto done;
-        if ((st = layer_weights(m, nd, q, s, b, &bits, err))) goto done;
+        if ((st = lb__export_act_grid(nd, &gx, err))) goto done;
+        if ((st = lb__export_layer_weights(m, nd, q, s, b, &bits, err))) goto done;
         for (int64_t c = 0; c < O; c++) A[c] = s[c] * gx.scale, B[c] = b[c];
         /* follow the chain to the next layer: bn, relu, maxpool, flatten, dropout */
         int chain[64], n_chain = 0, j = i, next = -1;
@@ -246,7 +241,7 @@ lb_status lb_export_lbm(lb_model *m, const lb_export_opts *o, uint8_t **file, si
             }
             if (c < 0) break;
             const lb_node *cn = &m->nodes[c];
-            if (is_layer(cn)) {
+            if (lb__export_is_layer(cn)) {
                 next = c;
                 break;
             }
@@ -296,10 +291,10 @@ lb_status lb_export_lbm(lb_model *m, const lb_export_opts *o, uint8_t **file, si
                 else if (bits == 4) bits = 8; /* +-1 (binary) stays as it is      */
             }
         /* output grid: the next layer's input, or INT32 scores at one common scale */
-        grid gy = { 0 };
+        lb__act_grid gy = { 0 };
         double s_out = 0;
         if (next >= 0) {
-            if ((st = act_grid(&m->nodes[next], &gy, err))) goto done;
+            if ((st = lb__export_act_grid(&m->nodes[next], &gy, err))) goto done;
             if (!relu && gy.qmin == 0) {
                 st = lb_errorf(err, LB_ERR_ARG, "export: %s: unsigned input grid without ReLU", m->nodes[next].name);
                 goto done;
@@ -414,27 +409,30 @@ done:
     return st;
 }
 
+lb_status lb__export_write_file(const char *path, const uint8_t *buf, size_t size, lb_error *err)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return lb_errorf(err, LB_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    bool ok = fwrite(buf, 1, size, f) == size;
+    ok = fflush(f) == 0 && ok;
+    ok = fsync(fileno(f)) == 0 && ok;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return lb_errorf(err, LB_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    }
+    return LB_OK;
+}
+
 lb_status lb_export_lbm_file(lb_model *m, const lb_export_opts *o, const char *path, size_t *size,
                              lb_error *err)
 {
     uint8_t *file;
     lb_status st = lb_export_lbm(m, o, &file, size, err);
     if (st) return st;
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        free(file);
-        return lb_errorf(err, LB_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    }
-    bool ok = fwrite(file, 1, *size, f) == *size;
-    ok = fflush(f) == 0 && ok;
-    ok = fsync(fileno(f)) == 0 && ok;
-    ok = fclose(f) == 0 && ok;
+    st = lb__export_write_file(path, file, *size, err);
     free(file);
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return lb_errorf(err, LB_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    }
-    return LB_OK;
+    return st;
 }
