@@ -386,12 +386,12 @@ static int window_ok(uint32_t H, uint32_t W, int32_t kh, int32_t kw, int32_t str
     return 1;
 }
 
-/* DATA bytes of a CONV2D/LINEAR: O weight rows (4-aligned as a block), then bias, multiplier,
- * shift and w_scale, O x 4 bytes each. */
+/* DATA bytes of a CONV2D/LINEAR: O weight rows (4-aligned as a block), then bias, multiplier
+ * and shift, O x 4 bytes each. */
 static uint64_t weights_need(uint64_t K, uint64_t O, int bits, uint64_t *row_bytes)
 {
     *row_bytes = (K * (uint64_t)bits + 7u) / 8u;
-    return align4(O * *row_bytes) + 16u * O;
+    return align4(O * *row_bytes) + 12u * O;
 }
 
 /* Multipliers and shifts in range, zero row padding bits and zero alignment padding. */
@@ -400,7 +400,7 @@ static lbm_status check_weights(const lbm_model *m, uint32_t i, const opinfo *op
 {
     const int      bits = op->attr[5];
     uint64_t       row_bytes;
-    const uint64_t wbytes = weights_need(K, O, bits, &row_bytes) - 16u * (uint64_t)O;
+    const uint64_t wbytes = weights_need(K, O, bits, &row_bytes) - 12u * (uint64_t)O;
     const uint8_t *p      = m->data + op->data_off;
     const uint32_t used   = (uint32_t)(((uint64_t)K * (uint32_t)bits) % 8u);
     for (uint32_t o = 0; o < O; o++) {
@@ -866,7 +866,7 @@ static wparams wparams_of(const lbm_model *m, const opinfo *op, uint32_t K, uint
     uint64_t row_bytes;
     p.bits      = op->attr[5];
     p.w         = m->data + op->data_off;
-    p.bias      = p.w + (weights_need(K, O, p.bits, &row_bytes) - 16u * (uint64_t)O);
+    p.bias      = p.w + (weights_need(K, O, p.bits, &row_bytes) - 12u * (uint64_t)O);
     p.mult      = p.bias + 4u * O;
     p.shift     = p.mult + 4u * O;
     p.row_bytes = (uint32_t)row_bytes;

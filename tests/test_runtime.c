@@ -170,8 +170,7 @@ static void add_wop(lbm_writer *w, int kind, uint32_t x, uint32_t y, const wop *
     const uint32_t off = lbm_writer_data(w, packed, p->O * row);
     data_i32(w, p->bias, p->O);
     data_i32(w, p->mult, p->O);
-    data_i32(w, p->shift, p->O);
-    const uint32_t end = lbm_writer_data(w, NULL, 4 * p->O) + 4 * p->O;   /* w_scale: unused */
+    const uint32_t end = data_i32(w, p->shift, p->O) + 4 * p->O;
     lbm_writer_op(w, kind, 1, (uint32_t[]){ x, 0 }, y, off, end - off, attr);
     free(packed);
 }

@@ -304,12 +304,11 @@ lb_status lb_export_lbm(lb_model *m, const lb_export_opts *o, uint8_t **file, si
             for (int64_t c = 0; c < O; c++) s_out = A[c] > s_out ? A[c] : s_out;
             s_out = s_out > 0 ? s_out / 256.0 : 1.0;
         }
-        /* DATA: weights, bias, multiplier, shift, w_scale */
+        /* DATA: weights, bias, multiplier, shift */
         const uint32_t row_bytes = (uint32_t)((K * bits + 7) / 8);
         for (int64_t c = 0; c < O; c++) lbm_pack_row(q + c * K, (uint32_t)K, bits, packed + c * row_bytes);
         const uint32_t w_off = lbm_writer_data(&w, packed, (uint32_t)(O * row_bytes));
         int32_t *bias_i = blob, *mult = blob + O, *shift = blob + 2 * O;
-        float *wsc = (float *)(blob + 3 * O);
         /* acc_shift: the finest bias resolution for which acc * 2^k + bias cannot overflow */
         int qw_max = 0;
         for (int64_t t = 0; t < O * K; t++) qw_max = abs(q[t]) > qw_max ? abs(q[t]) : qw_max;
@@ -330,12 +329,10 @@ lb_status lb_export_lbm(lb_model *m, const lb_export_opts *o, uint8_t **file, si
             }
             bias_i[c] = (int32_t)bi;
             lbm_quantize_multiplier(ldexp(A[c] / s_out, -acc_shift), &mult[c], &shift[c]);
-            wsc[c] = (float)s[c];
         }
         lbm_writer_data(&w, bias_i, (uint32_t)(4 * O));
         lbm_writer_data(&w, mult, (uint32_t)(4 * O));
-        lbm_writer_data(&w, shift, (uint32_t)(4 * O));
-        const uint32_t end = lbm_writer_data(&w, wsc, (uint32_t)(4 * O)) + (uint32_t)(4 * O);
+        const uint32_t end = lbm_writer_data(&w, shift, (uint32_t)(4 * O)) + (uint32_t)(4 * O);
         const int out_dtype = next >= 0 ? gy.dtype : LBM_INT32;
         uint32_t t_y = node_tensor(&w, nd, out_dtype, (float)s_out);
         int32_t attr[10] = { 0 };

@@ -63,8 +63,7 @@ static void weighted(lbm_writer *w, int kind, uint32_t x, uint32_t y, uint32_t O
     const uint32_t off = lbm_writer_data(w, rows, O * rb);
     i32s(w, O, 0);
     i32s(w, O, 1 << 30);
-    i32s(w, O, sh);
-    const uint32_t end = i32s(w, O, 0) + 4 * O;   /* w_scale: informative */
+    const uint32_t end = i32s(w, O, sh) + 4 * O;
     lbm_writer_op(w, kind, 1, (uint32_t[]){ x, 0 }, y, off, end - off, attr);
 }
 
