@@ -432,48 +432,29 @@ static int cmd_eval(int argc, char **argv)
     lb_model *m = NULL;
     lb_ckpt_meta meta;
     lb_dataset test = { 0 };
+    int32_t *pred = NULL;
     int code = 1;
     double acc, loss;
     if (lb_checkpoint_load(pos[0], &m, &meta, &err)) goto fail;
     const char *data = get(o, n, "data") ? get(o, n, "data") : meta.dataset[0] ? meta.dataset : "mnist";
     if (lb_dataset_load(data, get(o, n, "data-dir"), LB_SPLIT_TEST, &test, &err)) goto fail;
+    const char *pred_path = get(o, n, "predictions");
+    if (pred_path && !(pred = malloc((size_t)test.n * sizeof *pred))) {
+        lb_errorf(&err, LB_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
     const double t0 = lb_now();
-    if (lb_evaluate(m, &test, batch, &acc, &loss, &err)) goto fail;
+    if (lb_predict(m, &test, batch, pred, &acc, &loss, &err)) goto fail;
     const double secs = lb_now() - t0;
-    if ((s = get(o, n, "predictions"))) { /* argmax of the eval-mode logits, first on ties */
-        lb_batcher b;
-        if (lb_batcher_init(&b, &test, batch, false, 0, &err)) goto fail;
-        lb_graph *g = lb_graph_new(0);
-        int32_t *y = malloc((size_t)batch * sizeof *y);
-        FILE *f = g && y ? fopen(s, "w") : NULL;
+    if (pred_path) { /* argmax of the eval-mode logits, first on ties, one per line */
+        FILE *f = fopen(pred_path, "w");
         bool ok = f != NULL;
-        if (!ok) lb_errorf(&err, g && y ? LB_ERR_IO : LB_ERR_NOMEM, "%s: %s", s,
-                           g && y ? strerror(errno) : "out of memory");
-        if (g) lb_graph_set_training(g, false), lb_graph_set_grad_enabled(g, false);
-        lb_batcher_start_epoch(&b);
-        while (ok) {
-            lb_graph_reset(g);
-            lb_tensor *x = lb_leaf(g, (int64_t[]){ batch, test.c, test.h, test.w }, 4, false);
-            const int64_t got = x ? lb_batcher_next(&b, x->data, y) : 0;
-            if (got == 0) break;
-            x->shape[0] = got;
-            const lb_tensor *z = lb_model_forward(m, g, x, NULL);
-            if (!z) break;
-            const int64_t C = z->shape[1];
-            for (int64_t i = 0; i < got; i++) {
-                int64_t best = 0;
-                for (int64_t c = 1; c < C; c++)
-                    if (z->data[i * C + c] > z->data[i * C + best]) best = c;
-                fprintf(f, "%lld\n", (long long)best);
-            }
+        for (int64_t i = 0; ok && i < test.n; i++) ok = fprintf(f, "%d\n", (int)pred[i]) > 0;
+        if (f) ok = fclose(f) == 0 && ok;
+        if (!ok) {
+            lb_errorf(&err, LB_ERR_IO, "%s: write failed: %s", pred_path, strerror(errno));
+            goto fail;
         }
-        if (ok && lb_graph_status(g, &err)) ok = false;
-        if (f && (fclose(f) != 0) && ok)
-            ok = false, lb_errorf(&err, LB_ERR_IO, "%s: write failed: %s", s, strerror(errno));
-        free(y);
-        lb_graph_free(g);
-        lb_batcher_free(&b);
-        if (!ok) goto fail;
     }
     char qdesc[256];
     quant_desc(&m->qcfg, qdesc, sizeof qdesc);
@@ -498,6 +479,7 @@ static int cmd_eval(int argc, char **argv)
 fail:
     fprintf(stderr, "lowbit eval: %s\n", err.msg);
 done:
+    free(pred);
     lb_model_free(m);
     lb_dataset_free(&test);
     return code;
@@ -950,48 +932,6 @@ done:
     return code;
 }
 
-/* Framework predictions (argmax) of every sample of ds, in eval mode. */
-static lb_status framework_predictions(lb_model *m, const lb_dataset *ds, int32_t *pred, lb_error *err)
-{
-    const int64_t B = 500;
-    lb_batcher b;
-    lb_status st = lb_batcher_init(&b, ds, B, false, 0, err);
-    if (st) return st;
-    lb_graph *g = lb_graph_new(0);
-    int32_t *y = malloc((size_t)B * sizeof *y);
-    if (!g || !y) {
-        st = lb_errorf(err, LB_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    lb_graph_set_training(g, false);
-    lb_graph_set_grad_enabled(g, false);
-    lb_batcher_start_epoch(&b);
-    for (int64_t seen = 0;;) {
-        lb_graph_reset(g);
-        lb_tensor *x = lb_leaf(g, (int64_t[]){ B, ds->c, ds->h, ds->w }, 4, false);
-        if (!x) break;
-        const int64_t got = lb_batcher_next(&b, x->data, y);
-        if (got == 0) break;
-        x->shape[0] = got;
-        lb_tensor *z = lb_model_forward(m, g, x, NULL);
-        if (!z) break;
-        const int64_t C = z->shape[1];
-        for (int64_t i = 0; i < got; i++) {
-            int64_t best = 0;
-            for (int64_t c = 1; c < C; c++)
-                if (z->data[i * C + c] > z->data[i * C + best]) best = c;
-            pred[seen + i] = (int32_t)best;
-        }
-        seen += got;
-    }
-    st = lb_graph_status(g, err);
-done:
-    free(y);
-    lb_graph_free(g);
-    lb_batcher_free(&b);
-    return st;
-}
-
 static const char run_help[] =
     "usage: lowbit run MODEL.lbm [options]\n"
     "Runs the integer-only runtime over a test set, one image at a time on one thread, and\n"
@@ -1050,7 +990,8 @@ static int cmd_run(int argc, char **argv)
             lb_errorf(&err, LB_ERR_NOMEM, "out of memory");
             goto fail;
         }
-        if (framework_predictions(ref, &test, rpred, &err)) goto fail;
+        double ref_acc, ref_loss;
+        if (lb_predict(ref, &test, 500, rpred, &ref_acc, &ref_loss, &err)) goto fail;
     }
     const size_t arena_bytes = lbm_arena_size(&lm);
     arena = aligned_alloc(16, (arena_bytes + 15) / 16 * 16 + 16);

@@ -40,8 +40,9 @@ lb_train_cfg lb_train_cfg_default(void)
     };
 }
 
-/* Counts argmax(logits[b]) == y[b]. logits (B, C). */
-static int64_t count_correct(const lb_tensor *logits, const int32_t *y)
+/* Counts argmax(logits[b]) == y[b] (first maximum on ties) and, when pred is non-NULL, stores
+ * each argmax in pred[b]. logits (B, C). */
+static int64_t count_correct(const lb_tensor *logits, const int32_t *y, int32_t *pred)
 {
     const int64_t B = logits->shape[0], C = logits->shape[1];
     int64_t ok = 0;
@@ -51,6 +52,7 @@ static int64_t count_correct(const lb_tensor *logits, const int32_t *y)
         for (int64_t c = 1; c < C; c++)
             if (z[c] > z[best]) best = c;
         ok += best == y[b];
+        if (pred) pred[b] = (int32_t)best;
     }
     return ok;
 }
@@ -68,7 +70,8 @@ static lb_status check_geometry(const lb_model *m, const lb_dataset *ds, lb_erro
 
 /* Runs eval over ds with an existing graph (reused arena). */
 static lb_status evaluate_with(lb_model *m, lb_graph *g, const lb_dataset *ds, int64_t batch,
-                               int32_t *ybuf, double *acc, double *loss, lb_error *err)
+                               int32_t *ybuf, int32_t *pred, double *acc, double *loss,
+                               lb_error *err)
 {
     lb_batcher b;
     lb_status st = lb_batcher_init(&b, ds, batch, false, 0, err);
@@ -88,7 +91,7 @@ static lb_status evaluate_with(lb_model *m, lb_graph *g, const lb_dataset *ds, i
         lb_tensor *logits = lb_model_forward(m, g, x, NULL);
         lb_tensor *l = lb_softmax_ce(g, logits, ybuf);
         if (!l) break;
-        correct += count_correct(logits, ybuf);
+        correct += count_correct(logits, ybuf, pred ? pred + seen : NULL);
         loss_sum += (double)l->data[0] * (double)n;
         seen += n;
     }
@@ -101,18 +104,24 @@ static lb_status evaluate_with(lb_model *m, lb_graph *g, const lb_dataset *ds, i
     return LB_OK;
 }
 
-lb_status lb_evaluate(lb_model *m, const lb_dataset *ds, int64_t batch, double *acc, double *loss,
-                      lb_error *err)
+lb_status lb_predict(lb_model *m, const lb_dataset *ds, int64_t batch, int32_t *pred, double *acc,
+                     double *loss, lb_error *err)
 {
     lb_status st = check_geometry(m, ds, err);
     if (st) return st;
     lb_graph *g = lb_graph_new(0);
     int32_t *y = malloc((size_t)batch * sizeof *y);
     if (!g || !y) st = lb_errorf(err, LB_ERR_NOMEM, "out of memory for evaluation");
-    else st = evaluate_with(m, g, ds, batch, y, acc, loss, err);
+    else st = evaluate_with(m, g, ds, batch, y, pred, acc, loss, err);
     free(y);
     lb_graph_free(g);
     return st;
+}
+
+lb_status lb_evaluate(lb_model *m, const lb_dataset *ds, int64_t batch, double *acc, double *loss,
+                      lb_error *err)
+{
+    return lb_predict(m, ds, batch, NULL, acc, loss, err);
 }
 
 static void progress(const lb_train_cfg *cfg, int epoch, int64_t step, int64_t n_steps,
@@ -220,7 +229,7 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
             lb_optim_step(&opt, m->params, lb_schedule_lr(&sched, step));
             step++;
             loss_sum += (double)loss->data[0] * (double)n;
-            correct += count_correct(logits, y);
+            correct += count_correct(logits, y, NULL);
             seen += n;
             t_train += lb_now() - ts;
             if ((i & 15) == 0 || i + 1 == per_epoch)
@@ -235,7 +244,7 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
         res->epochs = epoch;
         res->train_images_per_s = res->train_seconds > 0 ? (double)(step * cfg->batch) / res->train_seconds : 0;
         res->test_acc = res->test_loss = -1.0;
-        if (test && (st = evaluate_with(m, g, test, cfg->eval_batch, y, &res->test_acc,
+        if (test && (st = evaluate_with(m, g, test, cfg->eval_batch, y, NULL, &res->test_acc,
                                         &res->test_loss, err)))
             goto done;
         const double ep_s = lb_now() - t_ep;

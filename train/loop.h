@@ -64,6 +64,11 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
 lb_status lb_evaluate(lb_model *m, const lb_dataset *ds, int64_t batch, double *acc, double *loss,
                       lb_error *err);
 
+/* lb_evaluate, also storing every sample's predicted class (argmax of the logits, the first
+ * on ties) in pred[0 .. ds->n) when pred is non-NULL. */
+lb_status lb_predict(lb_model *m, const lb_dataset *ds, int64_t batch, int32_t *pred, double *acc,
+                     double *loss, lb_error *err);
+
 /* Peak resident set size of this process in MiB. */
 double lb_peak_rss_mb(void);
 /* Monotonic wall clock in seconds. */
