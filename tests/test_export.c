@@ -2,6 +2,9 @@
  * framework's own quantized evaluation; and the models the exporter must refuse. main() of
  * the test_export binary. */
 #include <math.h>
+#include <png.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -147,6 +150,58 @@ START_TEST(test_export_refuses)
 }
 END_TEST
 
+/* The example program (runtime/examples/classify_png.c) on a PNG written here predicts what
+ * the runtime predicts on the same pixels. */
+START_TEST(test_classify_png_example)
+{
+    lb_model *m = trained("w4a4,first=8,last=8", false);
+    lb_export_opts o = lb_export_opts_for("mnist");
+    char dir[] = "/tmp/lb_png_XXXXXX", model[64], image[64], cmd[512], line[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(model, sizeof model, "%s/m.lbm", dir);
+    snprintf(image, sizeof image, "%s/x.png", dir);
+    size_t size;
+    lb_error err = { 0 };
+    ck_assert_msg(lb_export_lbm_file(m, &o, model, &size, &err) == LB_OK, "%s", err.msg);
+    uint8_t px[144];
+    lb_rng r = lb_rng_make(3);
+    for (int i = 0; i < 144; i++) px[i] = (uint8_t)lb_rng_below(&r, 256);
+    png_image img;
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    img.width = img.height = 12;
+    img.format = PNG_FORMAT_GRAY;
+    ck_assert(png_image_write_to_file(&img, image, 0, px, 0, NULL));
+    /* the runtime directly */
+    uint8_t *file = malloc(size);
+    FILE *f = fopen(model, "rb");
+    ck_assert_uint_eq(fread(file, 1, size, f), size);
+    fclose(f);
+    lbm_model lm;
+    char msg[128];
+    ck_assert_int_eq(lbm_load(&lm, file, size, msg, sizeof msg), LBM_OK);
+    static uint8_t arena[1 << 16];
+    int pred = -1;
+    ck_assert_int_eq(lbm_run(&lm, px, arena, sizeof arena, NULL, &pred), LBM_OK);
+    /* the example program */
+    snprintf(cmd, sizeof cmd, "%s %s %s", LB_CLASSIFY_PNG, model, image);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    int got = -2;
+    while (fgets(line, sizeof line, p)) {
+        const char *c = strstr(line, ": class ");
+        if (c) got = atoi(c + 8);
+    }
+    ck_assert_int_eq(pclose(p), 0);
+    ck_assert_int_eq(got, pred);
+    unlink(model);
+    unlink(image);
+    rmdir(dir);
+    free(file);
+    lb_model_free(m);
+}
+END_TEST
+
 Suite *export_suite(void)
 {
     Suite *s = suite_create("export");
@@ -158,6 +213,7 @@ Suite *export_suite(void)
     tcase_add_test(tc, test_export_binary);
     tcase_add_test(tc, test_export_ternary_pact);
     tcase_add_test(tc, test_export_refuses);
+    tcase_add_test(tc, test_classify_png_example);
     suite_add_tcase(s, tc);
     return s;
 }
