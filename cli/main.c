@@ -1074,9 +1074,9 @@ static const char main_help[] =
     "  train      train a model (no options: LeNet-5 on MNIST, 5 epochs)\n"
     "  eval       evaluate a checkpoint on a test set (quantized as it was trained)\n"
     "  ptq        post-training quantization of a checkpoint\n"
-    "  export     write a quantized checkpoint for the integer-only runtime (.lbm, C array)\n"
+    "  export     write a quantized checkpoint for deployment (.lbm, C array, ONNX)\n"
     "  run        run an exported .lbm model over a test set\n"
-    "  inspect    list the layers of a checkpoint, zoo model or description file\n"
+    "  inspect    list the layers of a checkpoint, zoo model, description file or .lbm\n"
     "  models     list the zoo\n"
     "\n"
     "lowbit COMMAND --help documents each command's options.\n";
