@@ -209,6 +209,10 @@ static const char train_help[] =
     "                      file (see docs/quantization.md)                  [float]\n"
     "  --init CKPT         start from a checkpoint's weights and architecture (QAT\n"
     "                      fine-tuning of a float model); --model is then ignored\n"
+    "  --resume DIR        continue the run whose folder is DIR from its last.ckpt (the\n"
+    "                      epochs completed, optimizer state, shuffling and dropout state):\n"
+    "                      with the same options and thread count, it ends with the same\n"
+    "                      weights as a run that was never interrupted\n"
     "  --freeze-observers N  activation range observers (minmax, ema) stop after N steps\n"
     "  --fold-bn E         from epoch E on, fold batch-norm into the preceding conv with\n"
     "                      frozen statistics, so the folded weights are quantized  [never]\n"
@@ -239,7 +243,7 @@ static int cmd_train(int argc, char **argv)
                 O("lr"), O("lr-min"), O("momentum"), F("no-nesterov"), O("wd"),
                 O("schedule"), O("warmup"), O("step-epochs"), O("gamma"), O("seed"),
                 O("threads"), O("out"), O("max-steps"), F("json"), O("quant"), O("init"),
-                O("fold-bn"), O("freeze-observers") };
+                O("fold-bn"), O("freeze-observers"), O("resume") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
     int n_pos, rc = parse_opts("train", argc, argv, o, n, pos, 0, &n_pos);
@@ -319,7 +323,15 @@ static int cmd_train(int argc, char **argv)
         goto fail;
     }
     if (load_qconfig(get(o, n, "quant"), qc, &err)) goto fail;
-    if (init) { /* architecture and weights from the checkpoint, dataset too unless given */
+    const char *resume = get(o, n, "resume");
+    char resume_path[4096];
+    if (resume) { /* the model, its quantization and its training state from DIR/last.ckpt */
+        snprintf(resume_path, sizeof resume_path, "%s/last.ckpt", resume);
+        if (lb_checkpoint_load(resume_path, &m, &init_meta, &err)) goto fail;
+        if (!get(o, n, "data") && init_meta.dataset[0]) data = init_meta.dataset;
+        cfg.resume = &init_meta;
+        init = resume_path;
+    } else if (init) { /* architecture and weights from a checkpoint, dataset too unless given */
         if (model_from_checkpoint(init, qc, &m, &init_meta, &err)) goto fail;
         if (!get(o, n, "data") && init_meta.dataset[0]) data = init_meta.dataset;
     }
@@ -343,7 +355,7 @@ static int cmd_train(int argc, char **argv)
     lb_model_weight_bytes(m, &wbytes, &fbytes);
     char out_default[256];
     snprintf(out_default, sizeof out_default, "runs/%s-%s", m->name, train.name);
-    cfg.out_dir = get(o, n, "out") ? get(o, n, "out") : out_default;
+    cfg.out_dir = resume ? resume : get(o, n, "out") ? get(o, n, "out") : out_default;
     cfg.dataset = train.name;
     cfg.log = stdout;
     cfg.log_tty = isatty(STDOUT_FILENO);

@@ -134,6 +134,46 @@ START_TEST(test_train_deterministic)
 }
 END_TEST
 
+/* An interrupted run resumed from its checkpoint ends with the same weights, bit for bit, as
+ * the run that was never interrupted (same seed and thread count; dropout included). */
+START_TEST(test_train_resume_exact)
+{
+    lb_dataset tr;
+    toy_dataset(&tr, 200, 1);
+    lb_error err = { 0 };
+    lb_train_result res;
+    /* 1. uninterrupted, 3 epochs */
+    lb_model *full = toy_model(9);
+    lb_train_cfg cfg = toy_cfg(NULL);
+    ck_assert_int_eq(lb_train(full, &tr, NULL, &cfg, &res, &err), LB_OK);
+    /* 2. stopped after epoch 2 ... */
+    const char *dir = tmpdir();
+    lb_model *part = toy_model(9);
+    cfg = toy_cfg(dir);
+    cfg.stop_after_epoch = 2;
+    ck_assert_int_eq(lb_train(part, &tr, NULL, &cfg, &res, &err), LB_OK);
+    ck_assert_int_eq(res.epochs, 2);
+    lb_model_free(part);
+    /* ... and resumed from its checkpoint */
+    char path[128];
+    snprintf(path, sizeof path, "%s/last.ckpt", dir);
+    lb_ckpt_meta meta;
+    lb_model *resumed;
+    ck_assert_msg(lb_checkpoint_load(path, &resumed, &meta, &err) == LB_OK, "%s", err.msg);
+    ck_assert_int_eq(meta.epoch, 2);
+    cfg = toy_cfg(dir);
+    cfg.resume = &meta;
+    ck_assert_msg(lb_train(resumed, &tr, NULL, &cfg, &res, &err) == LB_OK, "%s", err.msg);
+    ck_assert_int_eq(res.epochs, 3);
+    ck_assert_int_eq(res.steps, 3 * (200 / 16));
+    ck_assert_int_eq(memcmp(full->params->values, resumed->params->values,
+                            (size_t)full->params->total * sizeof(float)), 0);
+    lb_model_free(full);
+    lb_model_free(resumed);
+    lb_dataset_free(&tr);
+}
+END_TEST
+
 START_TEST(test_train_diverges_cleanly)
 {
     lb_dataset tr;
@@ -284,6 +324,7 @@ Suite *train_loop_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_train_learns_and_checkpoints);
     tcase_add_test(tc, test_train_deterministic);
+    tcase_add_test(tc, test_train_resume_exact);
     tcase_add_test(tc, test_train_diverges_cleanly);
     tcase_add_test(tc, test_train_geometry_mismatch);
     tcase_add_test(tc, test_checkpoint_damage);

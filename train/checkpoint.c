@@ -37,9 +37,10 @@ static void format_meta(const lb_ckpt_meta *m, char *buf, size_t n)
 {
     snprintf(buf, n,
              "dataset=%s\nepoch=%" PRId64 "\nstep=%" PRId64 "\noptim_t=%" PRId64
-             "\nseed=%" PRIu64 "\ntest_acc=%.17g\ntrain_loss=%.17g\nbn_folded=%d\n",
+             "\nseed=%" PRIu64 "\ntest_acc=%.17g\ntrain_loss=%.17g\nbn_folded=%d"
+             "\nrng_dropout=%" PRIu64 "\n",
              m->dataset, m->epoch, m->step, m->optim_t, m->seed, m->test_acc, m->train_loss,
-             m->bn_folded);
+             m->bn_folded, m->rng_dropout);
 }
 
 lb_status lb_checkpoint_save(const char *path, const lb_model *m, const lb_ckpt_meta *meta,
@@ -158,6 +159,7 @@ static void parse_meta(const char *text, lb_ckpt_meta *m)
             else if (!strcmp(key, "test_acc")) m->test_acc = strtod(val, NULL);
             else if (!strcmp(key, "train_loss")) m->train_loss = strtod(val, NULL);
             else if (!strcmp(key, "bn_folded")) m->bn_folded = atoi(val) != 0;
+            else if (!strcmp(key, "rng_dropout")) m->rng_dropout = strtoull(val, NULL, 10);
         }
         s = *nl ? nl + 1 : nl;
     }

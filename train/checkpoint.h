@@ -36,6 +36,7 @@ typedef struct lb_ckpt_meta {
     double   test_acc;       /* last evaluation (0..1), or -1                          */
     double   train_loss;
     int      bn_folded;      /* the model had BN folded (restored into lb_model)       */
+    uint64_t rng_dropout;    /* the training loop's dropout generator, for resuming    */
 } lb_ckpt_meta;
 
 /* Writes m's parameters (and moments when with_moments and present) atomically to path. */

@@ -189,6 +189,19 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
     if ((st = lb_batcher_init(&b, train, cfg->batch, true, cfg->seed, err))) goto done;
     b.drop_last = true;
     lb_rng rng = lb_rng_make(cfg->seed ^ 0xD1B54A32D192ED03ull); /* dropout */
+    int first_epoch = 1;
+    int64_t step = 0;
+    if (cfg->resume) { /* continue a run: replay the shuffles, restore counters and state */
+        for (int64_t e = 0; e < cfg->resume->epoch; e++) lb_batcher_start_epoch(&b);
+        first_epoch = (int)cfg->resume->epoch + 1;
+        step = cfg->resume->step;
+        opt.t = cfg->resume->optim_t;
+        rng.state = cfg->resume->rng_dropout;
+        res->epochs = (int)cfg->resume->epoch;
+        res->steps = step;
+        res->test_acc = cfg->resume->test_acc;
+        res->train_loss = cfg->resume->train_loss;
+    }
     int64_t per_epoch = lb_batcher_count(&b);
     if (cfg->max_steps > 0 && cfg->max_steps < per_epoch) per_epoch = cfg->max_steps;
     lb_schedule sched = cfg->sched;
@@ -196,8 +209,8 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
     if (sched.warmup == 0 && cfg->warmup_epochs > 0)
         sched.warmup = (int64_t)(cfg->warmup_epochs * (float)per_epoch);
     if ((st = lb_schedule_validate(&sched, err))) goto done;
-    int64_t step = 0;
-    for (int epoch = 1; epoch <= cfg->epochs; epoch++) {
+    for (int epoch = first_epoch; epoch <= cfg->epochs; epoch++) {
+        if (cfg->stop_after_epoch > 0 && epoch > cfg->stop_after_epoch) break;
         if (cfg->fold_bn_epoch > 0 && epoch >= cfg->fold_bn_epoch && !m->bn_folded) {
             const int pairs = lb_model_fold_bn(m);
             if (cfg->log)
@@ -267,7 +280,8 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
                      (double)seen / (t_train > 0 ? t_train : 1), ep_s);
             if ((st = append_metrics(cfg->out_dir, line, err))) goto done;
             lb_ckpt_meta meta = { .epoch = epoch, .step = step, .optim_t = opt.t, .seed = cfg->seed,
-                                  .test_acc = res->test_acc, .train_loss = res->train_loss };
+                                  .test_acc = res->test_acc, .train_loss = res->train_loss,
+                                  .rng_dropout = rng.state };
             snprintf(meta.dataset, sizeof meta.dataset, "%s", cfg->dataset ? cfg->dataset : "");
             snprintf(path, sizeof path, "%s/last.ckpt", cfg->out_dir);
             if ((st = lb_checkpoint_save(path, m, &meta, true, err))) goto done;

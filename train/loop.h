@@ -38,6 +38,10 @@ typedef struct lb_train_cfg {
     int64_t      max_steps;   /* > 0: stop each epoch after this many steps (tests)  */
     int          fold_bn_epoch; /* > 0: fold BN into conv/linear from this epoch on, with
                                  its statistics frozen (quant/bn_fold.h); 0: never    */
+    const struct lb_ckpt_meta *resume; /* non-NULL: continue the run this checkpoint of
+                                 m ended (epochs, steps, optimizer and random state);
+                                 the other settings must be the original run's      */
+    int          stop_after_epoch; /* > 0: stop after this epoch as if interrupted  */
 } lb_train_cfg;
 
 typedef struct lb_train_result {
