@@ -3,6 +3,7 @@
  * Exit status: 0 success, 1 failure (message on stderr), 2 usage error. */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,6 +198,22 @@ static void json_str(FILE *f, const char *key, const char *v, bool comma)
 
 /* ---- train ----------------------------------------------------------------------------- */
 
+/* SIGINT/SIGTERM during training: the loop saves a checkpoint after the current step and
+ * stops; lowbit then exits with 128 + the signal number. */
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 static const char train_help[] =
     "usage: lowbit train [options]\n"
     "Trains a model and evaluates it on the test set after every epoch. With no options it\n"
@@ -377,7 +394,15 @@ static int cmd_train(int argc, char **argv)
            (unsigned long long)cfg.seed, threads);
     fflush(stdout);
     lb_train_result res;
-    if (lb_train(m, &train, &test, &cfg, &res, &err)) goto fail;
+    catch_stop_signals();
+    cfg.stop = &stop_signal;
+    lb_status tst = lb_train(m, &train, &test, &cfg, &res, &err);
+    if (tst == LB_ERR_INTERRUPTED) {
+        fprintf(stderr, "\nlowbit train: %s\n", err.msg);
+        code = 128 + (int)stop_signal;
+        goto done;
+    }
+    if (tst) goto fail;
     printf("done: test accuracy %.2f%% after %d epochs, %.1f s (%.0f train images/s), "
            "checkpoint %s/last.ckpt\n",
            100.0 * res.test_acc, res.epochs, res.seconds, res.train_images_per_s, cfg.out_dir);

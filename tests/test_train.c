@@ -174,6 +174,50 @@ START_TEST(test_train_resume_exact)
 }
 END_TEST
 
+/* Stopped in the middle of an epoch (as by SIGINT) and resumed: still bit-identical. */
+START_TEST(test_train_interrupt_mid_epoch)
+{
+    lb_dataset tr;
+    toy_dataset(&tr, 200, 1);
+    lb_error err = { 0 };
+    lb_train_result res;
+    lb_model *full = toy_model(4);
+    lb_train_cfg cfg = toy_cfg(NULL);
+    ck_assert_int_eq(lb_train(full, &tr, NULL, &cfg, &res, &err), LB_OK);
+    const char *dir = tmpdir();
+    lb_model *part = toy_model(4);
+    cfg = toy_cfg(dir);
+    cfg.stop_after_step = 17; /* epoch 2 has steps 13..24 */
+    ck_assert_int_eq(lb_train(part, &tr, NULL, &cfg, &res, &err), LB_ERR_INTERRUPTED);
+    ck_assert_ptr_nonnull(strstr(err.msg, "--resume"));
+    lb_model_free(part);
+    char path[128];
+    snprintf(path, sizeof path, "%s/last.ckpt", dir);
+    lb_ckpt_meta meta;
+    lb_model *resumed;
+    ck_assert_int_eq(lb_checkpoint_load(path, &resumed, &meta, &err), LB_OK);
+    ck_assert_int_eq(meta.epoch, 1);
+    ck_assert_int_eq(meta.epoch_step, 5);
+    ck_assert_int_eq(meta.step, 17);
+    cfg = toy_cfg(dir);
+    cfg.resume = &meta;
+    ck_assert_msg(lb_train(resumed, &tr, NULL, &cfg, &res, &err) == LB_OK, "%s", err.msg);
+    ck_assert_int_eq(memcmp(full->params->values, resumed->params->values,
+                            (size_t)full->params->total * sizeof(float)), 0);
+    /* a stop flag raised before the run stops it after its first step */
+    static volatile sig_atomic_t flag = 1;
+    lb_model *again = toy_model(4);
+    cfg = toy_cfg(dir);
+    cfg.stop = &flag;
+    ck_assert_int_eq(lb_train(again, &tr, NULL, &cfg, &res, &err), LB_ERR_INTERRUPTED);
+    ck_assert_int_eq(res.steps, 1);
+    lb_model_free(again);
+    lb_model_free(full);
+    lb_model_free(resumed);
+    lb_dataset_free(&tr);
+}
+END_TEST
+
 START_TEST(test_train_diverges_cleanly)
 {
     lb_dataset tr;
@@ -325,6 +369,7 @@ Suite *train_loop_suite(void)
     tcase_add_test(tc, test_train_learns_and_checkpoints);
     tcase_add_test(tc, test_train_deterministic);
     tcase_add_test(tc, test_train_resume_exact);
+    tcase_add_test(tc, test_train_interrupt_mid_epoch);
     tcase_add_test(tc, test_train_diverges_cleanly);
     tcase_add_test(tc, test_train_geometry_mismatch);
     tcase_add_test(tc, test_checkpoint_damage);

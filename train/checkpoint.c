@@ -38,9 +38,9 @@ static void format_meta(const lb_ckpt_meta *m, char *buf, size_t n)
     snprintf(buf, n,
              "dataset=%s\nepoch=%" PRId64 "\nstep=%" PRId64 "\noptim_t=%" PRId64
              "\nseed=%" PRIu64 "\ntest_acc=%.17g\ntrain_loss=%.17g\nbn_folded=%d"
-             "\nrng_dropout=%" PRIu64 "\n",
+             "\nrng_dropout=%" PRIu64 "\nepoch_step=%" PRId64 "\n",
              m->dataset, m->epoch, m->step, m->optim_t, m->seed, m->test_acc, m->train_loss,
-             m->bn_folded, m->rng_dropout);
+             m->bn_folded, m->rng_dropout, m->epoch_step);
 }
 
 lb_status lb_checkpoint_save(const char *path, const lb_model *m, const lb_ckpt_meta *meta,
@@ -160,6 +160,7 @@ static void parse_meta(const char *text, lb_ckpt_meta *m)
             else if (!strcmp(key, "train_loss")) m->train_loss = strtod(val, NULL);
             else if (!strcmp(key, "bn_folded")) m->bn_folded = atoi(val) != 0;
             else if (!strcmp(key, "rng_dropout")) m->rng_dropout = strtoull(val, NULL, 10);
+            else if (!strcmp(key, "epoch_step")) m->epoch_step = strtoll(val, NULL, 10);
         }
         s = *nl ? nl + 1 : nl;
     }

@@ -165,6 +165,20 @@ static lb_status make_dir(const char *dir, lb_error *err)
     return LB_OK;
 }
 
+/* Writes <out_dir>/last.ckpt with everything a resumed run needs. */
+static lb_status save_state(const lb_train_cfg *cfg, const lb_model *m, int epochs_done,
+                            int64_t epoch_step, int64_t step, const lb_optim *opt,
+                            const lb_rng *rng, const lb_train_result *res, lb_error *err)
+{
+    char path[4096];
+    lb_ckpt_meta meta = { .epoch = epochs_done, .step = step, .optim_t = opt->t, .seed = cfg->seed,
+                          .test_acc = res->test_acc, .train_loss = res->train_loss,
+                          .rng_dropout = rng->state, .epoch_step = epoch_step };
+    snprintf(meta.dataset, sizeof meta.dataset, "%s", cfg->dataset ? cfg->dataset : "");
+    snprintf(path, sizeof path, "%s/last.ckpt", cfg->out_dir);
+    return lb_checkpoint_save(path, m, &meta, true, err);
+}
+
 lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
                    const lb_train_cfg *cfg, lb_train_result *res, lb_error *err)
 {
@@ -219,8 +233,13 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
         }
         lb_batcher_start_epoch(&b);
         double loss_sum = 0.0, t_ep = lb_now(), t_train = 0.0;
-        int64_t correct = 0, seen = 0;
-        for (int64_t i = 0; i < per_epoch; i++) {
+        int64_t correct = 0, seen = 0, i_first = 0;
+        if (cfg->resume && epoch == first_epoch && cfg->resume->epoch_step > 0) {
+            /* stopped in the middle of this epoch: skip the batches it had already used */
+            i_first = cfg->resume->epoch_step < per_epoch ? cfg->resume->epoch_step : per_epoch;
+            b.pos = i_first * cfg->batch;
+        }
+        for (int64_t i = i_first; i < per_epoch; i++) {
             const double ts = lb_now();
             lb_graph_reset(g);
             lb_tensor *x = lb_leaf(g, (int64_t[]){ cfg->batch, train->c, train->h, train->w }, 4, false);
@@ -248,6 +267,19 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
             if ((i & 15) == 0 || i + 1 == per_epoch)
                 progress(cfg, epoch, i + 1, per_epoch, loss_sum / (double)seen,
                          (double)correct / (double)seen, (double)seen / t_train);
+            if ((cfg->stop && *cfg->stop) || (cfg->stop_after_step > 0 && step >= cfg->stop_after_step)) {
+                res->steps = step;
+                res->epochs = epoch - 1;
+                if (cfg->out_dir && (st = save_state(cfg, m, epoch - 1, i + 1, step, &opt, &rng,
+                                                     res, err)))
+                    goto done;
+                st = lb_errorf(err, LB_ERR_INTERRUPTED,
+                               "stopped at epoch %d, step %lld of %lld%s%s%s", epoch,
+                               (long long)(i + 1), (long long)per_epoch,
+                               cfg->out_dir ? "; saved " : "", cfg->out_dir ? cfg->out_dir : "",
+                               cfg->out_dir ? "/last.ckpt (continue with --resume)" : "");
+                goto done;
+            }
         }
         if ((st = lb_graph_status(g, err))) goto done;
         res->train_loss = seen ? loss_sum / (double)seen : 0.0;
@@ -271,7 +303,7 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
             fflush(cfg->log);
         }
         if (cfg->out_dir) {
-            char line[512], path[4096];
+            char line[512];
             snprintf(line, sizeof line,
                      "{\"epoch\":%d,\"step\":%lld,\"lr\":%.6g,\"train_loss\":%.6f,\"train_acc\":%.6f,"
                      "\"test_loss\":%.6f,\"test_acc\":%.6f,\"images_per_s\":%.1f,\"seconds\":%.3f}\n",
@@ -279,12 +311,7 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
                      res->train_loss, res->train_acc, res->test_loss, res->test_acc,
                      (double)seen / (t_train > 0 ? t_train : 1), ep_s);
             if ((st = append_metrics(cfg->out_dir, line, err))) goto done;
-            lb_ckpt_meta meta = { .epoch = epoch, .step = step, .optim_t = opt.t, .seed = cfg->seed,
-                                  .test_acc = res->test_acc, .train_loss = res->train_loss,
-                                  .rng_dropout = rng.state };
-            snprintf(meta.dataset, sizeof meta.dataset, "%s", cfg->dataset ? cfg->dataset : "");
-            snprintf(path, sizeof path, "%s/last.ckpt", cfg->out_dir);
-            if ((st = lb_checkpoint_save(path, m, &meta, true, err))) goto done;
+            if ((st = save_state(cfg, m, epoch, 0, step, &opt, &rng, res, err))) goto done;
         }
     }
 done:

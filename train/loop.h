@@ -15,6 +15,7 @@
 #ifndef LB_LOOP_H
 #define LB_LOOP_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -42,6 +43,10 @@ typedef struct lb_train_cfg {
                                  m ended (epochs, steps, optimizer and random state);
                                  the other settings must be the original run's      */
     int          stop_after_epoch; /* > 0: stop after this epoch as if interrupted  */
+    const volatile sig_atomic_t *stop; /* non-NULL: when *stop becomes non-zero (a signal
+                                 handler sets it), the loop saves a checkpoint after the
+                                 current step and returns LB_ERR_INTERRUPTED           */
+    int64_t      stop_after_step; /* > 0: behave as if *stop were set after this step */
 } lb_train_cfg;
 
 typedef struct lb_train_result {
