@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "autograd/ops.h"
+#include "autograd/parallel.h"
 
 static lb_tensor *shape_fail(lb_graph *g, const char *op, const lb_tensor *a, const lb_tensor *b)
 {
@@ -13,20 +14,35 @@ static lb_tensor *shape_fail(lb_graph *g, const char *op, const lb_tensor *a, co
 
 /* ---- add: y = a + b ------------------------------------------------------------------- */
 
-static void add_forward(lb_tensor *y)
+/* Elementwise ops are split over the pool in ranges of at least PAR_MIN elements. */
+#define PAR_MIN 32768
+
+static void add_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
-    const float *a = y->src[0]->data, *b = y->src[1]->data;
-    for (int64_t i = 0, n = lb_numel(y); i < n; i++) y->data[i] = a[i] + b[i];
+    (void)tid;
+    lb_tensor *y = ctx;
+    const float *restrict a = y->src[0]->data, *restrict b = y->src[1]->data;
+    float *restrict o = y->data;
+    for (int64_t i = lo; i < hi; i++) o[i] = a[i] + b[i];
+}
+
+static void add_forward(lb_tensor *y) { lb_parallel_for(lb_numel(y), PAR_MIN, add_forward_part, y); }
+
+static void add_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    lb_tensor *y = ctx;
+    const float *restrict dy = y->grad;
+    for (int k = 0; k < 2; k++) {
+        float *restrict d = y->src[k]->grad;
+        if (d)
+            for (int64_t i = lo; i < hi; i++) d[i] += dy[i];
+    }
 }
 
 static void add_backward(lb_tensor *y)
 {
-    const int64_t n = lb_numel(y);
-    for (int k = 0; k < 2; k++) {
-        float *d = y->src[k]->grad;
-        if (d)
-            for (int64_t i = 0; i < n; i++) d[i] += y->grad[i];
-    }
+    lb_parallel_for(lb_numel(y), PAR_MIN, add_backward_part, y);
 }
 
 static const lb_op_def add_def = { "add", add_forward, add_backward };
@@ -67,18 +83,43 @@ lb_tensor *lb_mul(lb_graph *g, lb_tensor *a, lb_tensor *b)
 
 /* ---- relu ----------------------------------------------------------------------------- */
 
+static void relu_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    lb_tensor *y = ctx;
+    const float *restrict x = y->src[0]->data;
+    float *restrict o = y->data;
+    for (int64_t i = lo; i < hi; i++) o[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
 static void relu_forward(lb_tensor *y)
 {
-    const float *x = y->src[0]->data;
-    for (int64_t i = 0, n = lb_numel(y); i < n; i++) y->data[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    lb_parallel_for(lb_numel(y), PAR_MIN, relu_forward_part, y);
+}
+
+/* Branch-free: dy is masked with the bits of (x > 0), which the compiler vectorizes (with a
+ * select it emits a branch, and the sign of x is random, so that branch mispredicts half the
+ * time). Adding +0.0f where x <= 0 leaves dx unchanged, as skipping the add would, except
+ * that -0.0f becomes +0.0f. */
+static void relu_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    lb_tensor *y = ctx;
+    const float *restrict x = y->src[0]->data, *restrict dy = y->grad;
+    float *restrict dx = y->src[0]->grad;
+    for (int64_t i = lo; i < hi; i++) {
+        uint32_t d;
+        memcpy(&d, &dy[i], sizeof d);
+        d &= -(uint32_t)(x[i] > 0.0f);
+        float m;
+        memcpy(&m, &d, sizeof m);
+        dx[i] += m;
+    }
 }
 
 static void relu_backward(lb_tensor *y)
 {
-    lb_tensor *x = y->src[0];
-    if (!x->grad) return;
-    for (int64_t i = 0, n = lb_numel(y); i < n; i++)
-        if (x->data[i] > 0.0f) x->grad[i] += y->grad[i];
+    if (y->src[0]->grad) lb_parallel_for(lb_numel(y), PAR_MIN, relu_backward_part, y);
 }
 
 static const lb_op_def relu_def = { "relu", relu_forward, relu_backward };

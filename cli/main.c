@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "autograd/blas.h"
+#include "autograd/parallel.h"
 #include "runtime/export/export.h"
 #include "runtime/export/onnx.h"
 #include "runtime/lbm.h"
@@ -103,6 +104,16 @@ static int default_threads(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : (int)n;
+}
+
+/* Starts lowbit's thread pool (OpenBLAS stays single-threaded inside it). A pool that could
+ * not start every thread still works with fewer, so this only warns. */
+static void set_threads(int n)
+{
+    lb_error e = { 0 };
+    if (lb_parallel_set_threads(n, &e) != LB_OK)
+        fprintf(stderr, "lowbit: warning: %s; running on %d thread(s)\n", e.msg,
+                lb_parallel_threads());
 }
 
 /* Loads both splits of a dataset by name. When allow_fallback and MNIST is missing, falls back
@@ -327,7 +338,7 @@ static int cmd_train(int argc, char **argv)
     }
     (void)f;
     const bool json = get(o, n, "json") != NULL;
-    lb_blas_set_threads(threads);
+    set_threads(threads);
 
     lb_dataset train = { 0 }, test = { 0 };
     lb_model *m = NULL;
@@ -464,7 +475,7 @@ static int cmd_eval(int argc, char **argv)
         return usage_error("eval", "--batch %s: expected 1..1048576", s);
     if ((s = get(o, n, "threads")) && !to_long(s, 1, 256, &threads))
         return usage_error("eval", "--threads %s: expected 1..256", s);
-    lb_blas_set_threads((int)threads);
+    set_threads((int)threads);
     lb_error err = { 0 };
     lb_model *m = NULL;
     lb_ckpt_meta meta;
@@ -745,7 +756,7 @@ static int cmd_ptq(int argc, char **argv)
         return usage_error("ptq", "--seed %s: expected 0..2^31-1", s);
     if ((s = get(o, n, "threads")) && !to_long(s, 1, 256, &threads))
         return usage_error("ptq", "--threads %s: expected 1..256", s);
-    lb_blas_set_threads((int)threads);
+    set_threads((int)threads);
     lb_error err = { 0 };
     lb_model *m = NULL;
     lb_ckpt_meta meta = { 0 };

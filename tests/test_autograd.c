@@ -7,6 +7,7 @@
 
 #include "autograd/blas.h"
 #include "autograd/ops.h"
+#include "autograd/parallel.h"
 #include "tests/gradcheck.h"
 #include "tests/suites.h"
 
@@ -270,6 +271,70 @@ START_TEST(test_rng_deterministic)
 }
 END_TEST
 
+/* ---- the thread pool --------------------------------------------------------------------- */
+
+typedef struct {
+    int  hits[1000];
+    int  tid_of[1000];
+} cover_ctx;
+
+static void cover_part(void *ctx, int64_t lo, int64_t hi, int tid)
+{
+    cover_ctx *c = ctx;
+    for (int64_t i = lo; i < hi; i++) c->hits[i]++, c->tid_of[i] = tid;
+}
+
+/* Every item is visited exactly once, by contiguous ranges in thread order, for item counts
+ * below, at and above the thread count, across restarts of the pool with other sizes (a
+ * worker started while a region is being published must still take part in it). */
+START_TEST(test_parallel_for_covers_once)
+{
+    static const int threads[] = { 1, 2, 3, 5, 2, 1, 4 };
+    static const int64_t counts[] = { 0, 1, 2, 3, 7, 64, 1000 };
+    for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
+        ck_assert_int_eq(lb_parallel_set_threads(threads[t], NULL), LB_OK);
+        ck_assert_int_eq(lb_parallel_threads(), threads[t]);
+        for (int rep = 0; rep < 50; rep++)
+            for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
+                static cover_ctx c;
+                memset(&c, 0, sizeof c);
+                const int64_t min_items = rep % 2 ? 1 : 16;
+                lb_parallel_for(counts[k], min_items, cover_part, &c);
+                const int used = lb_parallel_count(counts[k], min_items);
+                ck_assert_int_le(used, threads[t]);
+                for (int64_t i = 0; i < counts[k]; i++) {
+                    ck_assert_int_eq(c.hits[i], 1);
+                    int64_t lo, hi;
+                    lb_parallel_range(counts[k], c.tid_of[i], used, &lo, &hi);
+                    ck_assert(i >= lo && i < hi);
+                }
+            }
+    }
+    lb_error err = { 0 };
+    ck_assert_int_eq(lb_parallel_set_threads(-1, &err), LB_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "threads"));
+    ck_assert_int_eq(lb_parallel_set_threads(1, NULL), LB_OK);
+}
+END_TEST
+
+/* Scratch grows, keeps its contents' alignment, and survives a change of thread count. */
+START_TEST(test_parallel_scratch)
+{
+    ck_assert_int_eq(lb_parallel_set_threads(3, NULL), LB_OK);
+    ck_assert_int_eq(lb_parallel_reserve(1000, NULL), LB_OK);
+    for (int t = 0; t < 3; t++) {
+        char *p = lb_parallel_scratch(t);
+        ck_assert_ptr_nonnull(p);
+        ck_assert_int_eq((uintptr_t)p % 64, 0);
+        memset(p, t, 1000);
+    }
+    ck_assert_int_eq(lb_parallel_reserve(10, NULL), LB_OK); /* never shrinks */
+    ck_assert_int_eq(lb_parallel_set_threads(2, NULL), LB_OK);
+    for (int t = 0; t < 2; t++) memset(lb_parallel_scratch(t), 1, 1000);
+    ck_assert_int_eq(lb_parallel_set_threads(1, NULL), LB_OK);
+}
+END_TEST
+
 Suite *autograd_core_suite(void)
 {
     Suite *s = suite_create("autograd_core");
@@ -290,6 +355,8 @@ Suite *autograd_core_suite(void)
     tcase_add_test(eng, test_steady_state_no_malloc);
     tcase_add_test(eng, test_sgemm_matches_ref);
     tcase_add_test(eng, test_rng_deterministic);
+    tcase_add_test(eng, test_parallel_for_covers_once);
+    tcase_add_test(eng, test_parallel_scratch);
     suite_add_tcase(s, eng);
     return s;
 }
