@@ -3,6 +3,8 @@
 
 #include <cblas.h>
 
+#include "autograd/parallel.h"
+
 void lb_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
               int64_t ldc)
@@ -32,3 +34,38 @@ void lb_sgemm_ref(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
 void lb_blas_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
 int lb_blas_get_threads(void) { return openblas_get_num_threads(); }
 const char *lb_blas_config(void) { return openblas_get_config(); }
+
+/* lb_sgemm_par: C split into row blocks (or column blocks when C is wide and short) over the
+ * thread pool; each block is one single-threaded sgemm. */
+typedef struct {
+    bool         ta, tb, by_rows;
+    int64_t      M, N, K, lda, ldb, ldc;
+    float        alpha, beta;
+    const float *A, *B;
+    float       *C;
+} gemm_job;
+
+static void gemm_part(void *ctx, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    const gemm_job *j = ctx;
+    if (j->by_rows) /* rows [lo, hi) of op(A) and C */
+        lb_sgemm(j->ta, j->tb, hi - lo, j->N, j->K, j->alpha, j->A + (j->ta ? lo : lo * j->lda),
+                 j->lda, j->B, j->ldb, j->beta, j->C + lo * j->ldc, j->ldc);
+    else /* columns [lo, hi) of op(B) and C */
+        lb_sgemm(j->ta, j->tb, j->M, hi - lo, j->K, j->alpha, j->A, j->lda,
+                 j->B + (j->tb ? lo * j->ldb : lo), j->ldb, j->beta, j->C + lo, j->ldc);
+}
+
+void lb_sgemm_par(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                  int64_t ldc)
+{
+    if (M == 0 || N == 0) return;
+    /* blocks of at least 32 rows (or columns) and about 2 MFLOP each */
+    const int64_t flops_per_line = 2 * K * (M >= N ? N : M) + 1;
+    int64_t min_lines = (int64_t)(2e6 / (double)flops_per_line);
+    if (min_lines < 32) min_lines = 32;
+    gemm_job j = { trans_a, trans_b, M >= N, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C };
+    lb_parallel_for(j.by_rows ? M : N, min_lines, gemm_part, &j);
+}

@@ -337,12 +337,16 @@ lb_tensor *lb_conv2d(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor *b, int 
     *p = (conv_saved){ .C = C, .H = H, .W = W, .kh = kh, .kw = kw, .Ho = Ho, .Wo = Wo,
                        .stride = stride, .pad = pad, .col = !direct };
     /* dx as a correlation when that is a plain stride-1 one; a 1x1 direct conv keeps its
-     * single sgemm */
+     * single sgemm. The products: (C, tS, O*kh*kw) here against (C*kh*kw, S, O) for col2im,
+     * so the same flops when O*H*W == C*Ho*Wo */
     p->flip = !direct && stride == 1 && pad <= kh - 1 && pad <= kw - 1 && x->requires_grad;
     if (p->flip) {
         p->tC = O, p->tH = Ho, p->tW = Wo, p->tkh = kh, p->tkw = kw, p->tHo = H, p->tWo = W;
         p->tpad = (int)(kh - 1 - pad);
         if (kh != kw) p->flip = false; /* one pad for both axes */
+        /* worth it only when it multiplies no more than col2im's product does: true for
+         * "same" convs with O <= C (ResNet), not for LeNet's unpadded 5x5 (5x the work) */
+        if (O * H * W > C * Ho * Wo) p->flip = false;
     }
     if (p->flip) {
         p->wf = lb_graph_alloc(g, (size_t)(O * C * kh * kw) * sizeof(float));

@@ -12,7 +12,7 @@ static void matmul_nt_forward(lb_tensor *y)
     const lb_tensor *x = y->src[0], *w = y->src[1];
     const int64_t B = x->shape[0], K = x->shape[1], N = w->shape[0];
     /* Y (B,N) = X (B,K) · Wᵀ (K,N) */
-    lb_sgemm(false, true, B, N, K, 1.0f, x->data, K, w->data, K, 0.0f, y->data, N);
+    lb_sgemm_par(false, true, B, N, K, 1.0f, x->data, K, w->data, K, 0.0f, y->data, N);
 }
 
 static void matmul_nt_backward(lb_tensor *y)
@@ -20,9 +20,9 @@ static void matmul_nt_backward(lb_tensor *y)
     lb_tensor *x = y->src[0], *w = y->src[1];
     const int64_t B = x->shape[0], K = x->shape[1], N = w->shape[0];
     /* dX (B,K) += dY (B,N) · W (N,K) */
-    if (x->grad) lb_sgemm(false, false, B, K, N, 1.0f, y->grad, N, w->data, K, 1.0f, x->grad, K);
+    if (x->grad) lb_sgemm_par(false, false, B, K, N, 1.0f, y->grad, N, w->data, K, 1.0f, x->grad, K);
     /* dW (N,K) += dYᵀ (N,B) · X (B,K) */
-    if (w->grad) lb_sgemm(true, false, N, K, B, 1.0f, y->grad, N, x->data, K, 1.0f, w->grad, K);
+    if (w->grad) lb_sgemm_par(true, false, N, K, B, 1.0f, y->grad, N, x->data, K, 1.0f, w->grad, K);
 }
 
 static const lb_op_def matmul_nt_def = { "matmul_nt", matmul_nt_forward, matmul_nt_backward };

@@ -11,6 +11,7 @@
 #include <math.h>
 
 #include "autograd/ops.h"
+#include "autograd/parallel.h"
 
 typedef struct {
     int      k, stride, pad;
@@ -58,29 +59,31 @@ static pool_saved *pool_setup(lb_graph *g, const char *op, const lb_tensor *x, i
 
 /* ---- maxpool2d ------------------------------------------------------------------------ */
 
-static void maxpool2d_forward(lb_tensor *y)
+static void maxpool2d_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
+    (void)tid;
+    lb_tensor *y = ctx;
     const lb_tensor *x = y->src[0];
     const pool_saved *p = y->saved;
     const int64_t H = x->shape[2], W = x->shape[3], Ho = y->shape[2], Wo = y->shape[3];
-    const int64_t n_planes = x->shape[0] * x->shape[1];
     if (p->k == 2 && p->stride == 2 && p->pad == 0) { /* the common case, without window() */
-        for (int64_t pl = 0; pl < n_planes; pl++) {
+        for (int64_t pl = lo; pl < hi; pl++) {
             const float *xp = x->data + pl * H * W;
             float *yp = y->data + pl * Ho * Wo;
             int32_t *ap = p->argmax + pl * Ho * Wo;
             for (int64_t oh = 0; oh < Ho; oh++)
                 for (int64_t ow = 0; ow < Wo; ow++) {
                     const int64_t i0 = 2 * oh * W + 2 * ow;
-                    const int64_t cand[4] = { i0, i0 + 1, i0 + W, i0 + W + 1 };
-                    int64_t best_i = i0;
+                    /* selects, not branches (the winner is random); same rule as the
+                     * general path: first max wins, NaN propagates */
                     float best = xp[i0];
-                    for (int t = 1; t < 4; t++) {
+                    int64_t best_i = i0;
+                    const int64_t cand[3] = { i0 + 1, i0 + W, i0 + W + 1 };
+                    for (int t = 0; t < 3; t++) {
                         const float v = xp[cand[t]];
-                        if (v > best || isnan(v)) { /* same rule as the general path */
-                            best = v;
-                            best_i = cand[t];
-                        }
+                        const bool take = v > best || v != v;
+                        best = take ? v : best;
+                        best_i = take ? cand[t] : best_i;
                     }
                     yp[oh * Wo + ow] = best;
                     ap[oh * Wo + ow] = (int32_t)best_i;
@@ -88,7 +91,7 @@ static void maxpool2d_forward(lb_tensor *y)
         }
         return;
     }
-    for (int64_t pl = 0; pl < n_planes; pl++) {
+    for (int64_t pl = lo; pl < hi; pl++) {
         const float *xp = x->data + pl * H * W;   /* (H, W)   */
         float *yp = y->data + pl * Ho * Wo;       /* (Ho, Wo) */
         int32_t *ap = p->argmax + pl * Ho * Wo;   /* (Ho, Wo) */
@@ -112,19 +115,32 @@ static void maxpool2d_forward(lb_tensor *y)
     }
 }
 
-static void maxpool2d_backward(lb_tensor *y)
+static void maxpool2d_forward(lb_tensor *y)
 {
+    const lb_tensor *x = y->src[0];
+    lb_parallel_for(x->shape[0] * x->shape[1], 16, maxpool2d_forward_part, y);
+}
+
+static void maxpool2d_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    lb_tensor *y = ctx;
     lb_tensor *x = y->src[0];
     if (!x->grad) return;
     const pool_saved *p = y->saved;
     const int64_t HW = x->shape[2] * x->shape[3], S = y->shape[2] * y->shape[3];
-    const int64_t n_planes = x->shape[0] * x->shape[1];
-    for (int64_t pl = 0; pl < n_planes; pl++) {
+    for (int64_t pl = lo; pl < hi; pl++) {
         float *dx = x->grad + pl * HW;            /* (H, W)   */
         const float *dy = y->grad + pl * S;       /* (Ho, Wo) */
         const int32_t *ap = p->argmax + pl * S;   /* (Ho, Wo) */
         for (int64_t s = 0; s < S; s++) dx[ap[s]] += dy[s]; /* only the winner gets dy */
     }
+}
+
+static void maxpool2d_backward(lb_tensor *y)
+{
+    const lb_tensor *x = y->src[0];
+    lb_parallel_for(x->shape[0] * x->shape[1], 16, maxpool2d_backward_part, y);
 }
 
 static const lb_op_def maxpool2d_def = { "maxpool2d", maxpool2d_forward, maxpool2d_backward };
@@ -147,14 +163,15 @@ lb_tensor *lb_maxpool2d(lb_graph *g, lb_tensor *x, int k, int stride, int pad)
 
 /* ---- avgpool2d: y = (sum of the window's input cells) / (k*k) ---------------------------- */
 
-static void avgpool2d_forward(lb_tensor *y)
+static void avgpool2d_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
+    (void)tid;
+    lb_tensor *y = ctx;
     const lb_tensor *x = y->src[0];
     const pool_saved *p = y->saved;
     const int64_t H = x->shape[2], W = x->shape[3], Ho = y->shape[2], Wo = y->shape[3];
-    const int64_t n_planes = x->shape[0] * x->shape[1];
     const float inv = 1.0f / (float)(p->k * p->k);
-    for (int64_t pl = 0; pl < n_planes; pl++) {
+    for (int64_t pl = lo; pl < hi; pl++) {
         const float *xp = x->data + pl * H * W;   /* (H, W)   */
         float *yp = y->data + pl * Ho * Wo;       /* (Ho, Wo) */
         for (int64_t oh = 0; oh < Ho; oh++)
@@ -169,15 +186,22 @@ static void avgpool2d_forward(lb_tensor *y)
     }
 }
 
-static void avgpool2d_backward(lb_tensor *y)
+static void avgpool2d_forward(lb_tensor *y)
 {
+    const lb_tensor *x = y->src[0];
+    lb_parallel_for(x->shape[0] * x->shape[1], 16, avgpool2d_forward_part, y);
+}
+
+static void avgpool2d_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    lb_tensor *y = ctx;
     lb_tensor *x = y->src[0];
     if (!x->grad) return;
     const pool_saved *p = y->saved;
     const int64_t H = x->shape[2], W = x->shape[3], Ho = y->shape[2], Wo = y->shape[3];
-    const int64_t n_planes = x->shape[0] * x->shape[1];
     const float inv = 1.0f / (float)(p->k * p->k);
-    for (int64_t pl = 0; pl < n_planes; pl++) {
+    for (int64_t pl = lo; pl < hi; pl++) {
         float *dx = x->grad + pl * H * W;         /* (H, W)   */
         const float *dy = y->grad + pl * Ho * Wo; /* (Ho, Wo) */
         for (int64_t oh = 0; oh < Ho; oh++)
@@ -189,6 +213,12 @@ static void avgpool2d_backward(lb_tensor *y)
                     for (int64_t iw = w0; iw < w1; iw++) dx[ih * W + iw] += d;
             }
     }
+}
+
+static void avgpool2d_backward(lb_tensor *y)
+{
+    const lb_tensor *x = y->src[0];
+    lb_parallel_for(x->shape[0] * x->shape[1], 16, avgpool2d_backward_part, y);
 }
 
 static const lb_op_def avgpool2d_def = { "avgpool2d", avgpool2d_forward, avgpool2d_backward };
@@ -205,11 +235,13 @@ lb_tensor *lb_avgpool2d(lb_graph *g, lb_tensor *x, int k, int stride, int pad)
 
 /* ---- global_avgpool: y (B, C) = mean over (H, W) of x (B, C, H, W) ------------------------ */
 
-static void global_avgpool_forward(lb_tensor *y)
+static void global_avgpool_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
+    (void)tid;
+    lb_tensor *y = ctx;
     const lb_tensor *x = y->src[0];
-    const int64_t n_planes = x->shape[0] * x->shape[1], HW = x->shape[2] * x->shape[3];
-    for (int64_t pl = 0; pl < n_planes; pl++) {
+    const int64_t HW = x->shape[2] * x->shape[3];
+    for (int64_t pl = lo; pl < hi; pl++) {
         const float *xp = x->data + pl * HW;      /* (H, W) */
         double s = 0.0;
         for (int64_t i = 0; i < HW; i++) s += xp[i];
@@ -217,16 +249,30 @@ static void global_avgpool_forward(lb_tensor *y)
     }
 }
 
-static void global_avgpool_backward(lb_tensor *y)
+static void global_avgpool_forward(lb_tensor *y)
 {
+    const lb_tensor *x = y->src[0];
+    lb_parallel_for(x->shape[0] * x->shape[1], 16, global_avgpool_forward_part, y);
+}
+
+static void global_avgpool_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    lb_tensor *y = ctx;
     lb_tensor *x = y->src[0];
     if (!x->grad) return;
-    const int64_t n_planes = x->shape[0] * x->shape[1], HW = x->shape[2] * x->shape[3];
-    for (int64_t pl = 0; pl < n_planes; pl++) {
+    const int64_t HW = x->shape[2] * x->shape[3];
+    for (int64_t pl = lo; pl < hi; pl++) {
         float *dx = x->grad + pl * HW;            /* (H, W) */
         const float d = y->grad[pl] / (float)HW;  /* dx += dy / (H*W) */
         for (int64_t i = 0; i < HW; i++) dx[i] += d;
     }
+}
+
+static void global_avgpool_backward(lb_tensor *y)
+{
+    const lb_tensor *x = y->src[0];
+    lb_parallel_for(x->shape[0] * x->shape[1], 16, global_avgpool_backward_part, y);
 }
 
 static const lb_op_def global_avgpool_def = { "global_avgpool", global_avgpool_forward,

@@ -18,7 +18,9 @@
 
 #include "autograd/blas.h"
 
-#define SPIN_ITERS 20000
+#define SPIN_ITERS 4000 /* about 50-200 us of pause: covers the gap between back-to-back regions
+                          * of a step, then yields the core (which matters when threads
+                          * outnumber free cores) */
 
 static struct {
     int             n;        /* threads including the caller */
