@@ -19,6 +19,8 @@
 
 #include "quant/fake_quant.h"
 
+#include "autograd/parallel.h"
+
 /* Bounds that keep every integer of the grid (and q - z) exact in float. */
 #define QRANGE_LIMIT (1 << 24)
 #define BITS_MAX     16
@@ -251,13 +253,38 @@ typedef struct {
     qlayout L;
     int32_t qmin, qmax;
     float   grad_scale;
+    float  *part;   /* per-tensor step: one step-gradient sum per block of elements */
 } lsq_saved;
+
+/* Per-tensor steps (activations: one step for the whole batch) are split over the thread
+ * pool in blocks of LSQ_BLOCK elements; the step gradient is summed per block in float, the
+ * block sums are stored (lsq_saved.part) and added in double in block order, so the result
+ * does not depend on the thread count. Several steps (per channel or group: weights, small)
+ * run on one thread. */
+#define LSQ_BLOCK 1024
+
+static void lsq_forward_part(void *ctx, int64_t lo_b, int64_t hi_b, int tid)
+{
+    (void)tid;
+    lb_tensor *y = ctx;
+    const lsq_saved *p = y->saved;
+    const float *x = y->src[0]->data, sc = y->src[1]->data[0];
+    const float lo = (float)p->qmin, hi = (float)p->qmax;
+    const int64_t n = lb_numel(y), i1 = hi_b * LSQ_BLOCK < n ? hi_b * LSQ_BLOCK : n;
+    for (int64_t i = lo_b * LSQ_BLOCK; i < i1; i++)
+        y->data[i] = clampf(round_even(x[i] / sc), lo, hi) * sc;
+}
 
 static void lsq_forward(lb_tensor *y)
 {
     const lsq_saved *p = y->saved;
     const float *x = y->src[0]->data, *step = y->src[1]->data; /* (N, ...), (n) */
     const float lo = (float)p->qmin, hi = (float)p->qmax;
+    if (p->L.n == 1) {
+        const int64_t n = lb_numel(y);
+        lb_parallel_for((n + LSQ_BLOCK - 1) / LSQ_BLOCK, 16, lsq_forward_part, y);
+        return;
+    }
     for (int64_t s = 0; s < p->L.n; s++) {
         const float sc = step[s];
         int64_t i0, i1;
@@ -266,31 +293,65 @@ static void lsq_forward(lb_tensor *y)
     }
 }
 
+/* Elements [i0, i1) under step sc: dx += dy inside the grid, and returns the float sum of the
+ * step-gradient terms. Branch-free so it vectorizes: per element, with v = x/s, r = round(v),
+ *   inside [qmin, qmax]: ds term r - v, dx += dy;  below: qmin;  above: qmax
+ * (clamp(r) is qmin below and qmax above, and r inside). */
+static float lsq_block(const lsq_saved *p, const float *restrict x, const float *restrict dyv,
+                       float *restrict dx, float sc, int64_t i0, int64_t i1)
+{
+    const float lo = (float)p->qmin, hi = (float)p->qmax;
+    float acc = 0.0f;
+    if (dx) {
+        for (int64_t i = i0; i < i1; i++) {
+            const float v = x[i] / sc, dy = dyv[i];
+            const float inside = (v >= lo && v <= hi) ? 1.0f : 0.0f;
+            acc += dy * (clampf(round_even(v), lo, hi) - inside * v);
+            dx[i] += dy * inside;
+        }
+    } else {
+        for (int64_t i = i0; i < i1; i++) {
+            const float v = x[i] / sc, dy = dyv[i];
+            const float inside = (v >= lo && v <= hi) ? 1.0f : 0.0f;
+            acc += dy * (clampf(round_even(v), lo, hi) - inside * v);
+        }
+    }
+    return acc;
+}
+
+static void lsq_backward_part(void *ctx, int64_t lo_b, int64_t hi_b, int tid)
+{
+    (void)tid;
+    lb_tensor *y = ctx;
+    const lsq_saved *p = y->saved;
+    const lb_tensor *x = y->src[0];
+    const int64_t n = lb_numel(y);
+    for (int64_t b = lo_b; b < hi_b; b++) {
+        const int64_t i0 = b * LSQ_BLOCK, i1 = i0 + LSQ_BLOCK < n ? i0 + LSQ_BLOCK : n;
+        p->part[b] = lsq_block(p, x->data, y->grad, x->grad, y->src[1]->data[0], i0, i1);
+    }
+}
+
 static void lsq_backward(lb_tensor *y)
 {
     lb_tensor *x = y->src[0], *step = y->src[1];
     if (!x->grad && !step->grad) return;
     const lsq_saved *p = y->saved;
-    const float lo = (float)p->qmin, hi = (float)p->qmax;
-    float *dx = x->grad;
+    if (p->L.n == 1) {
+        const int64_t n_blocks = (lb_numel(y) + LSQ_BLOCK - 1) / LSQ_BLOCK;
+        lb_parallel_for(n_blocks, 16, lsq_backward_part, y);
+        double ds = 0.0;
+        for (int64_t b = 0; b < n_blocks; b++) ds += (double)p->part[b];
+        if (step->grad) step->grad[0] += (float)(p->grad_scale * ds);
+        return;
+    }
     for (int64_t s = 0; s < p->L.n; s++) {
-        const float sc = step->data[s];
-        double ds = 0.0; /* one scale may cover a whole tensor: blocks of float, then double */
+        double ds = 0.0; /* one scale may cover a whole row: blocks of float, then double */
         int64_t i0, i1;
         layout_run(&p->L, s, &i0, &i1);
-        for (int64_t b0 = i0; b0 < i1; b0 += 1024) {
-            const int64_t b1 = i1 - b0 < 1024 ? i1 : b0 + 1024;
-            float acc = 0.0f;
-            /* branch-free so it vectorizes: per element, with v = x/s and r = round(v),
-             *   inside [qmin, qmax]: ds term r - v, dx += dy;  below: qmin;  above: qmax
-             * (clamp(r) is qmin below and qmax above, and r inside) */
-            for (int64_t i = b0; i < b1; i++) {
-                const float v = x->data[i] / sc, dy = y->grad[i];
-                const float inside = (v >= lo && v <= hi) ? 1.0f : 0.0f;
-                acc += dy * (clampf(round_even(v), lo, hi) - inside * v);
-                if (dx) dx[i] += dy * inside;
-            }
-            ds += (double)acc;
+        for (int64_t b0 = i0; b0 < i1; b0 += LSQ_BLOCK) {
+            const int64_t b1 = i1 - b0 < LSQ_BLOCK ? i1 : b0 + LSQ_BLOCK;
+            ds += (double)lsq_block(p, x->data, y->grad, x->grad, step->data[s], b0, b1);
         }
         if (step->grad) step->grad[s] += (float)(p->grad_scale * ds);
     }
@@ -322,6 +383,11 @@ lb_tensor *lb_fake_quant_lsq(lb_graph *g, lb_tensor *x, lb_tensor *step, lb_qgra
     lsq_saved *p = lb_graph_alloc(g, sizeof *p);
     if (!p) return NULL;
     *p = (lsq_saved){ .L = L, .qmin = qmin, .qmax = qmax, .grad_scale = grad_scale };
+    if (L.n == 1) {
+        const int64_t n_blocks = (lb_numel(x) + LSQ_BLOCK - 1) / LSQ_BLOCK;
+        p->part = lb_graph_alloc(g, (size_t)(n_blocks > 0 ? n_blocks : 1) * sizeof(float));
+        if (!p->part) return NULL;
+    }
     return lb_graph_record(g, &lsq_def, x->shape, x->n_dims, (lb_tensor *[]){ x, step }, 2, p);
 }
 
