@@ -5,8 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A released gradient buffer, kept for reuse within the step; the header lives in the buffer. */
+typedef struct grad_block {
+    struct grad_block *next;
+    size_t             bytes;
+} grad_block;
+
 struct lb_graph {
     lb_arena   arena;
+    grad_block *free_grads; /* gradient buffers released during this backward pass */
     lb_tensor *tape;       /* last recorded node; earlier ones via tape_prev */
     bool       training;
     bool       grad_enabled;
@@ -34,6 +41,7 @@ void lb_graph_reset(lb_graph *g)
 {
     lb_arena_reset(&g->arena);
     g->tape = NULL;
+    g->free_grads = NULL;
     g->err.status = LB_OK;
     g->err.msg[0] = 0;
 }
@@ -80,7 +88,15 @@ void *lb_graph_calloc(lb_graph *g, size_t bytes)
     return p;
 }
 
+static lb_tensor *new_node_data(lb_graph *g, const int64_t *shape, int n_dims, float *alias);
+
 static lb_tensor *new_node(lb_graph *g, const int64_t *shape, int n_dims)
+{
+    return new_node_data(g, shape, n_dims, NULL);
+}
+
+/* A tensor node; its data is alias when non-NULL, else fresh arena memory. */
+static lb_tensor *new_node_data(lb_graph *g, const int64_t *shape, int n_dims, float *alias)
 {
     if (n_dims < 0 || n_dims > LB_MAX_DIMS)
         return lb_graph_fail(g, LB_ERR_SHAPE, "tensor with %d dims (max %d)", n_dims, LB_MAX_DIMS);
@@ -89,7 +105,7 @@ static lb_tensor *new_node(lb_graph *g, const int64_t *shape, int n_dims)
         return lb_graph_fail(g, LB_ERR_SHAPE, "tensor shape overflows");
     lb_tensor *t = lb_graph_calloc(g, sizeof *t);
     if (!t) return NULL;
-    t->data = lb_graph_alloc(g, (size_t)n * sizeof(float));
+    t->data = alias ? alias : lb_graph_alloc(g, (size_t)n * sizeof(float));
     if (!t->data) return NULL;
     memcpy(t->shape, shape, (size_t)n_dims * sizeof *shape);
     t->n_dims = n_dims;
@@ -121,12 +137,12 @@ lb_tensor *lb_param(lb_graph *g, lb_tensor *p)
     return p;
 }
 
-lb_tensor *lb_graph_record(lb_graph *g, const lb_op_def *def, const int64_t *shape, int n_dims,
-                           lb_tensor *const *src, int n_src, void *saved)
+static lb_tensor *record(lb_graph *g, const lb_op_def *def, const int64_t *shape, int n_dims,
+                         lb_tensor *const *src, int n_src, void *saved, float *alias)
 {
     if (!lb_graph_ok(g)) return NULL;
     LB_ASSERT(n_src >= 0 && n_src <= LB_MAX_SRC);
-    lb_tensor *y = new_node(g, shape, n_dims);
+    lb_tensor *y = new_node_data(g, shape, n_dims, alias);
     if (!y) return NULL;
     y->op = def;
     y->saved = saved;
@@ -142,6 +158,48 @@ lb_tensor *lb_graph_record(lb_graph *g, const lb_op_def *def, const int64_t *sha
     return y;
 }
 
+lb_tensor *lb_graph_record(lb_graph *g, const lb_op_def *def, const int64_t *shape, int n_dims,
+                           lb_tensor *const *src, int n_src, void *saved)
+{
+    return record(g, def, shape, n_dims, src, n_src, saved, NULL);
+}
+
+lb_tensor *lb_graph_record_inplace(lb_graph *g, const lb_op_def *def, lb_tensor *const *src,
+                                   int n_src, void *saved)
+{
+    LB_ASSERT(n_src >= 1 && src[0] != NULL);
+    return record(g, def, src[0]->shape, src[0]->n_dims, src, n_src, saved, src[0]->data);
+}
+
+/* A zeroed gradient buffer for n floats: the smallest released one that fits, else new arena
+ * memory. Buffers are multiples of 64 bytes, so a released one can hold its header. */
+static float *grad_get(lb_graph *g, int64_t n)
+{
+    const size_t bytes = ((size_t)n * sizeof(float) + 63) & ~(size_t)63;
+    grad_block **best = NULL;
+    for (grad_block **b = &g->free_grads; *b; b = &(*b)->next)
+        if ((*b)->bytes >= bytes && (!best || (*b)->bytes < (*best)->bytes)) best = b;
+    void *p;
+    if (best) {
+        p = *best;
+        *best = (*best)->next;
+    } else {
+        p = lb_graph_alloc(g, bytes);
+        if (!p) return NULL;
+    }
+    memset(p, 0, bytes);
+    return p;
+}
+
+static void grad_put(lb_graph *g, lb_tensor *t)
+{
+    grad_block *b = (grad_block *)(void *)t->grad;
+    b->bytes = ((size_t)lb_numel(t) * sizeof(float) + 63) & ~(size_t)63;
+    b->next = g->free_grads;
+    g->free_grads = b;
+    t->grad = NULL;
+}
+
 lb_status lb_backward(lb_graph *g, lb_tensor *loss, lb_error *err)
 {
     if (!loss || !lb_graph_ok(g)) {
@@ -153,15 +211,24 @@ lb_status lb_backward(lb_graph *g, lb_tensor *loss, lb_error *err)
                          (long long)lb_numel(loss));
     if (!loss->requires_grad)
         return lb_errorf(err, LB_ERR_ARG, "backward: loss does not depend on any parameter");
-    /* 1. zeroed gradients for arena nodes that need one (parameters own theirs) */
-    for (lb_tensor *t = g->tape; t; t = t->tape_prev) {
-        if (!t->requires_grad || t->grad) continue;
-        t->grad = lb_graph_calloc(g, (size_t)lb_numel(t) * sizeof(float));
-        if (!t->grad) return lb_graph_status(g, err);
-    }
-    /* 2. seed and walk the tape backwards */
+    /* Gradients of op outputs live only while needed: a node's buffer is taken (zeroed) just
+     * before the first consumer's backward adds into it and released right after the node's
+     * own backward, for the next one to reuse; so the pass holds a few gradients at a time,
+     * not one per activation. Leaves keep theirs (callers read them); parameters own theirs.
+     * A node no consumer reached has a zero gradient: its backward is skipped. */
+    if (!loss->grad && !(loss->grad = grad_get(g, 1))) return lb_graph_status(g, err);
     loss->grad[0] += 1.0f;
-    for (lb_tensor *t = g->tape; t; t = t->tape_prev)
-        if (t->op && t->requires_grad) t->op->backward(t);
+    for (lb_tensor *t = g->tape; t; t = t->tape_prev) {
+        if (!t->op || !t->requires_grad || !t->grad) continue;
+        for (int i = 0; i < LB_MAX_SRC; i++) {
+            lb_tensor *s = t->src[i];
+            if (!s || !s->requires_grad || s->grad) continue;
+            s->grad = s->op ? grad_get(g, lb_numel(s))
+                            : lb_graph_calloc(g, (size_t)lb_numel(s) * sizeof(float));
+            if (!s->grad) return lb_graph_status(g, err);
+        }
+        t->op->backward(t);
+        if (t != loss) grad_put(g, t);
+    }
     return LB_OK;
 }

@@ -70,9 +70,17 @@ lb_tensor *lb_param(lb_graph *g, lb_tensor *p);
 lb_tensor *lb_graph_record(lb_graph *g, const lb_op_def *def, const int64_t *shape, int n_dims,
                            lb_tensor *const *src, int n_src, void *saved);
 
-/* Reverse pass from a scalar loss: allocates zeroed gradients for every node that requires
- * one, seeds dloss = 1 and calls each node's backward in reverse tape order. Parameter
- * gradients accumulate into lb_params' grads (zero them before each step). */
+/* The same for an op whose output overwrites its first source (same shape and buffer):
+ * src[0]'s values are gone once the node is recorded, so only for a src[0] that nothing else
+ * reads later, forward or backward (the caller knows the graph; see lb_relu_inplace). */
+lb_tensor *lb_graph_record_inplace(lb_graph *g, const lb_op_def *def, lb_tensor *const *src,
+                                   int n_src, void *saved);
+
+/* Reverse pass from a scalar loss: seeds dloss = 1 and calls each node's backward in reverse
+ * tape order. Parameter gradients accumulate into lb_params' grads (zero them before each
+ * step); leaves made with requires_grad get a gradient that stays readable until the next
+ * reset. Gradients of op outputs exist only during the pass: each is zeroed when first
+ * needed and its buffer reused once that node's backward has run (t->grad is NULL after). */
 lb_status lb_backward(lb_graph *g, lb_tensor *loss, lb_error *err);
 
 #endif

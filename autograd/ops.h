@@ -30,6 +30,12 @@ lb_tensor *lb_add(lb_graph *g, lb_tensor *a, lb_tensor *b);
 /* a * b elementwise, same shape. */
 lb_tensor *lb_mul(lb_graph *g, lb_tensor *a, lb_tensor *b);
 lb_tensor *lb_relu(lb_graph *g, lb_tensor *x);
+/* relu overwriting x (no new activation memory). Only for an x that nothing else reads
+ * afterwards, forward or backward: x's own op must not need its output in backward (conv,
+ * linear, bias, batch-norm and add do not), and x must have no other consumer. */
+lb_tensor *lb_relu_inplace(lb_graph *g, lb_tensor *x);
+/* a + b written over a, under the same condition on a as lb_relu_inplace. */
+lb_tensor *lb_add_inplace(lb_graph *g, lb_tensor *a, lb_tensor *b);
 /* Same data, new shape of equal element count (a copy in the arena). */
 lb_tensor *lb_reshape(lb_graph *g, lb_tensor *x, const int64_t *shape, int n_dims);
 /* (B, ...) -> (B, prod(...)). */

@@ -54,6 +54,31 @@ lb_tensor *lb_add(lb_graph *g, lb_tensor *a, lb_tensor *b)
     return lb_graph_record(g, &add_def, a->shape, a->n_dims, (lb_tensor *[]){ a, b }, 2, NULL);
 }
 
+/* add_inplace: a += b in a's buffer; the backward is add's (it reads no data). */
+static void add_inplace_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    lb_tensor *y = ctx;
+    float *restrict a = y->data; /* == src[0]->data */
+    const float *restrict b = y->src[1]->data;
+    for (int64_t i = lo; i < hi; i++) a[i] += b[i];
+}
+
+static void add_inplace_forward(lb_tensor *y)
+{
+    lb_parallel_for(lb_numel(y), PAR_MIN, add_inplace_forward_part, y);
+}
+
+static const lb_op_def add_inplace_def = { "add_inplace", add_inplace_forward, add_backward };
+
+lb_tensor *lb_add_inplace(lb_graph *g, lb_tensor *a, lb_tensor *b)
+{
+    if (!a || !b || !lb_graph_ok(g)) return NULL;
+    if (!lb_same_shape(a, b)) return shape_fail(g, "add", a, b);
+    if (a == b || a->data == b->data) return lb_add(g, a, b);
+    return lb_graph_record_inplace(g, &add_inplace_def, (lb_tensor *[]){ a, b }, 2, NULL);
+}
+
 /* ---- mul: y = a * b ------------------------------------------------------------------- */
 
 static void mul_forward(lb_tensor *y)
@@ -123,6 +148,49 @@ static void relu_backward(lb_tensor *y)
 }
 
 static const lb_op_def relu_def = { "relu", relu_forward, relu_backward };
+
+/* In place: the mask comes from the output (y > 0 exactly where x > 0). */
+static void relu_inplace_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    lb_tensor *y = ctx;
+    const float *restrict yv = y->data, *restrict dy = y->grad;
+    float *restrict dx = y->src[0]->grad;
+    for (int64_t i = lo; i < hi; i++) {
+        uint32_t d;
+        memcpy(&d, &dy[i], sizeof d);
+        d &= -(uint32_t)(yv[i] > 0.0f);
+        float m;
+        memcpy(&m, &d, sizeof m);
+        dx[i] += m;
+    }
+}
+
+static void relu_inplace_backward(lb_tensor *y)
+{
+    if (y->src[0]->grad) lb_parallel_for(lb_numel(y), PAR_MIN, relu_inplace_backward_part, y);
+}
+
+static void relu_inplace_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    float *restrict v = ((lb_tensor *)ctx)->data; /* input and output: one buffer */
+    for (int64_t i = lo; i < hi; i++) v[i] = v[i] > 0.0f ? v[i] : 0.0f;
+}
+
+static void relu_inplace_forward(lb_tensor *y)
+{
+    lb_parallel_for(lb_numel(y), PAR_MIN, relu_inplace_forward_part, y);
+}
+
+static const lb_op_def relu_inplace_def = { "relu_inplace", relu_inplace_forward,
+                                            relu_inplace_backward };
+
+lb_tensor *lb_relu_inplace(lb_graph *g, lb_tensor *x)
+{
+    if (!x || !lb_graph_ok(g)) return NULL;
+    return lb_graph_record_inplace(g, &relu_inplace_def, (lb_tensor *[]){ x }, 1, NULL);
+}
 
 lb_tensor *lb_relu(lb_graph *g, lb_tensor *x)
 {

@@ -526,6 +526,16 @@ int64_t lb_model_param_count(const lb_model *m)
     return n;
 }
 
+/* Whether node src's output may be overwritten by its one consumer (an in-place relu or
+ * add): nothing else reads it, and its own op's backward does not read its output (conv and
+ * linear with their bias, BN, add; a folded BN passes its conv's output through). */
+static bool overwritable(const lb_model *m, const int *users, int src)
+{
+    if (m->no_inplace || src < 0 || users[src] != 1) return false; /* the input is the caller's */
+    const lb_node_kind k = m->nodes[src].kind;
+    return k == LB_NODE_CONV || k == LB_NODE_LINEAR || k == LB_NODE_BN || k == LB_NODE_ADD;
+}
+
 lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
 {
     if (!x || !lb_graph_ok(g)) return NULL;
@@ -539,6 +549,12 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
     const lb_qmode mode = lb_graph_is_training(g) ? LB_QMODE_TRAIN
                           : m->calibrating        ? LB_QMODE_CALIB
                                                   : LB_QMODE_EVAL;
+    /* consumers of each node: a relu may overwrite an input that only it reads */
+    int *users = lb_graph_calloc(g, (size_t)m->n_nodes * sizeof *users);
+    if (!users) return NULL;
+    for (int i = 0; i < m->n_nodes; i++)
+        for (int k = 0; k < m->nodes[i].n_in; k++)
+            if (m->nodes[i].in[k] >= 0) users[m->nodes[i].in[k]]++;
     lb_tensor *y = NULL;
     for (int i = 0; i < m->n_nodes; i++) {
         lb_node *nd = &m->nodes[i];
@@ -568,7 +584,8 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
         case LB_NODE_BN:
             y = (m->bn_folded && nd->fold >= 0) ? a : lb_batchnorm_forward(&nd->u.bn, g, a);
             break;
-        case LB_NODE_RELU: y = lb_relu(g, a); break;
+        case LB_NODE_RELU: y = overwritable(m, users, nd->in[0]) ? lb_relu_inplace(g, a)
+                                                                  : lb_relu(g, a); break;
         case LB_NODE_MAXPOOL:
             y = lb_maxpool2d(g, a, nd->u.pool.k, nd->u.pool.stride, nd->u.pool.pad);
             break;
@@ -578,7 +595,17 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
         case LB_NODE_GAP: y = lb_global_avgpool(g, a); break;
         case LB_NODE_FLATTEN: y = lb_flatten(g, a); break;
         case LB_NODE_DROPOUT: y = lb_dropout(g, a, nd->u.dropout_p, rng); break;
-        case LB_NODE_ADD: y = lb_add(g, a, nd->in[1] < 0 ? x : outs[nd->in[1]]); break;
+        case LB_NODE_ADD: {
+            lb_tensor *b = nd->in[1] < 0 ? x : outs[nd->in[1]];
+            if (overwritable(m, users, nd->in[0]) && nd->in[1] != nd->in[0]) {
+                y = lb_add_inplace(g, a, b);
+            } else if (overwritable(m, users, nd->in[1]) && nd->in[1] != nd->in[0]) {
+                y = lb_add_inplace(g, b, a);
+            } else {
+                y = lb_add(g, a, b);
+            }
+            break;
+        }
         case LB_NODE_KIND_COUNT: y = NULL; break;
         }
         if (!y) return NULL;

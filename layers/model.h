@@ -89,6 +89,9 @@ typedef struct lb_model {
     bool      calibrating;          /* eval-mode forwards update observers (PTQ)           */
     bool      bn_folded;            /* BN folded into the preceding conv/linear, with frozen
                                        statistics (quant/bn_fold.h)                        */
+    bool      no_inplace;           /* record every relu and add out of place (by default a
+                                       relu or add overwrites an input only it reads, to
+                                       save activation memory; tests compare the two)      */
 } lb_model;
 
 /* Builds a model from description text, quantized as qc says (NULL: all float). origin

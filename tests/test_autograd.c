@@ -271,6 +271,40 @@ START_TEST(test_rng_deterministic)
 }
 END_TEST
 
+/* relu_inplace gives relu's values and gradients, in its input's buffer */
+START_TEST(test_relu_inplace_matches_relu)
+{
+    float xs[257], bs[257], rs[257];
+    lb_rng r = lb_rng_make(3);
+    for (int i = 0; i < 257; i++) {
+        xs[i] = lb_rng_normal(&r);
+        bs[i] = lb_rng_normal(&r);
+        rs[i] = lb_rng_normal(&r);
+    }
+    xs[5] = 0.0f, bs[5] = 0.0f; /* an exact zero: no gradient, as in relu */
+    float grad[2][2][257], val[2][257];
+    for (int inplace = 0; inplace < 2; inplace++) {
+        lb_graph *g = lb_graph_new(0);
+        lb_tensor *x = lb_leaf_from(g, xs, (int64_t[]){ 257 }, 1, true);
+        lb_tensor *b = lb_leaf_from(g, bs, (int64_t[]){ 257 }, 1, true);
+        lb_tensor *rt = lb_leaf_from(g, rs, (int64_t[]){ 257 }, 1, false);
+        lb_tensor *s = lb_add(g, x, b);
+        lb_tensor *y = inplace ? lb_relu_inplace(g, s) : lb_relu(g, s);
+        ck_assert_ptr_nonnull(y);
+        if (inplace) ck_assert_ptr_eq(y->data, s->data);
+        memcpy(val[inplace], y->data, sizeof val[inplace]);
+        lb_error err = { 0 };
+        ck_assert_int_eq(lb_backward(g, lb_sum(g, lb_mul(g, y, rt)), &err), LB_OK);
+        memcpy(grad[inplace][0], x->grad, sizeof grad[0][0]);
+        memcpy(grad[inplace][1], b->grad, sizeof grad[0][1]);
+        lb_graph_free(g);
+    }
+    ck_assert_mem_eq(val[0], val[1], sizeof val[0]);
+    ck_assert_mem_eq(grad[0], grad[1], sizeof grad[0]);
+    ck_assert_float_eq(grad[1][0][5], 0.0f);
+}
+END_TEST
+
 /* ---- the thread pool --------------------------------------------------------------------- */
 
 typedef struct {
@@ -348,6 +382,7 @@ Suite *autograd_core_suite(void)
     tcase_add_loop_test(grad, test_op_gradient, 0, (int)(sizeof cases / sizeof cases[0]));
     tcase_add_test(grad, test_diamond_exact);
     tcase_add_test(grad, test_param_grad_accumulates);
+    tcase_add_test(grad, test_relu_inplace_matches_relu);
     suite_add_tcase(s, grad);
     TCase *eng = tcase_create("engine");
     tcase_set_timeout(eng, 60); /* the pool test oversubscribes the cores on purpose */

@@ -165,6 +165,62 @@ START_TEST(test_spec_file_and_residual)
 }
 END_TEST
 
+/* The in-place relu and add that lb_model_forward uses (conv -> bn -> relu, bn -> add -> relu)
+ * give bit-identical logits, loss and parameter gradients to the out-of-place graph, for a
+ * residual net in training mode, quantized W4A4 as well. */
+START_TEST(test_inplace_forward_matches)
+{
+    const char *spec = "input 2 8 8\n"
+                       "conv name=c1 out=4 k=3 pad=1 bias=0\nbn name=b1\nrelu name=r1\n"
+                       "conv name=c2 out=4 k=3 pad=1 bias=0\nbn name=b2\nrelu\n"
+                       "conv name=c3 out=4 k=3 pad=1 bias=0\nbn name=b3\n"
+                       "add in=b3,r1\nrelu\nmaxpool k=2\nflatten\nlinear out=8\nrelu\nlinear out=3\n";
+    for (int quant = 0; quant < 2; quant++) {
+        lb_qconfig qc;
+        lb_error err = { 0 };
+        if (quant) ck_assert_msg(lb_qconfig_parse_spec("w4a4", &qc, &err) == LB_OK, "%s", err.msg);
+        float *grads[2] = { NULL, NULL }, logits[2][6 * 3];
+        int64_t n_grad = 0;
+        for (int v = 0; v < 2; v++) {
+            lb_model *m;
+            ck_assert_msg(lb_model_build(spec, "test", quant ? &qc : NULL, &m, &err) == LB_OK,
+                          "%s", err.msg);
+            lb_model_init_weights(m, 7);
+            m->no_inplace = v == 1;
+            lb_graph *g = lb_graph_new(0);
+            float xs[6 * 2 * 8 * 8];
+            lb_rng r = lb_rng_make(11);
+            for (size_t i = 0; i < sizeof xs / sizeof xs[0]; i++) xs[i] = lb_rng_normal(&r);
+            const int32_t ys[6] = { 0, 1, 2, 0, 1, 2 };
+            lb_tensor *x = lb_leaf_from(g, xs, (int64_t[]){ 6, 2, 8, 8 }, 4, false);
+            lb_tensor *z = lb_model_forward(m, g, x, NULL);
+            ck_assert_ptr_nonnull(z);
+            memcpy(logits[v], z->data, sizeof logits[v]);
+            lb_params_zero_grad(m->params);
+            ck_assert_int_eq(lb_backward(g, lb_softmax_ce(g, z, ys), &err), LB_OK);
+            n_grad = 0;
+            for (int i = 0; i < m->params->n; i++)
+                if (m->params->t[i]->grad) n_grad += lb_numel(m->params->t[i]);
+            grads[v] = malloc((size_t)n_grad * sizeof(float));
+            ck_assert_ptr_nonnull(grads[v]);
+            int64_t o = 0;
+            for (int i = 0; i < m->params->n; i++) {
+                const lb_tensor *t = m->params->t[i];
+                if (!t->grad) continue;
+                memcpy(grads[v] + o, t->grad, (size_t)lb_numel(t) * sizeof(float));
+                o += lb_numel(t);
+            }
+            lb_graph_free(g);
+            lb_model_free(m);
+        }
+        ck_assert_mem_eq(logits[0], logits[1], sizeof logits[0]);
+        ck_assert_mem_eq(grads[0], grads[1], (size_t)n_grad * sizeof(float));
+        free(grads[0]);
+        free(grads[1]);
+    }
+}
+END_TEST
+
 /* LeNet-5 memorises 8 random images within 60 Adam steps (cheap llm.c-style trajectory check). */
 START_TEST(test_lenet5_overfits)
 {
@@ -204,6 +260,7 @@ Suite *layers_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_zoo_param_counts);
     tcase_add_test(tc, test_resnet20_structure);
+    tcase_add_test(tc, test_inplace_forward_matches);
     tcase_add_test(tc, test_init_seeded);
     tcase_add_loop_test(tc, test_spec_errors, 0, (int)(sizeof bad_specs / sizeof bad_specs[0]));
     tcase_add_test(tc, test_spec_file_and_residual);
