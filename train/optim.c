@@ -8,6 +8,8 @@
  */
 #include "train/optim.h"
 
+#include "autograd/parallel.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -123,6 +125,49 @@ static void adam_update(float *p, const float *grad, float *m, float *v, int64_t
     }
 }
 
+/* One update of parameter tensor i's elements [j0, j1). */
+typedef struct {
+    const lb_optim *o;
+    lb_params      *ps;
+    int             i;
+    float           lr;
+    bool            first;
+    double          step_size, bc2_sqrt;
+} step_job;
+
+static void update_range(const step_job *s, int64_t j0, int64_t j1)
+{
+    const lb_optim_cfg *c = &s->o->cfg;
+    const lb_params *ps = s->ps;
+    const int i = s->i;
+    const float wd = (ps->flags[i] & LB_PARAM_NO_DECAY) ? 0.0f : c->weight_decay;
+    const int64_t off = ps->offset[i] + j0, n = j1 - j0;
+    float *p = ps->values + off, *g = ps->grads + off, *m = ps->m + off, *v = ps->v + off;
+    switch (c->kind) {
+    case LB_OPTIM_SGD:
+        sgd_update(p, g, m, n, s->lr, wd, c->momentum, c->nesterov, s->first);
+        break;
+    case LB_OPTIM_ADAM:
+        adam_update(p, g, m, v, n, wd, c->beta1, c->beta2, c->eps, (float)s->step_size,
+                    (float)s->bc2_sqrt);
+        break;
+    case LB_OPTIM_ADAMW: {
+        /* decoupled decay first: p *= 1 - lr*wd; then Adam without the L2 term */
+        const float keep = (float)(1.0 - (double)s->lr * (double)wd);
+        for (int64_t j = 0; j < n; j++) p[j] *= keep;
+        adam_update(p, g, m, v, n, 0.0f, c->beta1, c->beta2, c->eps, (float)s->step_size,
+                    (float)s->bc2_sqrt);
+        break;
+    }
+    }
+}
+
+static void update_part(void *ctx, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    update_range(ctx, lo, hi);
+}
+
 void lb_optim_step(lb_optim *o, lb_params *ps, float lr)
 {
     LB_ASSERT(o && ps && ps->finalized && ps->m && ps->v);   /* lb_optim_init was called */
@@ -132,31 +177,12 @@ void lb_optim_step(lb_optim *o, lb_params *ps, float lr)
 
     /* Python-side scalars of torch.optim.Adam, in double as PyTorch computes them. */
     const double t = (double)o->t;
-    const double step_size = (double)lr / (1.0 - pow((double)c->beta1, t));
-    const double bc2_sqrt = sqrt(1.0 - pow((double)c->beta2, t));
-
+    step_job s = { o, ps, 0, lr, first, (double)lr / (1.0 - pow((double)c->beta1, t)),
+                   sqrt(1.0 - pow((double)c->beta2, t)) };
+    /* elementwise, so splitting a large tensor over the pool changes no result */
     for (int i = 0; i < ps->n; i++) {
         if (ps->flags[i] & LB_PARAM_BUFFER) continue;              /* never trained */
-        const float   wd = (ps->flags[i] & LB_PARAM_NO_DECAY) ? 0.0f : c->weight_decay;
-        const int64_t off = ps->offset[i], n = lb_numel(ps->t[i]);
-        float *p = ps->values + off, *g = ps->grads + off, *m = ps->m + off, *v = ps->v + off;
-
-        switch (c->kind) {
-        case LB_OPTIM_SGD:
-            sgd_update(p, g, m, n, lr, wd, c->momentum, c->nesterov, first);
-            break;
-        case LB_OPTIM_ADAM:
-            adam_update(p, g, m, v, n, wd, c->beta1, c->beta2, c->eps, (float)step_size,
-                        (float)bc2_sqrt);
-            break;
-        case LB_OPTIM_ADAMW: {
-            /* decoupled decay first: p *= 1 - lr*wd; then Adam without the L2 term */
-            const float keep = (float)(1.0 - (double)lr * (double)wd);
-            for (int64_t j = 0; j < n; j++) p[j] *= keep;
-            adam_update(p, g, m, v, n, 0.0f, c->beta1, c->beta2, c->eps, (float)step_size,
-                        (float)bc2_sqrt);
-            break;
-        }
-        }
+        s.i = i;
+        lb_parallel_for(lb_numel(ps->t[i]), 32768, update_part, &s);
     }
 }
