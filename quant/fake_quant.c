@@ -301,22 +301,24 @@ static float lsq_block(const lsq_saved *p, const float *restrict x, const float 
                        float *restrict dx, float sc, int64_t i0, int64_t i1)
 {
     const float lo = (float)p->qmin, hi = (float)p->qmax;
-    float acc = 0.0f;
-    if (dx) {
-        for (int64_t i = i0; i < i1; i++) {
-            const float v = x[i] / sc, dy = dyv[i];
+    /* eight partial sums, one per lane: a single float accumulator would be a reduction the
+     * compiler may not reorder, and the loop would not vectorize */
+    float acc[8] = { 0 };
+    int64_t i = i0;
+    for (; i + 8 <= i1; i += 8)
+        for (int k = 0; k < 8; k++) {
+            const float v = x[i + k] / sc, dy = dyv[i + k];
             const float inside = (v >= lo && v <= hi) ? 1.0f : 0.0f;
-            acc += dy * (clampf(round_even(v), lo, hi) - inside * v);
-            dx[i] += dy * inside;
+            acc[k] += dy * (clampf(round_even(v), lo, hi) - inside * v);
+            if (dx) dx[i + k] += dy * inside;
         }
-    } else {
-        for (int64_t i = i0; i < i1; i++) {
-            const float v = x[i] / sc, dy = dyv[i];
-            const float inside = (v >= lo && v <= hi) ? 1.0f : 0.0f;
-            acc += dy * (clampf(round_even(v), lo, hi) - inside * v);
-        }
+    for (; i < i1; i++) {
+        const float v = x[i] / sc, dy = dyv[i];
+        const float inside = (v >= lo && v <= hi) ? 1.0f : 0.0f;
+        acc[i & 7] += dy * (clampf(round_even(v), lo, hi) - inside * v);
+        if (dx) dx[i] += dy * inside;
     }
-    return acc;
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
 static void lsq_backward_part(void *ctx, int64_t lo_b, int64_t hi_b, int tid)
