@@ -14,6 +14,7 @@
  */
 #include <string.h>
 
+#include "autograd/simd.h"
 #include "autograd/blas.h"
 #include "autograd/ops.h"
 #include "autograd/parallel.h"
@@ -52,6 +53,7 @@ static void valid_range(int64_t n_in, int64_t n_out, int stride, int pad, int64_
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((optimize("no-tree-loop-distribute-patterns")))
 #endif
+LB_CLONES
 static void im2col_g(int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t Ho,
                      int64_t Wo, int stride, int pad, const float *restrict x /* (C, H, W) */,
                      int64_t oa, int64_t ob, float *restrict col /* (C*kh*kw, (ob-oa)*Wo) */)
@@ -108,6 +110,7 @@ static int64_t band_rows(int64_t K, int64_t Wo, int64_t Ho)
 
 /* The adjoint of im2col: dx[c][ih][iw] += every dcol entry that was read from (c, ih, iw).
  * Padding entries are dropped. */
+LB_CLONES
 static void col2im_add(const conv_saved *p, const float *restrict dcol /* (K, ld) */,
                        int64_t ld, float *restrict dx /* (C, H, W) */)
 {

@@ -2,6 +2,7 @@
  * Each op works on the flat element array; n is the element count. */
 #include <string.h>
 
+#include "autograd/simd.h"
 #include "autograd/ops.h"
 #include "autograd/parallel.h"
 
@@ -17,6 +18,7 @@ static lb_tensor *shape_fail(lb_graph *g, const char *op, const lb_tensor *a, co
 /* Elementwise ops are split over the pool in ranges of at least PAR_MIN elements. */
 #define PAR_MIN 32768
 
+LB_CLONES
 static void add_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;
@@ -28,6 +30,7 @@ static void add_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 
 static void add_forward(lb_tensor *y) { lb_parallel_for(lb_numel(y), PAR_MIN, add_forward_part, y); }
 
+LB_CLONES
 static void add_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;
@@ -55,6 +58,7 @@ lb_tensor *lb_add(lb_graph *g, lb_tensor *a, lb_tensor *b)
 }
 
 /* add_inplace: a += b in a's buffer; the backward is add's (it reads no data). */
+LB_CLONES
 static void add_inplace_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;
@@ -108,6 +112,7 @@ lb_tensor *lb_mul(lb_graph *g, lb_tensor *a, lb_tensor *b)
 
 /* ---- relu ----------------------------------------------------------------------------- */
 
+LB_CLONES
 static void relu_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;
@@ -126,6 +131,7 @@ static void relu_forward(lb_tensor *y)
  * select it emits a branch, and the sign of x is random, so that branch mispredicts half the
  * time). Adding +0.0f where x <= 0 leaves dx unchanged, as skipping the add would, except
  * that -0.0f becomes +0.0f. */
+LB_CLONES
 static void relu_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;
@@ -150,6 +156,7 @@ static void relu_backward(lb_tensor *y)
 static const lb_op_def relu_def = { "relu", relu_forward, relu_backward };
 
 /* In place: the mask comes from the output (y > 0 exactly where x > 0). */
+LB_CLONES
 static void relu_inplace_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;
@@ -171,6 +178,7 @@ static void relu_inplace_backward(lb_tensor *y)
     if (y->src[0]->grad) lb_parallel_for(lb_numel(y), PAR_MIN, relu_inplace_backward_part, y);
 }
 
+LB_CLONES
 static void relu_inplace_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;

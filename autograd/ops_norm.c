@@ -15,6 +15,7 @@
  */
 #include <math.h>
 
+#include "autograd/simd.h"
 #include "autograd/ops.h"
 #include "autograd/parallel.h"
 
@@ -83,6 +84,7 @@ static inline void row_dy_sums(const float *restrict dy, const float *restrict x
 }
 
 /* Channels [lo, hi) of the forward pass; the op is split over channels. */
+LB_CLONES
 static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;
@@ -131,6 +133,7 @@ static void batchnorm_forward(lb_tensor *y)
  * training: dx = gamma * inv_std / N * (N*dy - sum(dy) - xhat * sum(dy * xhat))
  * eval:     dx = gamma * inv_std * dy (the statistics are constants).
  * The running statistics get no gradient. Channels [lo, hi). */
+LB_CLONES
 static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;

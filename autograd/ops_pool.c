@@ -10,6 +10,7 @@
  */
 #include <math.h>
 
+#include "autograd/simd.h"
 #include "autograd/ops.h"
 #include "autograd/parallel.h"
 
@@ -59,6 +60,7 @@ static pool_saved *pool_setup(lb_graph *g, const char *op, const lb_tensor *x, i
 
 /* ---- maxpool2d ------------------------------------------------------------------------ */
 
+LB_CLONES
 static void maxpool2d_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;

@@ -19,6 +19,7 @@
 
 #include "quant/fake_quant.h"
 
+#include "autograd/simd.h"
 #include "autograd/parallel.h"
 
 /* Bounds that keep every integer of the grid (and q - z) exact in float. */
@@ -263,6 +264,7 @@ typedef struct {
  * run on one thread. */
 #define LSQ_BLOCK 1024
 
+LB_CLONES
 static void lsq_forward_part(void *ctx, int64_t lo_b, int64_t hi_b, int tid)
 {
     (void)tid;
@@ -297,6 +299,7 @@ static void lsq_forward(lb_tensor *y)
  * step-gradient terms. Branch-free so it vectorizes: per element, with v = x/s, r = round(v),
  *   inside [qmin, qmax]: ds term r - v, dx += dy;  below: qmin;  above: qmax
  * (clamp(r) is qmin below and qmax above, and r inside). */
+LB_CLONES
 static float lsq_block(const lsq_saved *p, const float *restrict x, const float *restrict dyv,
                        float *restrict dx, float sc, int64_t i0, int64_t i1)
 {

@@ -1,0 +1,20 @@
+/* simd.h: LB_CLONES, for the hot elementwise and data-movement kernels.
+ *
+ * The library is built for the baseline x86-64 (SSE2) so that one binary runs anywhere. A
+ * kernel marked LB_CLONES is compiled twice, for AVX2 and for the baseline, and the loader
+ * picks the one the CPU supports (GCC/Clang function multi-versioning, through glibc's
+ * ifunc). AVX2 alone does not enable FMA, so no multiply-add is contracted: both versions
+ * round every operation the same way and give bit-identical results.
+ * Elsewhere (other architectures, other compilers) LB_CLONES is empty.
+ */
+#ifndef LB_SIMD_H
+#define LB_SIMD_H
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && defined(__linux__) \
+    && !defined(LB_NO_CLONES)
+#define LB_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define LB_CLONES
+#endif
+
+#endif
