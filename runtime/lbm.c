@@ -4,9 +4,13 @@
  * Portable C99, libc's <string.h> only. It does not allocate, does not use floating point
  * (the f32 fields of a file are informative and never read), does not cast the file to
  * structs (every field is read with the little-endian byte readers below) and does not
- * trust a byte of the file before checking it. It is not fast: kernels are plain loops,
- * written so that a compiler can keep them tight (no division or 64-bit arithmetic in an
- * inner loop, weights unpacked with byte loads and shifts, never unaligned word loads).
+ * trust a byte of the file before checking it. Kernels are plain loops written for 32-bit
+ * microcontrollers (runtime/mcu runs them on a Cortex-M4): no division or 64-bit arithmetic
+ * in an inner loop and no 64-bit division anywhere, byte loads only on file data (no
+ * unaligned access), packed weights unpacked once per output channel where they are reused,
+ * the short convolution rows of the usual 3x3 and 5x5 kernels written out. dot() is the
+ * straightforward reference for any width; the faster paths give the same sums (integer
+ * sums modulo 2^32 do not depend on the order).
  *
  * Legend: C, H, W input channels, height, width; O output channels (or features); Ho, Wo
  * output height and width; K weights per output channel (C*kh*kw for CONV2D, the input's
