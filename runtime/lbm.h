@@ -26,9 +26,9 @@
  * Memory: lbm_load uses about 6 KB of stack (planner tables for up to 1024 tensors) and
  * lbm_run about 1 KB (256 bytes of it to unpack a packed weight row; LeNet-5 on a Cortex-M4:
  * experiments/results/mcu_cortex_m4.md). The arena holds the planner's tables (6 bytes per
- * tensor) and the activations, each 4-byte aligned, placed greedily first-fit by liveness; lbm_run
- * recomputes the same plan on every call, so the arena can be reused or shared between
- * models run one after another.
+ * tensor) and the activations, each 4-byte aligned, placed greedily first-fit by liveness;
+ * lbm_run recomputes the same plan on every call, so the arena can be reused or shared
+ * between models run one after another.
  * Sections of an unknown type (a later minor version may add some) are checked like the
  * others (placement, CRC) and otherwise ignored.
  */
