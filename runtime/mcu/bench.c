@@ -5,7 +5,7 @@
  * run.sh compares the two outputs' "img" lines, which must be identical.
  *
  * Output (the "img" lines are the part that must match):
- *     lowbit-mcu model=<name> model_bytes=<n> arena_bytes=<n> images=<n>
+ *     lowbit-mcu model=<name> model_bytes=<n> arena_bytes=<n> init_stack_bytes=<n> images=<n>
  *     calib iterations=<n> instructions=<n> ticks=<n>
  *     img <i> pred <p> scores <s0> <s1> ...
  *     summary images=<n> ticks=<n> max_ticks=<n> stack_bytes=<n> static_ram=<n> ns_per_tick=<n>
@@ -20,7 +20,10 @@ extern const uint32_t mcu_n_images, mcu_image_bytes;
 int main(void)
 {
     char msg[160];
-    if (bench_init(msg, sizeof msg) != 0) {
+    mcu_stack_paint();
+    const int init_rc = bench_init(msg, sizeof msg);
+    const uint32_t init_stack = mcu_stack_used();   /* lbm_load's planner tables live there */
+    if (init_rc != 0) {
         printf("error: %s\n", msg);
         return 1;
     }
@@ -29,9 +32,9 @@ int main(void)
                (unsigned long)bench_input_bytes(), (unsigned long)mcu_image_bytes);
         return 1;
     }
-    printf("lowbit-mcu model=%s model_bytes=%lu arena_bytes=%lu images=%lu\n", bench_name(),
-           (unsigned long)bench_model_bytes(), (unsigned long)bench_arena_bytes(),
-           (unsigned long)mcu_n_images);
+    printf("lowbit-mcu model=%s model_bytes=%lu arena_bytes=%lu init_stack_bytes=%lu images=%lu\n",
+           bench_name(), (unsigned long)bench_model_bytes(), (unsigned long)bench_arena_bytes(),
+           (unsigned long)init_stack, (unsigned long)mcu_n_images);
     /* the counter's scale, checked against a loop of known length (2 instructions a turn) */
     const uint32_t calib_iter = 1000000;
     printf("calib iterations=%lu instructions=%lu ticks=%lu\n", (unsigned long)calib_iter,
@@ -64,7 +67,8 @@ int main(void)
         printf("\n");
     }
     /* newlib-nano's printf has no %llu: the 64-bit sum in two parts */
-    const unsigned long hi = (unsigned long)(ticks / 1000000000u), lo = (unsigned long)(ticks % 1000000000u);
+    const unsigned long hi = (unsigned long)(ticks / 1000000000u);
+    const unsigned long lo = (unsigned long)(ticks % 1000000000u);
     char sum[24];
     if (hi) snprintf(sum, sizeof sum, "%lu%09lu", hi, lo);
     else snprintf(sum, sizeof sum, "%lu", lo);

@@ -180,8 +180,13 @@ code=$(awk -v objs=" $backend_objs " '
     /^ +0x[0-9a-f]+ +0x[0-9a-f]+ / && NF == 3 { add($2, $3) }
     END { print total + 0 }' "$out/firmware.map")
 model_bytes=$(kv lowbit-mcu model_bytes); arena_bytes=$(kv lowbit-mcu arena_bytes)
+init_stack=$(kv lowbit-mcu init_stack_bytes)
 stack=$(kv summary stack_bytes); ticks=$(kv summary ticks); nspt=$(kv summary ns_per_tick)
 calib_ticks=$(kv calib ticks); calib_instr=$(kv calib instructions)
+# the counter must measure the loop of known length to within one tick
+calib_meas=$((calib_ticks * nspt))
+[ $((calib_meas - calib_instr)) -le "$nspt" ] && [ $((calib_instr - calib_meas)) -le "$nspt" ] ||
+    die "counter check failed: $calib_instr instructions measured as $calib_meas (is it qemu -icount shift=0 on mps2-an386?)"
 instr=$(awk -v t="$ticks" -v k="$nspt" -v n="$n" 'BEGIN { printf "%.0f", t * k / n }')
 acc=""
 if [ -n "$labels" ]; then
@@ -192,5 +197,6 @@ fi
 echo "run.sh: $n images: QEMU (Cortex-M4) and host answers identical (predictions and scores)"
 echo "run.sh: counter check: $calib_instr instructions measured as $calib_ticks ticks x $nspt ns"
 echo "result images=$n identical=yes opt=$opt flash_bytes=$flash model_bytes=$model_bytes" \
-     "code_bytes=$code arena_bytes=$arena_bytes stack_bytes=$stack" \
-     "ram_bytes=$((arena_bytes + stack)) instructions=$instr${acc:+ accuracy=$acc} out=$out"
+     "code_bytes=$code arena_bytes=$arena_bytes stack_bytes=$stack init_stack_bytes=$init_stack" \
+     "ram_bytes=$((arena_bytes + stack)) instructions=$instr calib=$calib_instr/$calib_meas" \
+     "${acc:+accuracy=$acc }out=$out"
