@@ -693,8 +693,11 @@ static lbm_status load(lbm_model *m, const uint8_t *b, size_t size, msgbuf *e)
     m->output    = rd_u32(m->graph + 12);
     if (m->n_tensors < 1 || m->n_tensors > LBM_MAX_TENSORS || m->n_ops < 1 ||
         m->n_ops > LBM_MAX_OPS)
-        return fail(e, LBM_ERR_FORMAT, "GRAPH: %d tensors, %d ops (expected 1..1024 each)",
-                    LL(m->n_tensors), LL(m->n_ops));
+        return fail(e, LBM_ERR_FORMAT,
+                    "GRAPH: %d tensors, %d ops (expected 1..%d tensors and 1..%d ops%s)",
+                    LL(m->n_tensors), LL(m->n_ops), LL(LBM_MAX_TENSORS), LL(LBM_MAX_OPS),
+                    LBM_MAX_TENSORS < 1024 || LBM_MAX_OPS < 1024
+                        ? ": this runtime was built with lower limits, see LBM_MAX_TENSORS" : "");
     const uint64_t want = 16u + 32u * (uint64_t)m->n_tensors + 64u * (uint64_t)m->n_ops;
     if (m->graph_size != want)
         return fail(e, LBM_ERR_FORMAT, "GRAPH: %d bytes, expected %d for %d tensors and %d ops",
@@ -715,7 +718,7 @@ static lbm_status load(lbm_model *m, const uint8_t *b, size_t size, msgbuf *e)
                     LL(m->output));
 
     /* 3. ops in order; the input counts as produced */
-    uint8_t made[LBM_MAX_TENSORS / 8];
+    uint8_t made[(LBM_MAX_TENSORS + 7) / 8];
     memset(made, 0, sizeof made);
     made[m->input / 8] = (uint8_t)(1u << (m->input % 8));
     for (uint32_t i = 0; i < m->n_ops; i++)

@@ -15,6 +15,8 @@
 #   --opt FLAG     optimisation for both builds               [-O2]
 #   --out DIR      where to build                             [a temporary folder]
 #   --arena BYTES  the firmware's arena                       [65536]
+#   --max-tensors N  LBM_MAX_TENSORS and LBM_MAX_OPS of both builds: lbm_load's stack holds
+#                  6 bytes per tensor of this limit (runtime/lbm.h)  [64]
 # Needs gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm (Debian packages;
 # tools/setup.sh installs them). Exit status 0 only when QEMU ran and every answer matched.
 set -euo pipefail
@@ -22,7 +24,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 die() { echo "run.sh: $*" >&2; exit 1; }
 
-n=100; images=""; labels=""; float=0; opt=-O2; out=""; arena=65536; model=""
+n=100; images=""; labels=""; float=0; opt=-O2; out=""; arena=65536; model=""; max_tensors=64
 while [ $# -gt 0 ]; do
     case "$1" in
         --images) images="$2"; shift 2 ;;
@@ -32,7 +34,8 @@ while [ $# -gt 0 ]; do
         --opt) opt="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
         --arena) arena="$2"; shift 2 ;;
-        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --max-tensors) max_tensors="$2"; shift 2 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         -*) die "unknown option $1 (see --help)" ;;
         *) [ -z "$model" ] || die "one model only"; model="$1"; shift ;;
     esac
@@ -123,7 +126,8 @@ else
     esac
     srcs=("$here/bench_lbm.c" "$root/runtime/lbm.c" "$mfile")
     backend_objs="bench_lbm lbm"
-    defs=(-DMODEL_LBM="${sym}_lbm" -DMODEL_LBM_SIZE="${sym}_lbm_size" -DMCU_ARENA_BYTES="$arena")
+    defs=(-DMODEL_LBM="${sym}_lbm" -DMODEL_LBM_SIZE="${sym}_lbm_size" -DMCU_ARENA_BYTES="$arena"
+          -DLBM_MAX_TENSORS="$max_tensors" -DLBM_MAX_OPS="$max_tensors")
 fi
 
 # 3. build: the firmware and the same program for this machine. -ffp-contract=off keeps the
@@ -140,6 +144,10 @@ arm-none-eabi-gcc "${arm[@]}" -T "$here/mps2_an386.ld" -nostartfiles --specs=nan
     --specs=rdimon.specs -Wl,--gc-sections -Wl,-Map="$out/firmware.map" -o "$out/firmware.elf" \
     "${objs[@]}"
 arm-none-eabi-objdump -d "$out/firmware.elf" > "$out/firmware.dis"
+# the runtime must not need libgcc's 64-bit division or shift helpers (slow on a Cortex-M)
+if [ -f "$out/lbm.o" ] && arm-none-eabi-nm -u "$out/lbm.o" | grep -q '__aeabi_\(l\|ul\)'; then
+    die "runtime/lbm.c calls a 64-bit helper: $(arm-none-eabi-nm -u "$out/lbm.o" | grep __aeabi_ | tr '\n' ' ')"
+fi
 cc "${common[@]}" -o "$out/host" "$here/bench.c" "$here/host.c" "${srcs[@]}" "$out/images.c"
 
 # 4. run both
