@@ -64,6 +64,23 @@ static void check_mcu(const char *qspec, bool fold, const char *name)
     ck_assert_int_eq(system(cmd), 0);
 }
 
+/* The firmware traps unaligned accesses while it measures: a backend that makes one must
+ * stop QEMU with a UsageFault whose CFSR says UNALIGNED. */
+START_TEST(test_mcu_traps_unaligned)
+{
+    char dir[] = "/tmp/lb_mcu_XXXXXX", images[128], cmd[1024], last[1024];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(images, sizeof images, "%s/images.idx", dir);
+    write_idx(images, 2);
+    snprintf(cmd, sizeof cmd, "bash %s --backend %s --images %s -n 2 --out %s/build 2>&1",
+             LB_MCU_RUN, LB_MCU_UNALIGNED, images, dir);
+    ck_assert_int_ne(run(cmd, last, sizeof last), 0);
+    ck_assert_msg(strstr(last, "UsageFault") && strstr(last, "cfsr=0x01000000"), "%s", last);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 START_TEST(test_mcu_w4a4) { check_mcu("w4a4", false, "tiny_w4a4"); }
 END_TEST
 START_TEST(test_mcu_w2a2_folded) { check_mcu("w2a2,first=8,last=8", true, "tiny_w2a2"); }
@@ -79,6 +96,7 @@ static Suite *mcu_suite(void)
     tcase_add_test(tc, test_mcu_w4a4);
     tcase_add_test(tc, test_mcu_w2a2_folded);
     tcase_add_test(tc, test_mcu_binary);
+    tcase_add_test(tc, test_mcu_traps_unaligned);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -15,6 +15,7 @@
 #   --opt FLAG     optimisation for both builds               [-O2]
 #   --out DIR      where to build                             [a temporary folder]
 #   --arena BYTES  the firmware's arena                       [65536]
+#   --backend FILE another implementation of mcu.h's backend instead of the model (tests)
 #   --max-tensors N  LBM_MAX_TENSORS and LBM_MAX_OPS of both builds: lbm_load's stack holds
 #                  6 bytes per tensor of this limit (runtime/lbm.h)  [64]
 # Needs gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm (Debian packages;
@@ -24,7 +25,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 die() { echo "run.sh: $*" >&2; exit 1; }
 
-n=100; images=""; labels=""; float=0; opt=-O2; out=""; arena=65536; model=""; max_tensors=64
+n=100; images=""; labels=""; float=0; opt=-O2; out=""; arena=65536; model=""; max_tensors=64; backend=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --images) images="$2"; shift 2 ;;
@@ -35,13 +36,18 @@ while [ $# -gt 0 ]; do
         --out) out="$2"; shift 2 ;;
         --arena) arena="$2"; shift 2 ;;
         --max-tensors) max_tensors="$2"; shift 2 ;;
+        --backend) backend="$2"; shift 2 ;;
         -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         -*) die "unknown option $1 (see --help)" ;;
         *) [ -z "$model" ] || die "one model only"; model="$1"; shift ;;
     esac
 done
-[ -n "$model" ] || die "needs a model (see --help)"
-[ -f "$model" ] || die "$model: no such file"
+if [ -n "$backend" ]; then
+    [ -f "$backend" ] || die "$backend: no such file"
+else
+    [ -n "$model" ] || die "needs a model (see --help)"
+    [ -f "$model" ] || die "$model: no such file"
+fi
 case "$n" in ''|*[!0-9]*) die "-n $n: expected a positive number" ;; esac
 [ "$n" -ge 1 ] || die "-n $n: expected a positive number"
 for tool in arm-none-eabi-gcc arm-none-eabi-size qemu-system-arm cc od awk; do
@@ -98,7 +104,11 @@ isz=$((rows * cols))
 } > "$out/images.c"
 
 # 2. the model and the backend
-if [ "$float" = 1 ]; then
+if [ -n "$backend" ]; then
+    srcs=("$backend")
+    backend_objs="$(basename "$backend" .c)"
+    defs=()
+elif [ "$float" = 1 ]; then
     cp "$model" "$out/lenet5_f32_weights.c"
     srcs=("$here/lenet5_f32.c" "$out/lenet5_f32_weights.c")
     backend_objs="lenet5_f32"

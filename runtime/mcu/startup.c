@@ -73,6 +73,7 @@ void fault_report(const uint32_t *frame)
     static const char *const names[16] = { "", "", "NMI", "HardFault", "MemManage", "BusFault",
                                            "UsageFault" };
     const uint32_t n = REG(SCB_ICSR) & 0x1FFu;
+    REG(SCB_CCR) &= ~(1u << 3);   /* the report itself may store unaligned (GCC's choice) */
     semi_puts("\nFAULT: ");
     semi_puts(n < 16 && names[n] && names[n][0] ? names[n] : "exception");
     semi_puts(" pc=");    semi_hex(frame[6]);
