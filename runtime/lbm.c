@@ -4,9 +4,13 @@
  * Portable C99, libc's <string.h> only. It does not allocate, does not use floating point
  * (the f32 fields of a file are informative and never read), does not cast the file to
  * structs (every field is read with the little-endian byte readers below) and does not
- * trust a byte of the file before checking it. It is not fast: kernels are plain loops,
- * written so that a compiler can keep them tight (no division or 64-bit arithmetic in an
- * inner loop, weights unpacked with byte loads and shifts, never unaligned word loads).
+ * trust a byte of the file before checking it. Kernels are plain loops written for 32-bit
+ * microcontrollers (runtime/mcu runs them on a Cortex-M4): no division or 64-bit arithmetic
+ * in an inner loop and no 64-bit division anywhere, byte loads only on file data (no
+ * unaligned access), packed weights unpacked once per output channel where they are reused,
+ * the short convolution rows of the usual 3x3 and 5x5 kernels written out. dot() is the
+ * straightforward reference for any width; the faster paths give the same sums (integer
+ * sums modulo 2^32 do not depend on the order).
  *
  * Legend: C, H, W input channels, height, width; O output channels (or features); Ho, Wo
  * output height and width; K weights per output channel (C*kh*kw for CONV2D, the input's
@@ -689,8 +693,11 @@ static lbm_status load(lbm_model *m, const uint8_t *b, size_t size, msgbuf *e)
     m->output    = rd_u32(m->graph + 12);
     if (m->n_tensors < 1 || m->n_tensors > LBM_MAX_TENSORS || m->n_ops < 1 ||
         m->n_ops > LBM_MAX_OPS)
-        return fail(e, LBM_ERR_FORMAT, "GRAPH: %d tensors, %d ops (expected 1..1024 each)",
-                    LL(m->n_tensors), LL(m->n_ops));
+        return fail(e, LBM_ERR_FORMAT,
+                    "GRAPH: %d tensors, %d ops (expected 1..%d tensors and 1..%d ops%s)",
+                    LL(m->n_tensors), LL(m->n_ops), LL(LBM_MAX_TENSORS), LL(LBM_MAX_OPS),
+                    LBM_MAX_TENSORS < 1024 || LBM_MAX_OPS < 1024
+                        ? ": this runtime was built with lower limits, see LBM_MAX_TENSORS" : "");
     const uint64_t want = 16u + 32u * (uint64_t)m->n_tensors + 64u * (uint64_t)m->n_ops;
     if (m->graph_size != want)
         return fail(e, LBM_ERR_FORMAT, "GRAPH: %d bytes, expected %d for %d tensors and %d ops",
@@ -711,7 +718,7 @@ static lbm_status load(lbm_model *m, const uint8_t *b, size_t size, msgbuf *e)
                     LL(m->output));
 
     /* 3. ops in order; the input counts as produced */
-    uint8_t made[LBM_MAX_TENSORS / 8];
+    uint8_t made[(LBM_MAX_TENSORS + 7) / 8];
     memset(made, 0, sizeof made);
     made[m->input / 8] = (uint8_t)(1u << (m->input % 8));
     for (uint32_t i = 0; i < m->n_ops; i++)
@@ -784,9 +791,27 @@ static int64_t requant(int32_t a, int32_t mult, int32_t shift)
     return asr64(p + ((int64_t)1 << (s - 1)), s);
 }
 
+/* floor(num / den) for den >= 1 by binary long division: shifts and subtractions only, where
+ * the / operator on 64-bit values would be a libgcc call (__aeabi_ldivmod) on 32-bit Arm. */
+static int64_t floor_div64(int64_t num, uint64_t den)
+{
+    const uint64_t n = num < 0 ? 0u - (uint64_t)num : (uint64_t)num;
+    uint64_t       q = 0, r = 0;
+    for (int b = 63; b >= 0; b--) {   /* r < den <= 2^33 throughout: no overflow */
+        r = r << 1 | (n >> b & 1u);
+        if (r >= den) {
+            r -= den;
+            q |= (uint64_t)1 << b;
+        }
+    }
+    /* n = q den + r, so floor(-n / den) = -q - (r != 0) */
+    return num < 0 ? -(int64_t)q - (r != 0) : (int64_t)q;
+}
+
 /* round_half_up(sum / count) = floor((2 sum + count) / (2 count)) for count >= 1. The mean
  * of int32 values (padding counted as 0) fits int32. A 32-bit division when the numbers are
- * small (the usual case), else one 64-bit division per output. */
+ * small (the usual case), else the long division above, once per output: no 64-bit
+ * division anywhere in the runtime. */
 static int32_t avg_round(int64_t sum, uint32_t count)
 {
     if (sum > -(1 << 28) && sum < (1 << 28) && count < (1u << 28)) {
@@ -794,9 +819,7 @@ static int32_t avg_round(int64_t sum, uint32_t count)
         const int32_t q = num / den;
         return q - (q * den > num);   /* C division truncates; floor for negative num */
     }
-    const int64_t num = 2 * sum + (int64_t)count, den = 2 * (int64_t)count;
-    const int64_t q = num / den;
-    return (int32_t)(q - (q * den > num));
+    return (int32_t)floor_div64(2 * sum + (int64_t)count, 2 * (uint64_t)count);
 }
 
 /* Element i of an INT8/UINT8/INT32 tensor; and a store that clamps to [lo, hi] for byte
@@ -853,6 +876,116 @@ static uint32_t dot(const uint8_t *row, uint32_t k0, const uint8_t *x, uint32_t 
     return acc;
 }
 
+/* Weights unpacked to one int8 per element, on the stack: CONV2D rows of up to WBUF weights
+ * are unpacked once per output channel (they are reused at every output position), LINEAR
+ * rows WBUF at a time. Rows longer than WBUF in a CONV2D use dot() on the packed bytes. */
+#define WBUF 256
+
+/* w[j] = element k0 + j of a packed weight row, for j < n (bits 1, 2 or 4; FORMAT.md
+ * section 4). Every value is in -8..7 (1 bit: -1 or +1), so the int8 store is exact. */
+static void unpack(const uint8_t *row, uint32_t k0, uint32_t n, int bits, int8_t *w)
+{
+    for (uint32_t j = 0, k = k0; j < n; j++, k++) {
+        int32_t v;
+        if (bits == 4) v = (int32_t)(((uint32_t)row[k >> 1] >> ((k & 1u) * 4u) & 15u) ^ 8u) - 8;
+        else if (bits == 2) v = (int32_t)(((uint32_t)row[k >> 2] >> ((k & 3u) * 2u) & 3u) ^ 2u) - 2;
+        else v = (row[k >> 3] >> (k & 7u) & 1u) ? 1 : -1;
+        w[j] = (int8_t)v;
+    }
+}
+
+/* sum_{j<n} w[j] * x[j] for int8 weights and a UINT8 (xsigned 0) or INT8 (xsigned 1) input;
+ * wraps modulo 2^32 like dot(). Reading INT8 bytes through an int8_t pointer is exact
+ * (int8_t is two's complement) and lets a compiler use sign-extending byte loads. Four terms
+ * a turn (their int32 sum cannot overflow): convolution rows are short (kw), so the loop
+ * overhead matters as much as the multiplies. */
+#define DOT8_BODY(X)                                                                           \
+    for (; j + 4 <= n; j += 4)                                                                 \
+        acc += (uint32_t)(w[j] * (int32_t)X[j] + w[j + 1] * (int32_t)X[j + 1] +                \
+                          w[j + 2] * (int32_t)X[j + 2] + w[j + 3] * (int32_t)X[j + 3]);        \
+    for (; j < n; j++) acc += (uint32_t)(w[j] * (int32_t)X[j]);
+
+static uint32_t dot8(const int8_t *w, const uint8_t *x, int xsigned, uint32_t n)
+{
+    const int8_t *xs  = (const int8_t *)(const void *)x;
+    uint32_t      acc = 0, j = 0;
+    if (xsigned) {
+        DOT8_BODY(xs)
+    } else {
+        DOT8_BODY(x)
+    }
+    return acc;
+}
+
+/* sum_{k<n} w[k] * x[k] over a whole packed row of 4- or 2-bit weights (from its first byte):
+ * each byte load gives 2 or 4 weights, sign-extended with (v ^ 2^(b-1)) - 2^(b-1); the last
+ * partial byte goes through dot(). Same result as dot(row, 0, x, n, bits, ...). */
+#define W4(b, s) ((int32_t)(((uint32_t)(b) >> (s) & 15u) ^ 8u) - 8)
+#define W2(b, s) ((int32_t)(((uint32_t)(b) >> (s) & 3u) ^ 2u) - 2)
+#define DOTP_BODY(X)                                                                           \
+    if (bits == 4)                                                                             \
+        for (; t < n / 2; t++, X += 2) {                                                       \
+            const uint32_t b = row[t];                                                         \
+            acc += (uint32_t)(W4(b, 0) * (int32_t)X[0] + W4(b, 4) * (int32_t)X[1]);            \
+        }                                                                                      \
+    else                                                                                       \
+        for (; t < n / 4; t++, X += 4) {                                                       \
+            const uint32_t b = row[t];                                                         \
+            acc += (uint32_t)(W2(b, 0) * (int32_t)X[0] + W2(b, 2) * (int32_t)X[1] +            \
+                              W2(b, 4) * (int32_t)X[2] + W2(b, 6) * (int32_t)X[3]);            \
+        }
+
+static uint32_t dotp(const uint8_t *row, const uint8_t *x, int xsigned, uint32_t n, int bits)
+{
+    const int8_t  *xs  = (const int8_t *)(const void *)x;   /* both advance in the loops */
+    const uint8_t *xu  = x;
+    uint32_t       acc = 0, t = 0;
+    if (xsigned) {
+        DOTP_BODY(xs)
+    } else {
+        DOTP_BODY(xu)
+    }
+    const uint32_t done = t * (8u / (uint32_t)bits);   /* elements consumed */
+    return acc + dot(row, done, x + done, n - done, bits, xsigned ? 0x80u : 0u);
+}
+
+/* One CONV2D output: sum over channels c < C and kernel rows i < rows of a run of n int8
+ * weights (w: the first weight inside, rows kw apart, channels khw apart) times n input bytes
+ * (x: the first input byte inside, rows W apart, channels HW apart). Rows are short, so the
+ * usual widths (3 and 5 inside the image) are written out: a call or a loop per row would
+ * cost as much as the row's multiplies. */
+#define TERM(X, j) wr[j] * (int32_t)X[j]
+#define ROW3(X) (TERM(X, 0) + TERM(X, 1) + TERM(X, 2))
+#define ROW5(X) (TERM(X, 0) + TERM(X, 1) + TERM(X, 2) + TERM(X, 3) + TERM(X, 4))
+#define WINDOW(T, ROW)                                                                         \
+    for (uint32_t c = 0; c < C; c++, w += khw, x += HW) {                                      \
+        const int8_t *wr = w;                                                                  \
+        const T      *xr = (const T *)(const void *)x;                                         \
+        for (uint32_t i = 0; i < rows; i++, wr += kw, xr += W) acc += (uint32_t)ROW(xr);       \
+    }
+
+static uint32_t window8(const int8_t *w, const uint8_t *x, int xsigned, uint32_t C, uint32_t khw,
+                        uint32_t kw, uint32_t HW, uint32_t W, uint32_t rows, uint32_t n)
+{
+    uint32_t acc = 0;
+    if (n == 5 && xsigned) {
+        WINDOW(int8_t, ROW5)
+    } else if (n == 5) {
+        WINDOW(uint8_t, ROW5)
+    } else if (n == 3 && xsigned) {
+        WINDOW(int8_t, ROW3)
+    } else if (n == 3) {
+        WINDOW(uint8_t, ROW3)
+    } else {
+        for (uint32_t c = 0; c < C; c++, w += khw, x += HW) {
+            const int8_t  *wr = w;
+            const uint8_t *xr = x;
+            for (uint32_t i = 0; i < rows; i++, wr += kw, xr += W) acc += dot8(wr, xr, xsigned, n);
+        }
+    }
+    return acc;
+}
+
 /* Per-channel parameters of a CONV2D/LINEAR op, located in DATA. */
 typedef struct wparams {
     const uint8_t *w, *bias, *mult, *shift;
@@ -873,62 +1006,112 @@ static wparams wparams_of(const lbm_model *m, const opinfo *op, uint32_t K, uint
     return p;
 }
 
-/* The output of channel o at position idx from its accumulator acc = sum w*x:
- * t = acc * 2^acc_shift + bias (int32, wrapping), then requant and clamp (or saturate). */
-static void conv_out(const wparams *p, const opinfo *op, uint32_t o, uint32_t acc, uint8_t *y,
-                     uint32_t ydtype, uint32_t idx)
+/* The requantization of output channel o, read once per channel. */
+typedef struct chan {
+    uint32_t bias;
+    int32_t  mult, shift, lo, hi, acc_shift;
+} chan;
+
+static chan chan_of(const wparams *p, const opinfo *op, uint32_t o)
 {
-    const uint32_t t = (acc << op->attr[8]) + (uint32_t)rd_i32(p->bias + 4u * o);
-    const int64_t  r = requant(u32_to_i32(t), rd_i32(p->mult + 4u * o), rd_i32(p->shift + 4u * o));
-    st(y, ydtype, idx, r, op->attr[6], op->attr[7]);
+    chan c;
+    c.bias      = rd_u32(p->bias + 4u * o);
+    c.mult      = rd_i32(p->mult + 4u * o);
+    c.shift     = rd_i32(p->shift + 4u * o);
+    c.lo        = op->attr[6];
+    c.hi        = op->attr[7];
+    c.acc_shift = op->attr[8];
+    return c;
+}
+
+/* The output of a channel at position idx from its accumulator acc = sum w*x:
+ * t = acc * 2^acc_shift + bias (int32, wrapping), then requant and clamp (or saturate). */
+static void conv_out(const chan *c, uint32_t acc, uint8_t *y, uint32_t ydtype, uint32_t idx)
+{
+    const uint32_t t = (acc << c->acc_shift) + c->bias;
+    st(y, ydtype, idx, requant(u32_to_i32(t), c->mult, c->shift), c->lo, c->hi);
 }
 
 /* x (C,H,W) INT8/UINT8 -> y (O,Ho,Wo); weights (O, C, kh, kw) packed. Direct loops, no
- * scratch: for each output position, the kernel row i of channel c is one contiguous run
- * of the input row, clipped to the image (padding reads 0, so clipped terms vanish). */
+ * scratch beyond WBUF bytes of stack: for each output position, the kernel row i of channel
+ * c is one contiguous run of the input row, clipped to the image (padding reads 0, so
+ * clipped terms vanish). */
 static void conv2d(const lbm_model *m, const opinfo *op, const tinfo *xi, const uint8_t *x,
                    const tinfo *yi, uint8_t *y)
 {
     const uint32_t C = xi->d[0], H = xi->d[1], W = xi->d[2];
     const uint32_t O = yi->d[0], Ho = yi->d[1], Wo = yi->d[2];
     const int32_t  kh = op->attr[1], kw = op->attr[2], stride = op->attr[3], pad = op->attr[4];
-    const uint32_t xflip = xi->dtype == LBM_INT8 ? 0x80u : 0u;
-    const wparams  p = wparams_of(m, op, C * (uint32_t)kh * (uint32_t)kw, O);
+    const uint32_t K = C * (uint32_t)kh * (uint32_t)kw, HW = H * W, khw = (uint32_t)(kh * kw);
+    const int      xsigned = xi->dtype == LBM_INT8;
+    const wparams  p = wparams_of(m, op, K, O);
+    int8_t         wbuf[WBUF];
     for (uint32_t o = 0; o < O; o++) {
         const uint8_t *row = p.w + (size_t)o * p.row_bytes;
+        const chan     ch  = chan_of(&p, op, o);
+        const int8_t  *w8  = NULL;   /* the row as int8, when it is (8 bits) or fits wbuf */
+        if (p.bits == 8) {
+            w8 = (const int8_t *)(const void *)row;
+        } else if (K <= WBUF) {
+            unpack(row, 0, K, p.bits, wbuf);
+            w8 = wbuf;
+        }
         for (uint32_t oy = 0; oy < Ho; oy++) {
             const int32_t iy0 = (int32_t)oy * stride - pad;
+            const int32_t i0  = iy0 < 0 ? -iy0 : 0;                      /* rows inside */
+            const int32_t i1  = (int32_t)H - iy0 < kh ? (int32_t)H - iy0 : kh;
             for (uint32_t ox = 0; ox < Wo; ox++) {
                 const int32_t ix0 = (int32_t)ox * stride - pad;
                 const int32_t j0  = ix0 < 0 ? -ix0 : 0;                    /* first j inside */
                 const int32_t j1  = (int32_t)W - ix0 < kw ? (int32_t)W - ix0 : kw;
                 uint32_t      acc = 0;
-                for (uint32_t c = 0; c < C && j0 < j1; c++) {
-                    for (int32_t i = 0; i < kh; i++) {
-                        const int32_t iy = iy0 + i;
-                        if (iy < 0 || iy >= (int32_t)H) continue;
-                        const uint32_t k0 = (c * (uint32_t)kh + (uint32_t)i) * (uint32_t)kw;
-                        const uint8_t *xr = x + ((size_t)c * H + (uint32_t)iy) * W;
-                        acc += dot(row, k0 + (uint32_t)j0, xr + (ix0 + j0), (uint32_t)(j1 - j0),
-                                   p.bits, xflip);
+                if (j0 < j1 && i0 < i1) {
+                    const uint32_t n  = (uint32_t)(j1 - j0), rows = (uint32_t)(i1 - i0);
+                    const uint32_t k0 = (uint32_t)(i0 * kw + j0);
+                    const uint32_t xo = (uint32_t)(iy0 + i0) * W + (uint32_t)(ix0 + j0);
+                    if (w8) {
+                        acc = window8(w8 + k0, x + xo, xsigned, C, khw, (uint32_t)kw, HW, W,
+                                      rows, n);
+                    } else {   /* a long packed row: dot() on the packed bytes */
+                        for (uint32_t c = 0; c < C; c++)
+                            for (uint32_t i = 0; i < rows; i++)
+                                acc += dot(row, c * khw + k0 + i * (uint32_t)kw,
+                                           x + c * HW + xo + i * W, n, p.bits,
+                                           xsigned ? 0x80u : 0u);
                     }
                 }
-                conv_out(&p, op, o, acc, y, yi->dtype, (o * Ho + oy) * Wo + ox);
+                conv_out(&ch, acc, y, yi->dtype, (o * Ho + oy) * Wo + ox);
             }
         }
     }
 }
 
-/* x (K) INT8/UINT8 (any dims, NCHW-flattened) -> y (O); weights (O, K) packed. */
+/* x (K) INT8/UINT8 (any dims, NCHW-flattened) -> y (O); weights (O, K) packed, each weight
+ * used once: 8-bit rows directly, 4- and 2-bit rows a byte at a time, 1-bit rows unpacked
+ * WBUF weights at a time. */
 static void linear(const lbm_model *m, const opinfo *op, const tinfo *xi, const uint8_t *x,
                    const tinfo *yi, uint8_t *y)
 {
     const uint32_t K = xi->numel, O = yi->d[0];
-    const uint32_t xflip = xi->dtype == LBM_INT8 ? 0x80u : 0u;
+    const int      xsigned = xi->dtype == LBM_INT8;
     const wparams  p = wparams_of(m, op, K, O);
+    int8_t         wbuf[WBUF];
     for (uint32_t o = 0; o < O; o++) {
-        const uint32_t acc = dot(p.w + (size_t)o * p.row_bytes, 0, x, K, p.bits, xflip);
-        conv_out(&p, op, o, acc, y, yi->dtype, o);
+        const uint8_t *row = p.w + (size_t)o * p.row_bytes;
+        const chan     ch  = chan_of(&p, op, o);
+        uint32_t       acc = 0;
+        if (p.bits == 8) {
+            acc = dot8((const int8_t *)(const void *)row, x, xsigned, K);
+        } else if (p.bits != 1) {
+            acc = dotp(row, x, xsigned, K, p.bits);
+        } else {
+            for (uint32_t k0 = 0; k0 < K; k0 += WBUF) {
+                const uint32_t n = K - k0 < WBUF ? K - k0 : WBUF;
+                unpack(row, k0, n, p.bits, wbuf);
+                acc += dot8(wbuf, x + k0, xsigned, n);
+            }
+        }
+        conv_out(&ch, acc, y, yi->dtype, o);
     }
 }
 

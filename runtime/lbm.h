@@ -23,11 +23,12 @@
  *     -31..62 (a 64-bit multiply and shifts; sh = -31 is the plain product, sh >= 32 gives 0).
  *     INT8/UINT8 outputs clamp to [out_min, out_max]; INT32 outputs saturate to int32.
  *   - ADD wraps like the accumulators; AVGPOOL/GAP round half up (toward +inf at ties).
- * Memory: lbm_load uses about 6 KB of stack (planner tables for up to 1024 tensors) and
- * lbm_run a few hundred bytes. The arena holds the planner's tables (6 bytes per tensor) and
- * the activations, each 4-byte aligned, placed greedily first-fit by liveness; lbm_run
- * recomputes the same plan on every call, so the arena can be reused or shared between
- * models run one after another.
+ * Memory: lbm_load uses about 6 KB of stack (planner tables for LBM_MAX_TENSORS = 1024) and
+ * lbm_run about 1 KB (256 bytes of it to unpack a packed weight row; LeNet-5 on a Cortex-M4:
+ * experiments/results/mcu_cortex_m4.md). The arena holds the planner's tables (6 bytes per
+ * tensor) and the activations, each 4-byte aligned, placed greedily first-fit by liveness;
+ * lbm_run recomputes the same plan on every call, so the arena can be reused or shared
+ * between models run one after another.
  * Sections of an unknown type (a later minor version may add some) are checked like the
  * others (placement, CRC) and otherwise ignored.
  */
@@ -39,8 +40,19 @@
 
 #define LBM_VERSION_MAJOR 1
 #define LBM_VERSION_MINOR 0
+/* Limits of this build. The format allows up to 1024 tensors and 1024 ops; a microcontroller
+ * build may lower LBM_MAX_TENSORS (e.g. -DLBM_MAX_TENSORS=64; runtime/mcu/run.sh does) to
+ * shrink lbm_load's stack, which holds 6 bytes of planning tables per tensor of the limit.
+ * lbm_load then refuses a model with more tensors, saying so. */
+#ifndef LBM_MAX_TENSORS
 #define LBM_MAX_TENSORS 1024
+#endif
+#ifndef LBM_MAX_OPS
 #define LBM_MAX_OPS 1024
+#endif
+#if LBM_MAX_TENSORS < 1 || LBM_MAX_TENSORS > 1024 || LBM_MAX_OPS < 1 || LBM_MAX_OPS > 1024
+#error "LBM_MAX_TENSORS and LBM_MAX_OPS must be 1..1024 (the format's limits)"
+#endif
 
 typedef enum lbm_status {
     LBM_OK = 0,

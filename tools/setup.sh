@@ -3,6 +3,9 @@
 # ONNX Runtime for the ONNX export test (npm onnxruntime-node, at the version pinned by
 # tests/onnx/package-lock.json, into tests/onnx/node_modules). Does nothing when everything is
 # already installed. Needs root or sudo for apt-get, and the npm registry for the first run.
+# Optional group: the Arm cross compiler, newlib and QEMU for the Cortex-M4 check (runtime/mcu,
+# tests/test_mcu.c; about 100 MB to download). LB_NO_MCU=1 skips it; when it cannot be
+# installed, setup warns and that test is left out of the build.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
@@ -22,16 +25,29 @@ done
 # nodejs and npm when there is none).
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "setup: installing ${missing[*]}"
+mcu_missing=()
+if [ -z "${LB_NO_MCU:-}" ]; then
+    for p in gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || mcu_missing+=("$p")
+    done
+fi
+if [ ${#missing[@]} -gt 0 ] || [ ${#mcu_missing[@]} -gt 0 ]; then
     SUDO=""
     if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || { echo "setup: need root (or sudo) to apt-get install ${missing[*]}" >&2; exit 1; }
+        command -v sudo >/dev/null || { echo "setup: need root (or sudo) to apt-get install ${missing[*]} ${mcu_missing[*]}" >&2; exit 1; }
         SUDO=sudo
     fi
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "setup: installing ${missing[*]}"
+        $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+    if [ ${#mcu_missing[@]} -gt 0 ]; then
+        echo "setup: installing ${mcu_missing[*]} (optional: the Cortex-M4 check)"
+        $SUDO apt-get install -y -qq --no-install-recommends "${mcu_missing[@]}" ||
+            echo "setup: warning: could not install ${mcu_missing[*]}; the Cortex-M4 test is skipped" >&2
+    fi
 fi
 
 # onnxruntime-node ships its CPU binaries in the npm package; ONNXRUNTIME_NODE_INSTALL=skip
