@@ -120,8 +120,9 @@ else
             [ -f "${model%.c}.h" ] || die "${model%.c}.h missing (lowbit export --format c writes both)"
             cp "$model" "${model%.c}.h" "$out/"
             sym="$(echo "$name" | sed 's/[^A-Za-z0-9]/_/g')"
-            # the export names its symbols (and, as of this writing, its #include) after the
-            # name with every other character turned into '_'
+            # the export names its symbols after the name with every other character turned
+            # into '_'; exports before the fix of 2026-11-25 also #included the header under
+            # that name, so keep a copy of it there
             [ "$sym" = "$name" ] || cp "${model%.c}.h" "$out/$sym.h"
             mfile="$out/$name.c" ;;
         *)
