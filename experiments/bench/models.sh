@@ -18,7 +18,7 @@
 #   DATA_DIR=          passed to both as --data-dir [their default lookup]
 #   TORCH_CL=1         PyTorch CNNs in channels-last memory format: 1, 0, or auto (run both,
 #                      keep the faster per configuration)
-#   PASSIVE_MODELS=mlp models for which PyTorch is also run with OMP_WAIT_POLICY=passive
+#   PASSIVE_MODELS="mlp lenet5"  models for which PyTorch is also run with OMP_WAIT_POLICY=passive
 #                      (the faster of the two is kept and named)
 #   SGEMM_N=2048       size of the sgemm peak measurement
 #   OUT=experiments/results/bench_models.md
@@ -38,7 +38,7 @@ REPEAT=${REPEAT:-1}
 DIGITS=${DIGITS:-fashion-mnist}
 DATA_DIR=${DATA_DIR:-}
 TORCH_CL=${TORCH_CL:-1}
-PASSIVE_MODELS=${PASSIVE_MODELS-mlp}
+PASSIVE_MODELS=${PASSIVE_MODELS-"mlp lenet5"}
 SGEMM_N=${SGEMM_N:-2048}
 PYTHON=${PYTHON:-/usr/bin/python3}
 OUT=${OUT:-experiments/results/bench_models.md}
@@ -104,21 +104,27 @@ LB_EXTRA=()
 DD=()
 [[ -n $DATA_DIR ]] && DD=(--data-dir "$DATA_DIR")
 
-# PyTorch variants per model: "name|env|args"
+# PyTorch variants per model, one "name|env|args" a line: memory layouts (CNNs) x OpenMP wait
+# policies (PASSIVE_MODELS)
 torch_variants() {
-    local m=$1 v=()
-    if [[ " $PASSIVE_MODELS " == *" $m "* ]]; then
-        v+=("omp-default||" "omp-passive|OMP_WAIT_POLICY=passive|")
-    elif [[ $m == mlp ]]; then
-        v+=("nchw||")
+    local m=$1 layouts=() waits=("|") l w
+    if [[ $m == mlp ]]; then
+        layouts=("nchw|")
     else
         case $TORCH_CL in
-            1) v+=("channels-last||--channels-last") ;;
-            0) v+=("nchw||") ;;
-            auto) v+=("nchw||" "channels-last||--channels-last") ;;
+            1) layouts=("channels-last|--channels-last") ;;
+            0) layouts=("nchw|") ;;
+            auto) layouts=("nchw|" "channels-last|--channels-last") ;;
         esac
     fi
-    printf '%s\n' "${v[@]}"
+    [[ " $PASSIVE_MODELS " == *" $m "* ]] && waits=("omp-default|" "omp-passive|OMP_WAIT_POLICY=passive")
+    for l in "${layouts[@]}"; do
+        for w in "${waits[@]}"; do
+            local name=${l%%|*}
+            [[ -n ${w%%|*} ]] && name+=" ${w%%|*}"
+            printf '%s|%s|%s\n' "$name" "${w#*|}" "${l#*|}"
+        done
+    done
 }
 
 # sgemm peak at each thread count; appended as {"kind":"sgemm",...}
