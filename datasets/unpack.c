@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <archive.h>
@@ -203,6 +204,8 @@ lb_status lb_archive_unpack(const char *archive, const char *dest, FILE *log, lb
     if (mkdir(tmp, 0755) != 0)
         return lb_errorf(err, LB_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     int64_t   total = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     lb_status st = count_files(archive, &total, err);
     if (!st && log) fprintf(log, "unpacking %s into %s (%" PRId64 " files, once)\n", name, dest,
                             total);
@@ -224,6 +227,10 @@ lb_status lb_archive_unpack(const char *archive, const char *dest, FILE *log, lb
             }
             if (rename(dest, old) == 0) lb__remove_tree(old);
         }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (log)
+            fprintf(log, "unpacked %s in %.2f s\n", name,
+                    (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
         if (rename(tmp, dest) != 0) {
             if (stamp_matches(dest, want)) { /* lost a race to an identical unpack */
                 lb__remove_tree(tmp);
