@@ -192,76 +192,90 @@ static uint32_t get_u32(const uint8_t *p)
 
 static uint64_t get_u64(const uint8_t *p) { return get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
 
+/* Reads exactly n bytes into p, adding them to *crc. */
+static bool get(FILE *f, void *p, size_t n, uLong *crc)
+{
+    if (n && fread(p, 1, n, f) != n) return false;
+    for (size_t off = 0; off < n;) {
+        size_t k = n - off > (1u << 30) ? (1u << 30) : n - off;
+        *crc     = crc32(*crc, (const Bytef *)p + off, (uInt)k);
+        off += k;
+    }
+    return true;
+}
+
 lb_status lb__cache_read(const char *path, const char *source, const lb__cache_key *key,
                          lb_dataset *ds, lb_error *err)
 {
     memset(ds, 0, sizeof *ds);
-    uint8_t  *buf = NULL;
-    size_t    size = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return lb_errorf(err, LB_ERR_IO, "%s: no cache: %s", path, strerror(errno));
+    lb_status   st = LB_OK;
+    uint8_t     h[LBDS_FIXED];
+    char       *src = NULL;
+    uLong       crc = crc32(0, Z_NULL, 0);
     struct stat sb;
-    if (stat(path, &sb) != 0)
-        return lb_errorf(err, LB_ERR_IO, "%s: no cache: %s", path, strerror(errno));
-    lb_status st = lb__read_file(path, (size_t)1 << 40, &buf, &size, err);
-    if (st) return st;
 #define BAD(...) do { st = lb_errorf(err, LB_ERR_FORMAT, __VA_ARGS__); goto fail; } while (0)
-    if (size < LBDS_FIXED + 4) BAD("%s: cache file too short (%zu bytes)", path, size);
-    if (memcmp(buf, LBDS_MAGIC, 4)) BAD("%s: not a lowbit dataset cache (bad magic)", path);
-    if (get_u32(buf + 4) != LBDS_VERSION)
-        BAD("%s: cache version %u, expected %u", path, get_u32(buf + 4), LBDS_VERSION);
-    const uint32_t crc = get_u32(buf + size - 4);
-    uLong          c   = crc32(0, Z_NULL, 0);
-    for (size_t off = 0; off < size - 4;) {
-        size_t k = size - 4 - off > (1u << 30) ? (1u << 30) : size - 4 - off;
-        c        = crc32(c, buf + off, (uInt)k);
-        off += k;
-    }
-    if ((uint32_t)c != crc) BAD("%s: cache CRC mismatch (damaged file)", path);
-    const uint64_t n = get_u64(buf + 8);
-    const uint32_t C = get_u32(buf + 16), H = get_u32(buf + 20), W = get_u32(buf + 24);
-    const uint32_t K = get_u32(buf + 28);
-    lb__cache_key  k = { get_u64(buf + 32), get_u64(buf + 40), (int64_t)get_u64(buf + 48),
-                         get_u32(buf + 56) };
-    const uint64_t skipped = get_u64(buf + 60);
-    const uint32_t slen    = get_u32(buf + 68);
+    if (fstat(fileno(f), &sb) != 0 || sb.st_size < 0)
+        BAD("%s: cannot stat the cache: %s", path, strerror(errno));
+    const uint64_t size = (uint64_t)sb.st_size;
+    if (size < LBDS_FIXED + 4 || !get(f, h, LBDS_FIXED, &crc))
+        BAD("%s: cache file too short (%" PRIu64 " bytes)", path, size);
+    if (memcmp(h, LBDS_MAGIC, 4)) BAD("%s: not a lowbit dataset cache (bad magic)", path);
+    if (get_u32(h + 4) != LBDS_VERSION)
+        BAD("%s: cache version %u, expected %u", path, get_u32(h + 4), LBDS_VERSION);
+    const uint64_t n = get_u64(h + 8);
+    const uint32_t C = get_u32(h + 16), H = get_u32(h + 20), W = get_u32(h + 24);
+    const uint32_t K = get_u32(h + 28);
+    lb__cache_key  k = { get_u64(h + 32), get_u64(h + 40), (int64_t)get_u64(h + 48),
+                         get_u32(h + 56) };
+    const uint64_t skipped = get_u64(h + 60);
+    const uint32_t slen    = get_u32(h + 68);
     if (n < 1 || n > ((uint64_t)1 << 34) || (C != 1 && C != 3) || H < 1 || W < 1 ||
         H > LB__IMAGE_MAX_SIDE || W > LB__IMAGE_MAX_SIDE || K < 1 || K > LB_DATASET_MAX_CLASSES)
         BAD("%s: cache header out of range (n %" PRIu64 ", %ux%ux%u, %u classes)", path, n, C,
             H, W, K);
+    /* the key first: a stale cache is told without reading its pixels */
     if (k.n_files != key->n_files || k.total_bytes != key->total_bytes ||
         k.newest_mtime_ns != key->newest_mtime_ns || k.opts != key->opts)
         BAD("%s: stale cache (the source folder or the decoding options changed)", path);
-    size_t pos = LBDS_FIXED;
-    if (slen > size - pos - 4 || slen != strlen(source) || memcmp(buf + pos, source, slen))
+    if (slen != strlen(source)) BAD("%s: cache of another source folder", path);
+    if (!(src = malloc(slen + 1))) BAD("%s: out of memory", path);
+    if (!get(f, src, slen, &crc) || memcmp(src, source, slen))
         BAD("%s: cache of another source folder", path);
-    pos += slen;
     char *names = calloc(K, LB_CLASS_NAME_MAX);
     if (!names) BAD("%s: out of memory", path);
     ds->class_names = names;
+    uint64_t pos = LBDS_FIXED + slen;
     for (uint32_t i = 0; i < K; i++) {
-        if (size - 4 - pos < 2) BAD("%s: cache truncated in the class names", path);
-        const size_t len = (size_t)buf[pos] | (size_t)buf[pos + 1] << 8;
-        pos += 2;
-        if (len >= LB_CLASS_NAME_MAX || len > size - 4 - pos)
-            BAD("%s: cache class name %u too long", path, i);
-        memcpy(names + (size_t)i * LB_CLASS_NAME_MAX, buf + pos, len);
-        pos += len;
+        uint8_t l2[2];
+        if (!get(f, l2, 2, &crc)) BAD("%s: cache truncated in the class names", path);
+        const size_t len = (size_t)l2[0] | (size_t)l2[1] << 8;
+        if (len >= LB_CLASS_NAME_MAX || !get(f, names + (size_t)i * LB_CLASS_NAME_MAX, len, &crc))
+            BAD("%s: cache class name %u too long or truncated", path, i);
+        pos += 2 + len;
     }
+    /* sizes agree with the file before the big allocations */
     const uint64_t npix = n * C * H * W;
     if (npix / n != (uint64_t)C * H * W || npix > SIZE_MAX / 2 || n * 4 > SIZE_MAX / 2 ||
-        size - 4 - pos != npix + n * 4)
-        BAD("%s: cache size %zu does not match its header", path, size);
+        size < pos + 4 || size - pos - 4 != npix + n * 4)
+        BAD("%s: cache size %" PRIu64 " does not match its header", path, size);
     ds->images = malloc((size_t)npix);
     ds->labels = malloc((size_t)n * sizeof *ds->labels);
     if (!ds->images || !ds->labels) BAD("%s: out of memory for %" PRIu64 " images", path, n);
-    memcpy(ds->images, buf + pos, (size_t)npix);
-    pos += (size_t)npix;
-    for (uint64_t i = 0; i < n; i++) {
-        const uint32_t y = get_u32(buf + pos + 4 * i);
+    if (!get(f, ds->images, (size_t)npix, &crc) || !get(f, ds->labels, (size_t)n * 4, &crc))
+        BAD("%s: cache truncated while reading", path);
+    uint8_t c4[4];
+    if (fread(c4, 1, 4, f) != 4 || get_u32(c4) != (uint32_t)crc)
+        BAD("%s: cache CRC mismatch (damaged file)", path);
+    for (uint64_t i = 0; i < n; i++) { /* little-endian on disk, in place */
+        const uint32_t y = get_u32((const uint8_t *)&ds->labels[i]);
         if (y >= K) BAD("%s: cache label %u of sample %" PRIu64 " out of range", path, y, i);
         ds->labels[i] = (int32_t)y;
     }
 #undef BAD
-    free(buf);
+    fclose(f);
+    free(src);
     ds->n = (int64_t)n, ds->c = (int)C, ds->h = (int)H, ds->w = (int)W;
     ds->n_classes = (int)K;
     ds->n_skipped = (int64_t)skipped;
@@ -269,9 +283,9 @@ lb_status lb__cache_read(const char *path, const char *source, const lb__cache_k
     snprintf(ds->source, sizeof ds->source, "%s", source);
     return LB_OK;
 fail:
-    free(buf);
+    fclose(f);
+    free(src);
     lb_dataset_free(ds);
-    free(ds->class_names);
     memset(ds, 0, sizeof *ds);
     return st;
 }
