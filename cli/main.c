@@ -271,6 +271,8 @@ static const char train_help[] =
     "  --skip-corrupt      skip images that fail to decode (counted) instead of stopping\n"
     "  --resize            resize images whose size differs from the first image's\n"
     "                      (bilinear) instead of stopping\n"
+    "  --channels N        image folders: 1 (gray) or 3 (RGB), converting images of the\n"
+    "                      other kind                          [as the first image]\n"
     "  --no-cache          decode image folders again instead of using the decoded cache\n"
     "  --no-prefetch       prepare batches on the training thread (same batches)\n"
     "  --epochs N          training epochs                                   [5]\n"
@@ -298,7 +300,7 @@ static int cmd_train(int argc, char **argv)
                 O("schedule"), O("warmup"), O("step-epochs"), O("gamma"), O("seed"),
                 O("threads"), O("out"), O("max-steps"), F("json"), O("quant"), O("init"),
                 O("fold-bn"), O("freeze-observers"), O("resume"), O("augment"),
-                F("skip-corrupt"), F("resize"), F("no-cache"), F("no-prefetch") };
+                F("skip-corrupt"), F("resize"), F("no-cache"), F("no-prefetch"), O("channels") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
     int n_pos, rc = parse_opts("train", argc, argv, o, n, pos, 0, &n_pos);
@@ -372,6 +374,10 @@ static int cmd_train(int argc, char **argv)
     data_opts.skip_corrupt = get(o, n, "skip-corrupt") != NULL;
     data_opts.resize = get(o, n, "resize") != NULL;
     data_opts.use_cache = get(o, n, "no-cache") == NULL;
+    if ((s = get(o, n, "channels"))) {
+        if (!to_long(s, 1, 3, &v) || v == 2) return usage_error("train", "--channels %s: expected 1 or 3", s);
+        data_opts.channels = (int)v;
+    }
     cfg.prefetch = get(o, n, "no-prefetch") == NULL;
     const bool json = get(o, n, "json") != NULL;
     lb_blas_set_threads(threads);

@@ -79,7 +79,8 @@ lb_dataset_opts lb_dataset_opts_default(void);
 lb_status lb_idx_load(const char *images_path, const char *labels_path, lb_dataset *ds,
                       lb_error *err);
 
-/* Finds and loads a dataset by name ("mnist", "fashion-mnist", alias "fashion"). A non-NULL
+/* Finds and loads a dataset by name ("mnist", "fashion-mnist", alias "fashion"; the names of
+ * lb_dataset_load_ex too, with lb_dataset_opts_default(), so silently). A non-NULL
  * data_dir is the only root searched: an explicit choice never silently falls back. Otherwise
  * the roots are, in order: $LOWBIT_DATA, ../shared/datasets relative to the working
  * directory, LB_SOURCE_DIR/../shared/datasets (the source tree), <executable's dir>/../../
