@@ -168,7 +168,15 @@ static uint8_t ref_px(int y, int x, int k) { return (uint8_t)(y * 50 + x * 20 + 
 
 /* Writes a W x H PNG of the given libpng colour type and bit depth, with pixels derived from
  * ref_px: gray takes channel 0, 16-bit stores v*257+k (high byte v), alpha is 128 + x. */
+static void write_png_trns(const char *rel, int W, int H, int type, int depth, bool trns);
+
 static void write_png(const char *rel, int W, int H, int type, int depth)
+{
+    write_png_trns(rel, W, H, type, depth, false);
+}
+
+/* trns: add a tRNS chunk (palette: entries 0..3 half transparent; gray/RGB: one colour). */
+static void write_png_trns(const char *rel, int W, int H, int type, int depth, bool trns)
 {
     char  p[P];
     FILE *f = fopen(path2(p, rel, NULL), "wb");
@@ -186,6 +194,13 @@ static void write_png(const char *rel, int W, int H, int type, int depth)
             for (int x = 0; x < W; x++)
                 pal[y * W + x] = (png_color){ ref_px(y, x, 0), ref_px(y, x, 1), ref_px(y, x, 2) };
         png_set_PLTE(png, info, pal, W * H);
+    }
+    if (trns) {
+        png_byte      alpha[4] = { 128, 128, 128, 128 };
+        png_color_16  key      = { 0, ref_px(0, 0, 0), ref_px(0, 0, 1), ref_px(0, 0, 2),
+                                   ref_px(0, 0, 0) };
+        if (type == PNG_COLOR_TYPE_PALETTE) png_set_tRNS(png, info, alpha, 4, NULL);
+        else png_set_tRNS(png, info, NULL, 0, &key);
     }
     png_write_info(png, info);
     const int ch = type == PNG_COLOR_TYPE_GRAY ? 1 : type == PNG_COLOR_TYPE_GRAY_ALPHA ? 2
@@ -269,17 +284,19 @@ static lb_status decode_rel(const char *rel, int want_c, uint8_t **pix, int *c, 
 
 START_TEST(test_png_variants)
 {
-    static const struct { int type, depth, native_c; } v[] = {
-        { PNG_COLOR_TYPE_GRAY, 8, 1 },       { PNG_COLOR_TYPE_RGB, 8, 3 },
-        { PNG_COLOR_TYPE_PALETTE, 8, 3 },    { PNG_COLOR_TYPE_RGB, 16, 3 },
-        { PNG_COLOR_TYPE_RGBA, 8, 3 },       { PNG_COLOR_TYPE_GRAY_ALPHA, 8, 1 },
-        { PNG_COLOR_TYPE_GRAY, 16, 1 },      { PNG_COLOR_TYPE_RGBA, 16, 3 },
+    static const struct { int type, depth, native_c; bool trns; } v[] = {
+        { PNG_COLOR_TYPE_GRAY, 8, 1, false },    { PNG_COLOR_TYPE_RGB, 8, 3, false },
+        { PNG_COLOR_TYPE_PALETTE, 8, 3, false }, { PNG_COLOR_TYPE_RGB, 16, 3, false },
+        { PNG_COLOR_TYPE_RGBA, 8, 3, false },    { PNG_COLOR_TYPE_GRAY_ALPHA, 8, 1, false },
+        { PNG_COLOR_TYPE_GRAY, 16, 1, false },   { PNG_COLOR_TYPE_RGBA, 16, 3, false },
+        { PNG_COLOR_TYPE_PALETTE, 8, 3, true },  { PNG_COLOR_TYPE_RGB, 8, 3, true },
+        { PNG_COLOR_TYPE_GRAY, 8, 1, true },
     };
     const int W = 4, H = 3;
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         char rel[32];
         snprintf(rel, sizeof rel, "v%zu.png", i);
-        write_png(rel, W, H, v[i].type, v[i].depth);
+        write_png_trns(rel, W, H, v[i].type, v[i].depth, v[i].trns);
         uint8_t *pix;
         int      c, h, w;
         lb_error err = { 0 };
