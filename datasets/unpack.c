@@ -4,10 +4,13 @@
  * by this code with open(O_CREAT|O_EXCL|O_NOFOLLOW) under a fresh temporary folder, after its
  * path was checked: no absolute paths, no ".." components, only regular files and folders.
  * A stamp with the archive's size and mtime is written last and the folder is renamed into
- * place, so a half-done unpack is never used. It does not decode images (folder.c does).
+ * place, so a half-done unpack is never used; the temporary folders of unpacks whose process is
+ * gone are removed. It does not decode images (folder.c does).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +36,30 @@ static bool stamp_matches(const char *dest, const char *want)
     fclose(f);
     have[n] = 0;
     return strcmp(have, want) == 0;
+}
+
+/* Removes dest.tmp-<pid> folders left by interrupted unpacks of processes that are gone. */
+static void remove_stale_temps(const char *dest)
+{
+    char        parent[4200], prefix[512];
+    const char *slash = strrchr(dest, '/');
+    const char *base  = slash ? slash + 1 : dest;
+    snprintf(parent, sizeof parent, "%.*s", slash ? (int)(slash - dest) : 1, slash ? dest : ".");
+    if (slash == dest) snprintf(parent, sizeof parent, "/");
+    if (snprintf(prefix, sizeof prefix, "%s.tmp-", base) >= (int)sizeof prefix) return;
+    DIR *d = opendir(parent);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (strncmp(e->d_name, prefix, strlen(prefix))) continue;
+        char *end;
+        long  pid = strtol(e->d_name + strlen(prefix), &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* still running (or unknown) */
+        char path[8400];
+        snprintf(path, sizeof path, "%s/%s", parent, e->d_name);
+        lb__remove_tree(path);
+    }
+    closedir(d);
 }
 
 static struct archive *open_archive(const char *path, lb_error *err)
@@ -194,6 +221,7 @@ lb_status lb_archive_unpack(const char *archive, const char *dest, FILE *log, lb
         return lb_errorf(err, LB_ERR_ARG, "%.64s...: path too long", dest);
     snprintf(old, sizeof old, "%s.old-%ld", dest, (long)getpid());
     lb__remove_tree(tmp); /* a leftover of an interrupted run with our pid */
+    remove_stale_temps(dest);
     const char *slash = strrchr(dest, '/');
     if (slash && slash != dest) { /* the parent of dest */
         char parent[4200];

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <archive.h>
@@ -653,6 +654,14 @@ START_TEST(test_unpack_good_once)
     char     arc[P], dest[P], f[P];
     lb_error err = { 0 };
     path2(arc, "ok.tar.gz", NULL), path2(dest, "cache/ok", NULL);
+    /* the temporary folder of an unpack whose process died is cleaned up */
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    ck_assert_int_gt(dead, 0);
+    ck_assert_int_eq(waitpid(dead, NULL, 0), dead);
+    char stale[64];
+    snprintf(stale, sizeof stale, "cache/ok.tmp-%ld/train", (long)dead);
+    mkdirs(stale);
     ck_assert_msg(lb_archive_unpack(arc, dest, NULL, &err) == LB_OK, "%s", err.msg);
     ck_assert_int_eq(access(path2(f, "cache/ok/train/a/1.txt", NULL), F_OK), 0);
     ck_assert_int_eq(access(path2(f, "cache/ok/test/b/2.txt", NULL), F_OK), 0);
@@ -665,6 +674,7 @@ START_TEST(test_unpack_good_once)
     ck_assert_int_eq(lb_archive_unpack(arc, dest, NULL, &err), LB_OK);
     ck_assert_int_eq(access(path2(f, "cache/ok/test/b/2.txt", NULL), F_OK), 0);
     ck_assert_int_eq(count_entries(path2(f, "cache", NULL)), 1); /* no temporary left */
+    ck_assert_int_eq(access(path2(f, "cache/ok/.lowbit-unpacked", NULL), F_OK), 0);
 }
 END_TEST
 
