@@ -126,7 +126,11 @@ static void put(wr *w, const void *p, size_t n)
     if (fwrite(p, 1, n, w->f) != n) w->bad = 1;
 }
 
-static void put_u16(wr *w, uint16_t v) { uint8_t b[2] = { (uint8_t)v, (uint8_t)(v >> 8) }; put(w, b, 2); }
+static void put_u16(wr *w, uint16_t v)
+{
+    uint8_t b[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
+    put(w, b, 2);
+}
 
 static void put_u32(wr *w, uint32_t v)
 {

@@ -88,7 +88,8 @@ lb_status lb_cifar10_bin_load(const char *dir, lb_split split, lb_dataset *ds, l
                  cifar_classes[k]);
     snprintf(ds->name, sizeof ds->name, "cifar10");
     snprintf(ds->source, sizeof ds->source, "%s", dir);
-    static const float mean[3] = { 0.4914f, 0.4822f, 0.4465f }, sd[3] = { 0.2470f, 0.2435f, 0.2616f };
+    static const float mean[3] = { 0.4914f, 0.4822f, 0.4465f };
+    static const float sd[3]   = { 0.2470f, 0.2435f, 0.2616f };
     memcpy(ds->mean, mean, sizeof mean);
     memcpy(ds->std, sd, sizeof sd);
     return LB_OK;

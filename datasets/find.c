@@ -240,7 +240,8 @@ static lb_status load_known_folder(const folder_dataset *kd, const char *data_di
         }
         /* 3. an already unpacked folder next to the archive's place */
         snprintf(p, FIND_PATH_MAX, "%s/%s", root, kd->unpacked);
-        if (snprintf(q, FIND_PATH_MAX, "%s/%s", p, split_dirs[split]) < FIND_PATH_MAX && is_dir(q)) {
+        const int qlen = snprintf(q, FIND_PATH_MAX, "%s/%s", p, split_dirs[split]);
+        if (qlen < FIND_PATH_MAX && is_dir(q)) {
             st = load_folder_split(p, kd->name, kd->name, split, opts, ds, err);
             goto done;
         }

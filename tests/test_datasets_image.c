@@ -125,7 +125,8 @@ START_TEST(test_cifar_bin_good)
     for (int r = 0; r < 10; r++) {
         ck_assert_int_eq(ds.labels[r], r % 10);
         /* planar R, G, B: pixel (ch, y, x) is byte ch*1024 + y*32 + x of the record */
-        for (int k = 0; k < 3072; k += 101) ck_assert_uint_eq(ds.images[r * 3072 + k], cifar_pix(r, k));
+        for (int k = 0; k < 3072; k += 101)
+            ck_assert_uint_eq(ds.images[r * 3072 + k], cifar_pix(r, k));
     }
     ck_assert_float_eq_tol(ds.mean[0], 0.4914f, 1e-6f);
     ck_assert_float_eq_tol(ds.std[2], 0.2616f, 1e-6f);
@@ -439,7 +440,8 @@ START_TEST(test_folder_sorted_classes)
     ck_assert_str_eq(ds.class_names + LB_CLASS_NAME_MAX, "ant");
     ck_assert_str_eq(ds.class_names + 2 * LB_CLASS_NAME_MAX, "zebra");
     ck_assert_int_eq(ds.n, 5);
-    static const int32_t labels[5] = { 0, 1, 1, 2, 2 }; /* Moose/m, ant/a, ant/b, zebra/10, zebra/2 */
+    /* Moose/m, ant/a, ant/b, zebra/10, zebra/2 */
+    static const int32_t labels[5] = { 0, 1, 1, 2, 2 };
     for (int i = 0; i < 5; i++) ck_assert_int_eq(ds.labels[i], labels[i]);
     ck_assert_int_eq(ds.c, 3); /* the first image (Moose/m.png, RGBA) decides: colour */
     ck_assert_int_eq(ds.h, 3);
@@ -687,7 +689,8 @@ START_TEST(test_unpack_rejects)
     mkdirs("cache");
     const char *needle = "rejected";
     if (_i == 0) {
-        const tar_entry e[] = { { "train/a.txt", AE_IFREG, NULL }, { "../evil.txt", AE_IFREG, NULL } };
+        const tar_entry e[] = { { "train/a.txt", AE_IFREG, NULL },
+                                { "../evil.txt", AE_IFREG, NULL } };
         write_tar("bad.tar.gz", e, 2);
     } else if (_i == 1) {
         char abs[P];
@@ -950,7 +953,8 @@ START_TEST(test_real_mnist_png_equals_idx)
     while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
         int label, index;
         const char *p = archive_entry_pathname(e);
-        if (archive_entry_filetype(e) != AE_IFREG || sscanf(p, "test/%d/%d.png", &label, &index) != 2)
+        if (archive_entry_filetype(e) != AE_IFREG ||
+            sscanf(p, "test/%d/%d.png", &label, &index) != 2)
             continue;
         la_ssize_t n = archive_read_data(a, buf, sizeof buf);
         ck_assert(n > 0 && n < (la_ssize_t)sizeof buf);
