@@ -4,8 +4,8 @@
  * Every fixture (binary batches, PNG files written with libpng, JPEG files written with
  * libjpeg, tar archives written with libarchive) is made by the test itself in a mkdtemp
  * folder that the unchecked fixture removes; the cache folder is set per test through
- * lb_dataset_opts.cache_dir, so nothing outside it is touched. The last test compares the
- * mnist-png archive with the MNIST IDX files image by image when both are present.
+ * lb_dataset_opts.cache_dir, so nothing outside it is touched. The last test compares all
+ * 70,000 images of the mnist-png archive with the MNIST IDX files when both are present.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -929,8 +929,8 @@ static bool find_shared(const char *file, char *out)
     return false;
 }
 
-/* Every test image of mnist-png.tar.gz (test/<label>/<index>.png, index 60000 + i) equals
- * image i of the IDX test split, pixel for pixel, with the same label. */
+/* Every image of mnist-png.tar.gz ({train,test}/<label>/<index>.png, indices 0..59999 and
+ * 60000..69999) equals the IDX image of the same index, pixel for pixel, with the same label. */
 START_TEST(test_real_mnist_png_equals_idx)
 {
     char arc[P];
@@ -938,44 +938,48 @@ START_TEST(test_real_mnist_png_equals_idx)
         fprintf(stderr, "test_real_mnist_png_equals_idx: mnist-png.tar.gz not found, skipped\n");
         return;
     }
-    lb_dataset idx;
+    lb_dataset idx[2];
     lb_error   err = { 0 };
-    ck_assert_msg(lb_dataset_load("mnist", NULL, LB_SPLIT_TEST, &idx, &err) == LB_OK, "%s",
-                  err.msg);
+    for (int sp = 0; sp < 2; sp++)
+        ck_assert_msg(lb_dataset_load("mnist", NULL, sp ? LB_SPLIT_TEST : LB_SPLIT_TRAIN, &idx[sp],
+                                      &err) == LB_OK, "%s", err.msg);
     struct archive *a = archive_read_new();
     archive_read_support_filter_all(a);
     archive_read_support_format_tar(a);
     ck_assert_int_eq(archive_read_open_filename(a, arc, 1 << 16), ARCHIVE_OK);
     struct archive_entry *e;
     static uint8_t        buf[1 << 16];
-    int64_t               compared = 0;
-    static bool           seen[10000];
+    static bool           seen[70000];
+    int64_t               compared[2] = { 0, 0 };
     while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
-        int label, index;
+        int         label, index, sp;
         const char *p = archive_entry_pathname(e);
-        if (archive_entry_filetype(e) != AE_IFREG ||
-            sscanf(p, "test/%d/%d.png", &label, &index) != 2)
-            continue;
+        if (archive_entry_filetype(e) != AE_IFREG) continue;
+        if (sscanf(p, "train/%d/%d.png", &label, &index) == 2) sp = 0;
+        else if (sscanf(p, "test/%d/%d.png", &label, &index) == 2) sp = 1;
+        else continue;
         la_ssize_t n = archive_read_data(a, buf, sizeof buf);
         ck_assert(n > 0 && n < (la_ssize_t)sizeof buf);
         uint8_t *pix;
         int      c, h, w;
         ck_assert_msg(lb__image_decode(p, buf, (size_t)n, 0, &pix, &c, &h, &w, &err) == LB_OK,
                       "%s", err.msg);
-        const int i = index - 60000;
-        ck_assert(i >= 0 && i < 10000 && !seen[i]);
-        seen[i] = true;
+        const int i = sp ? index - 60000 : index;
+        ck_assert_msg(i >= 0 && i < idx[sp].n && !seen[index], "%s: bad or repeated index", p);
+        seen[index] = true;
         ck_assert_int_eq(c, 1);
         ck_assert_int_eq(h, 28);
         ck_assert_int_eq(w, 28);
-        ck_assert_int_eq(idx.labels[i], label);
-        ck_assert_msg(!memcmp(pix, idx.images + (size_t)i * 784, 784), "image %d differs", i);
+        ck_assert_int_eq(idx[sp].labels[i], label);
+        ck_assert_msg(!memcmp(pix, idx[sp].images + (size_t)i * 784, 784), "%s differs", p);
         free(pix);
-        compared++;
+        compared[sp]++;
     }
     archive_read_free(a);
-    ck_assert_int_eq(compared, 10000);
-    lb_dataset_free(&idx);
+    ck_assert_int_eq(compared[0], 60000);
+    ck_assert_int_eq(compared[1], 10000);
+    lb_dataset_free(&idx[0]);
+    lb_dataset_free(&idx[1]);
 }
 END_TEST
 
