@@ -90,7 +90,7 @@ static void write_cifar(const char *name, int first, int n, int bad_label, size_
         if (r == 1 && bad_label >= 0) b[(size_t)r * 3073] = (uint8_t)bad_label;
         for (int k = 0; k < 3072; k++) b[(size_t)r * 3073 + 1 + k] = cifar_pix(first + r, k);
     }
-    char rel[64];
+    char rel[P];
     snprintf(rel, sizeof rel, "bin/%s", name);
     write_bytes(rel, b, cut ? cut : len);
     free(b);
@@ -740,9 +740,78 @@ START_TEST(test_load_ex_path)
     /* a known archive name found nowhere: LB_ERR_IO listing the root */
     ck_assert_int_eq(lb_dataset_load_ex("cifar10", root, LB_SPLIT_TRAIN, &o, &ds, &err), LB_ERR_IO);
     ck_assert_msg(strstr(err.msg, root) && strstr(err.msg, "cifar10-jpeg.tar.gz"), "%s", err.msg);
-    /* cifar10 from an archive in data_dir: unpacked into the cache, then read as a folder */
-    const tar_entry e[] = { { "train/a/x.txt", AE_IFREG, NULL } };
-    (void)e;
+}
+END_TEST
+
+/* Adds the file at tmp/<rel> to the archive as <name>. */
+static void tar_add_file(struct archive *a, const char *rel, const char *name)
+{
+    char     p[P];
+    uint8_t *data;
+    size_t   size;
+    lb_error err = { 0 };
+    ck_assert_int_eq(lb__read_file(path2(p, rel, NULL), 1 << 20, &data, &size, &err), LB_OK);
+    struct archive_entry *en = archive_entry_new();
+    archive_entry_set_pathname(en, name);
+    archive_entry_set_filetype(en, AE_IFREG);
+    archive_entry_set_perm(en, 0644);
+    archive_entry_set_size(en, (la_int64_t)size);
+    ck_assert_int_eq(archive_write_header(a, en), ARCHIVE_OK);
+    ck_assert_int_eq(archive_write_data(a, data, size), (la_ssize_t)size);
+    archive_entry_free(en);
+    free(data);
+}
+
+/* --data cifar10 with a data dir holding cifar10-jpeg.tar.gz: unpacked into the cache, read as
+ * an image folder with the CIFAR-10 normalisation; the binary folder wins when both exist. */
+START_TEST(test_load_ex_cifar10_sources)
+{
+    write_jpeg("img.jpg", 32, 32, 3);
+    mkdirs("data");
+    char            p[P], data[P];
+    struct archive *a = archive_write_new();
+    archive_write_set_format_pax_restricted(a);
+    archive_write_add_filter_gzip(a);
+    ck_assert_int_eq(archive_write_open_filename(a, path2(p, "data/cifar10-jpeg.tar.gz", NULL)),
+                     ARCHIVE_OK);
+    tar_add_file(a, "img.jpg", "train/bird/0000.jpg");
+    tar_add_file(a, "img.jpg", "train/airplane/0000.jpg");
+    tar_add_file(a, "img.jpg", "train/airplane/0001.jpg");
+    tar_add_file(a, "img.jpg", "test/cat/0000.jpg");
+    ck_assert_int_eq(archive_write_close(a), ARCHIVE_OK);
+    archive_write_free(a);
+    lb_dataset      ds;
+    lb_error        err = { 0 };
+    lb_dataset_opts o   = opts_here();
+    path2(data, "data", NULL);
+    ck_assert_msg(lb_dataset_load_ex("cifar10", data, LB_SPLIT_TRAIN, &o, &ds, &err) == LB_OK,
+                  "%s", err.msg);
+    ck_assert_int_eq(ds.n, 3);
+    ck_assert_int_eq(ds.c, 3);
+    ck_assert_str_eq(ds.name, "cifar10");
+    ck_assert_str_eq(ds.class_names, "airplane");
+    ck_assert_int_eq(ds.labels[2], 1); /* bird */
+    ck_assert_float_eq_tol(ds.mean[1], 0.4822f, 1e-6f);
+    ck_assert(!ds.from_cache);
+    ck_assert_int_eq(access(path2(p, "cache/cifar10-jpeg/train/bird/0000.jpg", NULL), F_OK), 0);
+    ck_assert_int_eq(access(path2(p, "cache/cifar10-train.lbds", NULL), F_OK), 0);
+    lb_dataset_free(&ds);
+    ck_assert_int_eq(lb_dataset_load_ex("cifar-10", data, LB_SPLIT_TRAIN, &o, &ds, &err), LB_OK);
+    ck_assert(ds.from_cache); /* second time: no unpack, no decode */
+    lb_dataset_free(&ds);
+    /* the official binary batches next to the archive are preferred */
+    mkdirs("data/cifar-10-batches-bin");
+    mkdirs("bin");
+    for (int f = 1; f <= 5; f++) {
+        char name[64];
+        snprintf(name, sizeof name, "../data/cifar-10-batches-bin/data_batch_%d.bin", f);
+        write_cifar(name, 0, 1, -1, 0); /* write_cifar writes under tmp/bin/ */
+    }
+    ck_assert_msg(lb_dataset_load_ex("cifar10", data, LB_SPLIT_TRAIN, &o, &ds, &err) == LB_OK,
+                  "%s", err.msg);
+    ck_assert_int_eq(ds.n, 5);
+    ck_assert_ptr_nonnull(strstr(ds.source, "cifar-10-batches-bin"));
+    lb_dataset_free(&ds);
 }
 END_TEST
 
@@ -1008,6 +1077,7 @@ Suite *datasets_image_suite(void)
     tcase_add_test(tc, test_folder_errors);
     tcase_add_test(tc, test_folder_cache);
     tcase_add_test(tc, test_load_ex_path);
+    tcase_add_test(tc, test_load_ex_cifar10_sources);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("unpack");
