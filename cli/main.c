@@ -127,8 +127,7 @@ static lb_status load_split(const char *name, const char *dir, lb_split split, l
 
 /* Loads both splits of a dataset by name. When allow_fallback and MNIST is missing, falls back
  * to Fashion-MNIST (Debian's dataset-fashion-mnist) and says so. The test split is normalised
- * like the training split (it matters for image folders of unknown origin, normalised by
- * their own statistics). */
+ * like the training split (the loaders already do so; this keeps it true for any loader). */
 static lb_status load_data(const char *name, const char *dir, bool allow_fallback,
                            lb_dataset *train, lb_dataset *test, lb_error *err)
 {

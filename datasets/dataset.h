@@ -104,8 +104,9 @@ lb_status lb_dataset_load(const char *name, const char *data_dir, lb_split split
  *     with MNIST's normalisation, so results match the IDX files.
  *   "folder": data_dir is an image folder with train/ and test/ sub-folders.
  *   any name containing '/' or naming an existing directory: that image folder, as "folder".
- * Image folders of unknown origin are normalised by the loaded split's own per-channel mean
- * and std (callers that want the training split's on the test split copy them over).
+ * Image folders of unknown origin are normalised by the per-channel mean and std of their
+ * train/ split (loading the test split reads train/ too, from its cache after the first time;
+ * without a readable train/, the test split's own statistics are used).
  * The roots are those of lb_dataset_load. opts may be NULL (lb_dataset_opts_default()).
  * Status: as lb_dataset_load, lb_archive_unpack, lb_cifar10_bin_load and lb_folder_load. */
 lb_status lb_dataset_load_ex(const char *name, const char *data_dir, lb_split split,

@@ -294,6 +294,19 @@ lb_status lb_dataset_load_ex(const char *name, const char *data_dir, lb_split sp
     lb_status st = load_folder_split(id, base, cname, split, &o, ds, err);
     if (st) return st;
     set_own_stats(ds);
+    if (split == LB_SPLIT_TEST) { /* normalise as the model was trained: with train/'s stats */
+        lb_dataset tr;
+        lb_error   terr = { 0 };
+        if (load_folder_split(id, base, cname, LB_SPLIT_TRAIN, &o, &tr, &terr) == LB_OK) {
+            set_own_stats(&tr);
+            memcpy(ds->mean, tr.mean, sizeof ds->mean);
+            memcpy(ds->std, tr.std, sizeof ds->std);
+            lb_dataset_free(&tr);
+        } else if (o.log) {
+            fprintf(o.log, "lowbit: %s normalised by its own statistics (%s)\n", ds->source,
+                    terr.msg);
+        }
+    }
     return LB_OK;
 }
 

@@ -723,15 +723,21 @@ START_TEST(test_load_ex_path)
 {
     make_folder("set/train");
     make_folder("set/test");
+    write_jpeg("set/test/ant/c.jpg", 4, 3, 1); /* test/ alone would have other statistics */
     char            root[P];
     lb_dataset      ds;
     lb_error        err = { 0 };
     lb_dataset_opts o   = opts_here();
     ck_assert_msg(lb_dataset_load_ex(path2(root, "set", NULL), NULL, LB_SPLIT_TEST, &o, &ds,
                                      &err) == LB_OK, "%s", err.msg);
-    ck_assert_int_eq(ds.n, 5);
+    ck_assert_int_eq(ds.n, 6);
     ck_assert_str_eq(ds.name, "set");
     ck_assert(ds.mean[0] > 0.0f && ds.std[0] > 0.0f && ds.std[0] != 1.0f);
+    lb_dataset tr;
+    ck_assert_int_eq(lb_dataset_load_ex(root, NULL, LB_SPLIT_TRAIN, &o, &tr, &err), LB_OK);
+    ck_assert_mem_eq(ds.mean, tr.mean, sizeof ds.mean); /* test uses train/'s statistics */
+    ck_assert_mem_eq(ds.std, tr.std, sizeof ds.std);
+    lb_dataset_free(&tr);
     lb_dataset_free(&ds);
     ck_assert_int_eq(lb_dataset_load_ex("folder", root, LB_SPLIT_TRAIN, &o, &ds, &err), LB_OK);
     ck_assert_int_eq(ds.n, 5);
