@@ -28,11 +28,25 @@
 
 #define P 512
 
-static char tmp[64];
+static char parent[64], tmp[128];
 
+/* Unchecked (once per TCase, in the parent process): the folder that holds every test's
+ * folder, removed even when a test fails (a failed test's own teardown does not run). */
+static void parent_setup(void)
+{
+    snprintf(parent, sizeof parent, "/tmp/lb_test_dsimg.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(parent));
+}
+
+static void parent_teardown(void)
+{
+    lb__remove_tree(parent);
+}
+
+/* Checked (around each test, in its child): a fresh folder of its own. */
 static void setup(void)
 {
-    snprintf(tmp, sizeof tmp, "/tmp/lb_test_dsimg.XXXXXX");
+    snprintf(tmp, sizeof tmp, "%s/t.XXXXXX", parent);
     ck_assert_ptr_nonnull(mkdtemp(tmp));
 }
 
@@ -1062,12 +1076,14 @@ Suite *datasets_image_suite(void)
 {
     Suite *s  = suite_create("datasets_image");
     TCase *tc = tcase_create("cifar_bin");
+    tcase_add_unchecked_fixture(tc, parent_setup, parent_teardown);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_cifar_bin_good);
     tcase_add_loop_test(tc, test_cifar_bin_bad, 0, 4);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("decode");
+    tcase_add_unchecked_fixture(tc, parent_setup, parent_teardown);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_png_variants);
     tcase_add_test(tc, test_jpeg_gray_and_rgb);
@@ -1076,6 +1092,7 @@ Suite *datasets_image_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("folder");
+    tcase_add_unchecked_fixture(tc, parent_setup, parent_teardown);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_folder_sorted_classes);
     tcase_add_test(tc, test_folder_wrong_size);
@@ -1087,6 +1104,7 @@ Suite *datasets_image_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("unpack");
+    tcase_add_unchecked_fixture(tc, parent_setup, parent_teardown);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_unpack_good_once);
     tcase_add_loop_test(tc, test_unpack_rejects, 0, 5);
