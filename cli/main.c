@@ -116,21 +116,47 @@ static void set_threads(int n)
                 lb_parallel_threads());
 }
 
+/* How image folders are read: set by train's --skip-corrupt, --resize, --no-cache. Unpacking
+ * and decoding progress goes to stderr. */
+static lb_dataset_opts data_opts = { .use_cache = true };
+
+/* Loads one split, reporting on stderr where it came from and how long it took. */
+static lb_status load_split(const char *name, const char *dir, lb_split split, lb_dataset *ds,
+                            lb_error *err)
+{
+    data_opts.log = stderr;
+    const double t0 = lb_now();
+    lb_status st = lb_dataset_load_ex(name, dir, split, &data_opts, ds, err);
+    if (st == LB_OK && ds->class_names) /* image folders and CIFAR-10 */
+        fprintf(stderr, "lowbit: %s %s: %lld images %dx%dx%d, %s in %.2f s, %lld corrupt images "
+                "skipped\n", ds->name, split == LB_SPLIT_TRAIN ? "train" : "test",
+                (long long)ds->n, ds->c, ds->h, ds->w,
+                ds->from_cache ? "read from the decoded cache" : "loaded", lb_now() - t0,
+                (long long)ds->n_skipped);
+    return st;
+}
+
 /* Loads both splits of a dataset by name. When allow_fallback and MNIST is missing, falls back
- * to Fashion-MNIST (Debian's dataset-fashion-mnist) and says so. */
+ * to Fashion-MNIST (Debian's dataset-fashion-mnist) and says so. The test split is normalised
+ * like the training split (the loaders already do so; this keeps it true for any loader). */
 static lb_status load_data(const char *name, const char *dir, bool allow_fallback,
                            lb_dataset *train, lb_dataset *test, lb_error *err)
 {
-    lb_status st = lb_dataset_load(name, dir, LB_SPLIT_TRAIN, train, err);
+    lb_status st = load_split(name, dir, LB_SPLIT_TRAIN, train, err);
     if (st == LB_ERR_IO && allow_fallback && !strcmp(name, "mnist")) {
         fprintf(stderr, "lowbit: MNIST not found (%s)\nlowbit: using Fashion-MNIST instead\n",
                 err->msg);
         name = "fashion-mnist";
-        st = lb_dataset_load(name, dir, LB_SPLIT_TRAIN, train, err);
+        st = load_split(name, dir, LB_SPLIT_TRAIN, train, err);
     }
     if (st) return st;
-    if ((st = lb_dataset_load(name, dir, LB_SPLIT_TEST, test, err))) lb_dataset_free(train);
-    return st;
+    if ((st = load_split(name, dir, LB_SPLIT_TEST, test, err))) {
+        lb_dataset_free(train);
+        return st;
+    }
+    memcpy(test->mean, train->mean, sizeof test->mean);
+    memcpy(test->std, train->std, sizeof test->std);
+    return LB_OK;
 }
 
 static bool is_file(const char *path)
@@ -244,9 +270,21 @@ static const char train_help[] =
     "  --freeze-observers N  activation range observers (minmax, ema) stop after N steps\n"
     "  --fold-bn E         from epoch E on, fold batch-norm into the preceding conv with\n"
     "                      frozen statistics, so the folded weights are quantized  [never]\n"
-    "  --data NAME         mnist or fashion-mnist                            [mnist]\n"
+    "  --data NAME|PATH    mnist, fashion-mnist, cifar10, mnist-png, folder (the image\n"
+    "                      folder --data-dir), or the PATH of an image folder with\n"
+    "                      train/<class>/<image> and test/<class>/<image>     [mnist]\n"
     "  --data-dir DIR      look for the dataset only in DIR (default: $LOWBIT_DATA,\n"
-    "                      ../shared/datasets, /usr/share/datasets)\n"
+    "                      ../shared/datasets, /usr/share/datasets); archives are\n"
+    "                      unpacked once into $LOWBIT_CACHE (else ~/.cache/lowbit)\n"
+    "  --augment NAME      crop-flip (4-pixel padded random crop, horizontal flip) or\n"
+    "                      none                     [crop-flip for cifar10, else none]\n"
+    "  --skip-corrupt      skip images that fail to decode (counted) instead of stopping\n"
+    "  --resize            resize images whose size differs from the first image's\n"
+    "                      (bilinear) instead of stopping\n"
+    "  --channels N        image folders: 1 (gray) or 3 (RGB), converting images of the\n"
+    "                      other kind                          [as the first image]\n"
+    "  --no-cache          decode image folders again instead of using the decoded cache\n"
+    "  --no-prefetch       prepare batches on the training thread (same batches)\n"
     "  --epochs N          training epochs                                   [5]\n"
     "  --batch N           mini-batch size                                   [64]\n"
     "  --optim NAME        sgd, adam or adamw                                [sgd]\n"
@@ -271,7 +309,8 @@ static int cmd_train(int argc, char **argv)
                 O("lr"), O("lr-min"), O("momentum"), F("no-nesterov"), O("wd"),
                 O("schedule"), O("warmup"), O("step-epochs"), O("gamma"), O("seed"),
                 O("threads"), O("out"), O("max-steps"), F("json"), O("quant"), O("init"),
-                O("fold-bn"), O("freeze-observers"), O("resume") };
+                O("fold-bn"), O("freeze-observers"), O("resume"), O("augment"),
+                F("skip-corrupt"), F("resize"), F("no-cache"), F("no-prefetch"), O("channels") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
     int n_pos, rc = parse_opts("train", argc, argv, o, n, pos, 0, &n_pos);
@@ -337,6 +376,19 @@ static int cmd_train(int argc, char **argv)
         cfg.max_steps = v;
     }
     (void)f;
+    bool augment_given = false;
+    if ((s = get(o, n, "augment"))) {
+        if (lb_augment_parse(s, &cfg.augment, &err)) return usage_error("train", "%s", err.msg);
+        augment_given = true;
+    }
+    data_opts.skip_corrupt = get(o, n, "skip-corrupt") != NULL;
+    data_opts.resize = get(o, n, "resize") != NULL;
+    data_opts.use_cache = get(o, n, "no-cache") == NULL;
+    if ((s = get(o, n, "channels"))) {
+        if (!to_long(s, 1, 3, &v) || v == 2) return usage_error("train", "--channels %s: expected 1 or 3", s);
+        data_opts.channels = (int)v;
+    }
+    cfg.prefetch = get(o, n, "no-prefetch") == NULL;
     const bool json = get(o, n, "json") != NULL;
     set_threads(threads);
 
@@ -377,6 +429,8 @@ static int cmd_train(int argc, char **argv)
         }
         lb_model_set_observer_freeze(m, v);
     }
+    if (!augment_given) /* CIFAR-10's standard augmentation; none for MNIST-like digits */
+        cfg.augment = !strcmp(train.name, "cifar10") ? LB_AUGMENT_CROP_FLIP : LB_AUGMENT_NONE;
     char qdesc[256];
     quant_desc(&m->qcfg, qdesc, sizeof qdesc);
     int64_t wbytes, fbytes;
@@ -395,14 +449,16 @@ static int cmd_train(int argc, char **argv)
     }
     printf("lowbit train: %s (%lld parameters%s%s) on %s (%lld train / %lld test images from %s)\n"
            "  quantization: %s (weights %.1f KiB, %.1f KiB at fp32)\n"
-           "  %d epochs, batch %lld, %s lr %g %s, weight decay %g, seed %llu, %d threads\n",
+           "  %d epochs, batch %lld, %s lr %g %s, weight decay %g, seed %llu, %d threads\n"
+           "  augmentation %s, batches prepared %s\n",
            m->name, (long long)lb_model_param_count(m), init ? ", from " : "", init ? init : "",
            train.name, (long long)train.n,
            (long long)test.n, train.source, qdesc, (double)wbytes / 1024.0,
            (double)fbytes / 1024.0, cfg.epochs, (long long)cfg.batch,
            lb_optim_kind_name(cfg.optim.kind), (double)cfg.sched.lr_max,
            lb_schedule_kind_name(cfg.sched.kind), (double)cfg.optim.weight_decay,
-           (unsigned long long)cfg.seed, threads);
+           (unsigned long long)cfg.seed, threads, lb_augment_name(cfg.augment),
+           cfg.prefetch ? "on a background thread" : "on the training thread");
     fflush(stdout);
     lb_train_result res;
     catch_stop_signals();
@@ -429,10 +485,12 @@ static int cmd_train(int argc, char **argv)
         printf("\"test_acc\":%.6f,\"test_loss\":%.6f,\"train_loss\":%.6f,\"train_acc\":%.6f,"
                "\"epochs\":%d,\"steps\":%lld,\"batch\":%lld,\"threads\":%d,\"seconds\":%.3f,"
                "\"train_seconds\":%.3f,\"train_images_per_s\":%.1f,\"peak_rss_mb\":%.1f,"
-               "\"params\":%lld}\n",
+               "\"data_wait_s\":%.3f,\"data_wait_frac\":%.4f,\"params\":%lld}\n",
                res.test_acc, res.test_loss, res.train_loss, res.train_acc, res.epochs,
                (long long)res.steps, (long long)cfg.batch, threads, res.seconds, res.train_seconds,
-               res.train_images_per_s, res.peak_rss_mb, (long long)lb_model_param_count(m));
+               res.train_images_per_s, res.peak_rss_mb, res.data_wait_s,
+               res.train_seconds > 0 ? res.data_wait_s / res.train_seconds : 0.0,
+               (long long)lb_model_param_count(m));
     }
     code = 0;
     goto done;
@@ -485,7 +543,7 @@ static int cmd_eval(int argc, char **argv)
     double acc, loss;
     if (lb_checkpoint_load(pos[0], &m, &meta, &err)) goto fail;
     const char *data = get(o, n, "data") ? get(o, n, "data") : meta.dataset[0] ? meta.dataset : "mnist";
-    if (lb_dataset_load(data, get(o, n, "data-dir"), LB_SPLIT_TEST, &test, &err)) goto fail;
+    if (load_split(data, get(o, n, "data-dir"), LB_SPLIT_TEST, &test, &err)) goto fail;
     const char *pred_path = get(o, n, "predictions");
     if (pred_path && !(pred = malloc((size_t)test.n * sizeof *pred))) {
         lb_errorf(&err, LB_ERR_NOMEM, "out of memory");
@@ -1028,7 +1086,7 @@ static int cmd_run(int argc, char **argv)
     const char *v = lbm_meta(&lm, "dataset", &len);
     if (v && len < sizeof data) memcpy(data, v, len), data[len] = 0;
     if (get(o, n, "data")) snprintf(data, sizeof data, "%s", get(o, n, "data"));
-    if (lb_dataset_load(data, get(o, n, "data-dir"), LB_SPLIT_TEST, &test, &err)) goto fail;
+    if (load_split(data, get(o, n, "data-dir"), LB_SPLIT_TEST, &test, &err)) goto fail;
     if ((uint64_t)test.c * test.h * test.w != lm.input_bytes) {
         lb_errorf(&err, LB_ERR_SHAPE, "%s: model input is %u bytes, %s images are %dx%dx%d", pos[0],
                   lm.input_bytes, test.name, test.c, test.h, test.w);

@@ -1,9 +1,12 @@
-/* batcher.c: mini-batches over an in-memory lb_dataset, in a seeded shuffled or stored order.
+/* batcher.c: mini-batches over an in-memory lb_dataset, in a seeded shuffled or stored order,
+ * with optional augmentation (random crop with zero padding, horizontal flip).
  *
  * The order array is allocated once by lb_batcher_init; each epoch reshuffles it in place
- * from the batcher's own lb_rng, so a seed fixes every epoch's order. lb_batcher_next only
- * converts pixels into the caller's buffers and allocates nothing.
- * It does no augmentation and no prefetching on another thread.
+ * from the batcher's own lb_rng, so a seed fixes every epoch's order. The augmentation of the
+ * sample at position p of epoch e is drawn from a generator seeded by (aug_seed, e, p) alone:
+ * a resumed run that replays the shuffles and skips to p gets the same crops and flips, and
+ * a prefetching thread gets the same ones too. lb_batcher_next only converts pixels into the
+ * caller's buffers and allocates nothing. Prefetching on another thread is in prefetch.c.
  */
 #include <inttypes.h>
 #include <stdint.h>
@@ -11,6 +14,63 @@
 #include <string.h>
 
 #include "datasets/dataset.h"
+
+#define AUG_PAD 4 /* pixels of zero padding on each side before the random crop */
+
+/* splitmix64's finaliser: a bijective mix of 64 bits. */
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+lb_status lb_augment_parse(const char *s, lb_augment *out, lb_error *err)
+{
+    if (s && !strcmp(s, "none")) return *out = LB_AUGMENT_NONE, LB_OK;
+    if (s && !strcmp(s, "crop-flip")) return *out = LB_AUGMENT_CROP_FLIP, LB_OK;
+    return lb_errorf(err, LB_ERR_ARG, "augmentation '%s': expected crop-flip or none",
+                     s ? s : "NULL");
+}
+
+const char *lb_augment_name(lb_augment a)
+{
+    return a == LB_AUGMENT_CROP_FLIP ? "crop-flip" : "none";
+}
+
+void lb_augment_sample(const lb_dataset *ds, int64_t i, lb_augment a, lb_rng *r, float *out)
+{
+    if (a == LB_AUGMENT_NONE) {
+        lb_dataset_get(ds, i, out);
+        return;
+    }
+    LB_ASSERT(ds && ds->images && i >= 0 && i < ds->n && ds->c >= 1 && ds->c <= 3);
+    /* out[y][x] = padded[y + dy][x' + dx] with x' = W-1-x when flipped, where padded is the
+     * raw image with AUG_PAD pixels of value 0 around it, normalised afterwards (PyTorch:
+     * RandomCrop(padding=4) and RandomHorizontalFlip on the image, then Normalize). */
+    const int      H = ds->h, W = ds->w;
+    const int      dy = (int)lb_rng_below(r, 2 * AUG_PAD + 1) - AUG_PAD;
+    const int      dx = (int)lb_rng_below(r, 2 * AUG_PAD + 1) - AUG_PAD;
+    const bool     flip = lb_rng_below(r, 2) == 1;
+    const int64_t  hw = (int64_t)H * W;
+    const uint8_t *pix = ds->images + i * ds->c * hw;
+    for (int ch = 0; ch < ds->c; ch++) {
+        const float    mean = ds->mean[ch], std = ds->std[ch];
+        const float    zero = (0.0f / 255.0f - mean) / std; /* a padding pixel */
+        const uint8_t *src = pix + ch * hw;
+        float         *dst = out + ch * hw;
+        for (int y = 0; y < H; y++) {
+            const int sy = y + dy;
+            for (int x = 0; x < W; x++) {
+                const int sx = (flip ? W - 1 - x : x) + dx;
+                dst[(int64_t)y * W + x] =
+                    sy < 0 || sy >= H || sx < 0 || sx >= W
+                        ? zero
+                        : ((float)src[(int64_t)sy * W + sx] / 255.0f - mean) / std;
+            }
+        }
+    }
+}
 
 lb_status lb_batcher_init(lb_batcher *b, const lb_dataset *ds, int64_t batch, bool shuffle,
                           uint64_t seed, lb_error *err)
@@ -32,7 +92,8 @@ lb_status lb_batcher_init(lb_batcher *b, const lb_dataset *ds, int64_t batch, bo
     b->ds      = ds;
     b->batch   = batch;
     b->shuffle = shuffle;
-    b->rng     = lb_rng_make(seed);
+    b->rng      = lb_rng_make(seed);
+    b->aug_seed = mix64(seed ^ 0xA076F1D3C2B5E497ull);
     return LB_OK;
 }
 
@@ -61,7 +122,13 @@ int64_t lb_batcher_next(lb_batcher *b, float *x, int32_t *y)
     const int64_t chw = (int64_t)ds->c * ds->h * ds->w;
     for (int64_t j = 0; j < k; j++) {
         const int64_t i = b->order[b->pos + j];
-        lb_dataset_get(ds, i, x + j * chw);
+        if (b->augment == LB_AUGMENT_NONE) {
+            lb_dataset_get(ds, i, x + j * chw);
+        } else {
+            lb_rng r = lb_rng_make(mix64(mix64(b->aug_seed + (uint64_t)b->epoch) +
+                                         (uint64_t)(b->pos + j)));
+            lb_augment_sample(ds, i, b->augment, &r, x + j * chw);
+        }
         y[j] = ds->labels[i];
     }
     b->pos += k;

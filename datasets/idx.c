@@ -261,9 +261,11 @@ void lb_dataset_free(lb_dataset *ds)
     if (!ds) return;
     free(ds->images);
     free(ds->labels);
-    ds->images = NULL;
-    ds->labels = NULL;
-    ds->n      = 0;
+    free(ds->class_names);
+    ds->images      = NULL;
+    ds->labels      = NULL;
+    ds->class_names = NULL;
+    ds->n           = 0;
 }
 
 void lb_dataset_get(const lb_dataset *ds, int64_t i, float *out)

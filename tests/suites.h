@@ -12,6 +12,7 @@ Suite *quant_fold_suite(void);      /* test_quant_fold.c     */
 Suite *train_optim_suite(void);     /* test_train_optim.c    */
 Suite *train_loop_suite(void);      /* test_train.c          */
 Suite *datasets_suite(void);        /* test_datasets.c       */
+Suite *datasets_image_suite(void);  /* test_datasets_image.c */
 Suite *export_suite(void);          /* test_export.c         */
 Suite *quant_ops_suite(void);       /* test_quant_ops.c      */
 Suite *quant_observer_suite(void);  /* test_quant_observer.c */

@@ -817,6 +817,6 @@ Suite *datasets_suite(void)
 
 int main(void)
 {
-    Suite *suites[] = { datasets_suite() };
-    return lb_run_suites(suites, 1);
+    Suite *suites[] = { datasets_suite(), datasets_image_suite() };
+    return lb_run_suites(suites, 2);
 }

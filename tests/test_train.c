@@ -101,9 +101,11 @@ START_TEST(test_train_learns_and_checkpoints)
     ck_assert_ptr_nonnull(f);
     int lines = 0;
     char line[1024];
-    while (fgets(line, sizeof line, f)) lines += strstr(line, "\"test_acc\"") != NULL;
+    while (fgets(line, sizeof line, f))
+        lines += strstr(line, "\"test_acc\"") != NULL && strstr(line, "\"data_wait_s\"") != NULL;
     fclose(f);
     ck_assert_int_eq(lines, 3);
+    ck_assert(res.data_wait_s >= 0 && res.data_wait_s <= res.train_seconds);
     lb_model_free(back);
     lb_model_free(m);
     lb_dataset_free(&tr);
@@ -175,7 +177,18 @@ START_TEST(test_train_resume_exact)
 }
 END_TEST
 
-/* Stopped in the middle of an epoch (as by SIGINT) and resumed: still bit-identical. */
+/* Stopped in the middle of an epoch (as by SIGINT) and resumed: still bit-identical.
+ * _i = 0: as by default (batches prefetched, no augmentation); 1: with crop-flip
+ * augmentation; 2: augmentation, and the uninterrupted run prepares its batches on the
+ * training thread while the interrupted and resumed ones prefetch them. */
+static lb_train_cfg variant_cfg(const char *out, int variant, bool full)
+{
+    lb_train_cfg c = toy_cfg(out);
+    c.augment = variant >= 1 ? LB_AUGMENT_CROP_FLIP : LB_AUGMENT_NONE;
+    c.prefetch = !(variant == 2 && full);
+    return c;
+}
+
 START_TEST(test_train_interrupt_mid_epoch)
 {
     lb_dataset tr;
@@ -183,11 +196,11 @@ START_TEST(test_train_interrupt_mid_epoch)
     lb_error err = { 0 };
     lb_train_result res;
     lb_model *full = toy_model(4);
-    lb_train_cfg cfg = toy_cfg(NULL);
+    lb_train_cfg cfg = variant_cfg(NULL, _i, true);
     ck_assert_int_eq(lb_train(full, &tr, NULL, &cfg, &res, &err), LB_OK);
     const char *dir = tmpdir();
     lb_model *part = toy_model(4);
-    cfg = toy_cfg(dir);
+    cfg = variant_cfg(dir, _i, false);
     cfg.stop_after_step = 17; /* epoch 2 has steps 13..24 */
     ck_assert_int_eq(lb_train(part, &tr, NULL, &cfg, &res, &err), LB_ERR_INTERRUPTED);
     ck_assert_ptr_nonnull(strstr(err.msg, "--resume"));
@@ -200,7 +213,7 @@ START_TEST(test_train_interrupt_mid_epoch)
     ck_assert_int_eq(meta.epoch, 1);
     ck_assert_int_eq(meta.epoch_step, 5);
     ck_assert_int_eq(meta.step, 17);
-    cfg = toy_cfg(dir);
+    cfg = variant_cfg(dir, _i, false);
     cfg.resume = &meta;
     ck_assert_msg(lb_train(resumed, &tr, NULL, &cfg, &res, &err) == LB_OK, "%s", err.msg);
     ck_assert_int_eq(memcmp(full->params->values, resumed->params->values,
@@ -426,7 +439,7 @@ Suite *train_loop_suite(void)
     tcase_add_test(tc, test_train_learns_and_checkpoints);
     tcase_add_test(tc, test_train_deterministic);
     tcase_add_test(tc, test_train_resume_exact);
-    tcase_add_test(tc, test_train_interrupt_mid_epoch);
+    tcase_add_loop_test(tc, test_train_interrupt_mid_epoch, 0, 3);
     tcase_add_test(tc, test_train_sigkill_resume);
     tcase_add_test(tc, test_train_diverges_cleanly);
     tcase_add_test(tc, test_train_geometry_mismatch);

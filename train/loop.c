@@ -37,6 +37,7 @@ lb_train_cfg lb_train_cfg_default(void)
         .warmup_epochs = 0.5f,
         .seed = 42,
         .dataset = "",
+        .prefetch = true,
     };
 }
 
@@ -125,7 +126,7 @@ lb_status lb_evaluate(lb_model *m, const lb_dataset *ds, int64_t batch, double *
 }
 
 static void progress(const lb_train_cfg *cfg, int epoch, int64_t step, int64_t n_steps,
-                     double loss, double acc, double ips)
+                     double loss, double acc, double ips, double wait_frac)
 {
     if (!cfg->log || !cfg->log_tty) return;
     const int width = 30;
@@ -133,8 +134,9 @@ static void progress(const lb_train_cfg *cfg, int epoch, int64_t step, int64_t n
     char bar[64];
     for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
     bar[width] = 0;
-    fprintf(cfg->log, "\r\033[Kepoch %d/%d [%s] %lld/%lld loss %.4f acc %.2f%% %.0f img/s",
-            epoch, cfg->epochs, bar, (long long)step, (long long)n_steps, loss, 100.0 * acc, ips);
+    fprintf(cfg->log, "\r\033[Kepoch %d/%d [%s] %lld/%lld loss %.4f acc %.2f%% %.0f img/s "
+            "data wait %.0f%%", epoch, cfg->epochs, bar, (long long)step, (long long)n_steps, loss,
+            100.0 * acc, ips, 100.0 * wait_frac);
     fflush(cfg->log);
 }
 
@@ -191,6 +193,7 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
     if (cfg->out_dir && (st = make_dir(cfg->out_dir, err))) return st;
     const double t0 = lb_now();
     lb_batcher b = { 0 };
+    lb_prefetch *pf = NULL; /* owns b while it exists: batches come from lb_prefetch_next */
     lb_optim opt;
     lb_graph *g = lb_graph_new(0);
     const int64_t eb = cfg->eval_batch > cfg->batch ? cfg->eval_batch : cfg->batch;
@@ -202,6 +205,7 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
     if ((st = lb_optim_init(&opt, cfg->optim, m->params, err))) goto done;
     if ((st = lb_batcher_init(&b, train, cfg->batch, true, cfg->seed, err))) goto done;
     b.drop_last = true;
+    b.augment = cfg->augment;
     lb_rng rng = lb_rng_make(cfg->seed ^ 0xD1B54A32D192ED03ull); /* dropout */
     int first_epoch = 1;
     int64_t step = 0;
@@ -215,6 +219,10 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
         res->steps = step;
         res->test_acc = cfg->resume->test_acc;
         res->train_loss = cfg->resume->train_loss;
+    }
+    if (!(pf = lb_prefetch_new(&b, cfg->prefetch, err))) {
+        st = err ? err->status : LB_ERR_NOMEM;
+        goto done;
     }
     int64_t per_epoch = lb_batcher_count(&b);
     if (cfg->max_steps > 0 && cfg->max_steps < per_epoch) per_epoch = cfg->max_steps;
@@ -231,20 +239,21 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
                 fprintf(cfg->log, "epoch %d: batch-norm folded into %d layers, statistics frozen\n",
                         epoch, pairs);
         }
-        lb_batcher_start_epoch(&b);
-        double loss_sum = 0.0, t_ep = lb_now(), t_train = 0.0;
+        double loss_sum = 0.0, t_ep = lb_now(), t_train = 0.0, t_wait = 0.0;
         int64_t correct = 0, seen = 0, i_first = 0;
         if (cfg->resume && epoch == first_epoch && cfg->resume->epoch_step > 0) {
             /* stopped in the middle of this epoch: skip the batches it had already used */
             i_first = cfg->resume->epoch_step < per_epoch ? cfg->resume->epoch_step : per_epoch;
-            b.pos = i_first * cfg->batch;
         }
+        lb_prefetch_start_epoch(pf, i_first * cfg->batch); /* reshuffles, then skips */
         for (int64_t i = i_first; i < per_epoch; i++) {
             const double ts = lb_now();
             lb_graph_reset(g);
             lb_tensor *x = lb_leaf(g, (int64_t[]){ cfg->batch, train->c, train->h, train->w }, 4, false);
             if (!x) break;
-            const int64_t n = lb_batcher_next(&b, x->data, y);
+            const double tw = lb_now();
+            const int64_t n = lb_prefetch_next(pf, x->data, y);
+            t_wait += lb_now() - tw;
             if (n == 0) break;
             lb_tensor *logits = lb_model_forward(m, g, x, &rng);
             lb_tensor *loss = lb_softmax_ce(g, logits, y);
@@ -266,7 +275,7 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
             t_train += lb_now() - ts;
             if ((i & 15) == 0 || i + 1 == per_epoch)
                 progress(cfg, epoch, i + 1, per_epoch, loss_sum / (double)seen,
-                         (double)correct / (double)seen, (double)seen / t_train);
+                         (double)correct / (double)seen, (double)seen / t_train, t_wait / t_train);
             if ((cfg->stop && *cfg->stop) || (cfg->stop_after_step > 0 && step >= cfg->stop_after_step)) {
                 res->steps = step;
                 res->epochs = epoch - 1;
@@ -285,6 +294,7 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
         res->train_loss = seen ? loss_sum / (double)seen : 0.0;
         res->train_acc = seen ? (double)correct / (double)seen : 0.0;
         res->train_seconds += t_train;
+        res->data_wait_s += t_wait;
         res->steps = step;
         res->epochs = epoch;
         res->train_images_per_s = res->train_seconds > 0 ? (double)(step * cfg->batch) / res->train_seconds : 0;
@@ -297,19 +307,22 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
             if (cfg->log_tty) fprintf(cfg->log, "\r\033[K");
             fprintf(cfg->log,
                     "epoch %d/%d  loss %.4f  train acc %.2f%%  test loss %.4f  test acc %.2f%%  "
-                    "%.0f img/s  %.1f s\n",
+                    "%.0f img/s  %.1f s  data wait %.2f s (%.1f%%)\n",
                     epoch, cfg->epochs, res->train_loss, 100.0 * res->train_acc, res->test_loss,
-                    100.0 * res->test_acc, (double)seen / (t_train > 0 ? t_train : 1), ep_s);
+                    100.0 * res->test_acc, (double)seen / (t_train > 0 ? t_train : 1), ep_s,
+                    t_wait, 100.0 * t_wait / (t_train > 0 ? t_train : 1));
             fflush(cfg->log);
         }
         if (cfg->out_dir) {
             char line[512];
             snprintf(line, sizeof line,
                      "{\"epoch\":%d,\"step\":%lld,\"lr\":%.6g,\"train_loss\":%.6f,\"train_acc\":%.6f,"
-                     "\"test_loss\":%.6f,\"test_acc\":%.6f,\"images_per_s\":%.1f,\"seconds\":%.3f}\n",
+                     "\"test_loss\":%.6f,\"test_acc\":%.6f,\"images_per_s\":%.1f,\"seconds\":%.3f,"
+                     "\"data_wait_s\":%.3f,\"data_wait_frac\":%.4f}\n",
                      epoch, (long long)step, (double)lb_schedule_lr(&sched, step > 0 ? step - 1 : 0),
                      res->train_loss, res->train_acc, res->test_loss, res->test_acc,
-                     (double)seen / (t_train > 0 ? t_train : 1), ep_s);
+                     (double)seen / (t_train > 0 ? t_train : 1), ep_s, t_wait,
+                     t_wait / (t_train > 0 ? t_train : 1));
             if ((st = append_metrics(cfg->out_dir, line, err))) goto done;
             if ((st = save_state(cfg, m, epoch, 0, step, &opt, &rng, res, err))) goto done;
         }
@@ -317,6 +330,7 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
 done:
     res->seconds = lb_now() - t0;
     res->peak_rss_mb = lb_peak_rss_mb();
+    lb_prefetch_free(pf);
     lb_batcher_free(&b);
     free(y);
     lb_graph_free(g);

@@ -47,6 +47,9 @@ typedef struct lb_train_cfg {
                                  handler sets it), the loop saves a checkpoint after the
                                  current step and returns LB_ERR_INTERRUPTED           */
     int64_t      stop_after_step; /* > 0: behave as if *stop were set after this step */
+    lb_augment   augment;     /* training-batch augmentation (LB_AUGMENT_NONE)         */
+    bool         prefetch;    /* prepare batches on a background thread (true); the
+                                 batches are the same either way                     */
 } lb_train_cfg;
 
 typedef struct lb_train_result {
@@ -59,6 +62,7 @@ typedef struct lb_train_result {
     double  train_seconds;      /* time in training steps only                       */
     double  train_images_per_s; /* training images / train_seconds                   */
     double  peak_rss_mb;
+    double  data_wait_s;        /* time the training steps waited for their batch      */
 } lb_train_result;
 
 lb_train_cfg lb_train_cfg_default(void);

@@ -19,7 +19,13 @@
 lb_export_opts lb_export_opts_for(const char *dataset)
 {
     lb_export_opts o = { .mean = { 0, 0, 0 }, .std = { 1, 1, 1 }, .dataset = dataset, .test_acc = -1 };
-    if (dataset && !strcmp(dataset, "mnist")) o.mean[0] = 0.1307f, o.std[0] = 0.3081f;
+    if (dataset && (!strcmp(dataset, "mnist") || !strcmp(dataset, "mnist-png")))
+        o.mean[0] = 0.1307f, o.std[0] = 0.3081f;
+    if (dataset && (!strcmp(dataset, "cifar10") || !strcmp(dataset, "cifar-10"))) {
+        static const float m[3] = { 0.4914f, 0.4822f, 0.4465f }, s[3] = { 0.2470f, 0.2435f, 0.2616f };
+        memcpy(o.mean, m, sizeof m);
+        memcpy(o.std, s, sizeof s);
+    }
     if (dataset && (!strcmp(dataset, "fashion-mnist") || !strcmp(dataset, "fashion")))
         o.mean[0] = 0.2860f, o.std[0] = 0.3530f;
     return o;
