@@ -31,7 +31,7 @@ lb_train_cfg lb_train_cfg_default(void)
     return (lb_train_cfg){
         .epochs = 5,
         .batch = 64,
-        .eval_batch = 500,
+        .eval_batch = 0, /* the training batch: evaluation needs no more memory */
         .optim = { .kind = LB_OPTIM_SGD, .momentum = 0.9f, .nesterov = true, .weight_decay = 5e-4f },
         .sched = { .kind = LB_SCHED_COSINE, .lr_max = 0.05f, .lr_min = 0.0f },
         .warmup_epochs = 0.5f,
@@ -188,7 +188,7 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
     lb_status st;
     if ((st = check_geometry(m, train, err)) || (test && (st = check_geometry(m, test, err))))
         return st;
-    if (cfg->epochs < 1 || cfg->batch < 1 || cfg->eval_batch < 1)
+    if (cfg->epochs < 1 || cfg->batch < 1 || cfg->eval_batch < 0)
         return lb_errorf(err, LB_ERR_ARG, "epochs, batch and eval batch must be >= 1");
     if (cfg->out_dir && (st = make_dir(cfg->out_dir, err))) return st;
     const double t0 = lb_now();
@@ -196,7 +196,8 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
     lb_prefetch *pf = NULL; /* owns b while it exists: batches come from lb_prefetch_next */
     lb_optim opt;
     lb_graph *g = lb_graph_new(0);
-    const int64_t eb = cfg->eval_batch > cfg->batch ? cfg->eval_batch : cfg->batch;
+    const int64_t eval_batch = cfg->eval_batch > 0 ? cfg->eval_batch : cfg->batch;
+    const int64_t eb = eval_batch > cfg->batch ? eval_batch : cfg->batch;
     int32_t *y = malloc((size_t)eb * sizeof *y);
     if (!g || !y) {
         st = lb_errorf(err, LB_ERR_NOMEM, "out of memory starting training");
@@ -299,7 +300,7 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
         res->epochs = epoch;
         res->train_images_per_s = res->train_seconds > 0 ? (double)(step * cfg->batch) / res->train_seconds : 0;
         res->test_acc = res->test_loss = -1.0;
-        if (test && (st = evaluate_with(m, g, test, cfg->eval_batch, y, NULL, &res->test_acc,
+        if (test && (st = evaluate_with(m, g, test, eval_batch, y, NULL, &res->test_acc,
                                         &res->test_loss, err)))
             goto done;
         const double ep_s = lb_now() - t_ep;

@@ -27,7 +27,7 @@
 typedef struct lb_train_cfg {
     int          epochs;
     int64_t      batch;
-    int64_t      eval_batch;
+    int64_t      eval_batch;  /* test-set batch; 0: the training batch            */
     lb_optim_cfg optim;
     lb_schedule  sched;       /* total is filled in from epochs x batches            */
     float        warmup_epochs; /* warm-up length in epochs (sched.warmup overrides) */
