@@ -298,7 +298,7 @@ static const char train_help[] =
     "  --step-epochs E     step schedule: epochs between decays              [1]\n"
     "  --gamma F           step schedule: decay factor                       [0.1]\n"
     "  --seed N            seed of initialisation, shuffling and dropout     [42]\n"
-    "  --threads N         BLAS threads                                      [all cores]\n"
+    "  --threads N         threads (lowbit runs BLAS and its own kernels on them) [all cores]\n"
     "  --out DIR           run folder: metrics.jsonl, last.ckpt  [runs/MODEL-DATA]\n"
     "  --max-steps N       stop each epoch after N steps (quick checks)\n"
     "  --json              end stdout with one JSON summary line\n";
@@ -513,7 +513,7 @@ static const char eval_help[] =
     "  --data NAME       dataset (default: the one the checkpoint was trained on)\n"
     "  --data-dir DIR    look for the dataset only in DIR\n"
     "  --batch N         evaluation batch size                             [500]\n"
-    "  --threads N       BLAS threads                                      [all cores]\n"
+    "  --threads N       threads                                           [all cores]\n"
     "  --predictions F   also write the predicted class of every test image to F, one per\n"
     "                    line in the dataset's order (to compare other runtimes with)\n"
     "  --json            end stdout with one JSON summary line\n";
@@ -788,7 +788,7 @@ static const char ptq_help[] =
     "  --data NAME        dataset (default: the checkpoint's)\n"
     "  --data-dir DIR     look for the dataset only in DIR\n"
     "  --seed N           which training batches calibrate                     [42]\n"
-    "  --threads N        BLAS threads                                         [all cores]\n"
+    "  --threads N        threads                                              [all cores]\n"
     "  --out PATH         quantized checkpoint                 [CKPT dir/ptq.ckpt]\n"
     "  --fold-bn          fold batch-norm into the preceding conv before quantizing\n"
     "  --json             end stdout with one JSON summary line\n";
