@@ -118,6 +118,10 @@ static const struct { const char *spec, *want; } bad_specs[] = {
     { "input 1 8 8\nconv out=4 k=3 out=5\n", "t.txt:2: key 'out' given twice" },
     { "input 1 8 8\ndropout p=1.5\n", "t.txt:2: p=1.5" },
     { "input 1 8 8\nflatten\nlinear bias=1\n", "t.txt:3: linear needs out=" },
+    /* found by fuzzing (tests/fuzz/regress/model/no-parameters.txt): accepted, then training
+     * failed at its first backward pass ("loss does not depend on any parameter") */
+    { "model mlp\ninput 1 8 8\nflatten\n", "no layer with trainable parameters" },
+    { "input 4096 8192 8192\nflatten\n", "class scores (at most 16777216" },
 };
 
 START_TEST(test_spec_errors)
