@@ -1,6 +1,7 @@
 /* tensor.c: shape helpers and the flat parameter store. */
 #include "autograd/tensor.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,6 +137,28 @@ lb_status lb_params_alloc_moments(lb_params *ps, lb_error *err)
 void lb_params_zero_grad(lb_params *ps)
 {
     if (ps->grads) memset(ps->grads, 0, (size_t)ps->total * sizeof(float));
+}
+
+const lb_tensor *lb_params_tensor_at(const lb_params *ps, int64_t i)
+{
+    if (i < 0 || i >= ps->total) return NULL;
+    for (int k = ps->n - 1; k >= 0; k--)
+        if (ps->offset[k] <= i) return ps->t[k];
+    return NULL;
+}
+
+int64_t lb_find_nonfinite(const float *x, int64_t n)
+{
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; i++) { /* an exponent of all ones is Inf or NaN */
+        uint32_t u;
+        memcpy(&u, x + i, sizeof u);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    if (!bad) return -1;
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return -1;
 }
 
 lb_tensor *lb_params_find(const lb_params *ps, const char *name)

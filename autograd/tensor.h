@@ -94,5 +94,13 @@ void lb_params_zero_grad(lb_params *ps);
 lb_tensor *lb_params_find(const lb_params *ps, const char *name);
 /* Number of trainable scalars (buffers excluded). */
 int64_t lb_params_count(const lb_params *ps);
+/* The tensor that holds element i of the blocks (values, grads, m, v share offsets), or NULL
+ * when i is outside [0, total). */
+const lb_tensor *lb_params_tensor_at(const lb_params *ps, int64_t i);
+
+/* Index of the first NaN or Inf in x[0 .. n), or -1 when every value is finite. The common,
+ * all-finite case is one branch-free pass over the bits (it vectorises; about a memory read
+ * of the block), so the training loop can check every gradient at every step. */
+int64_t lb_find_nonfinite(const float *x, int64_t n);
 
 #endif

@@ -252,6 +252,10 @@ static const char train_help[] =
     "  --threads N         BLAS threads                                      [all cores]\n"
     "  --out DIR           run folder: metrics.jsonl, last.ckpt  [runs/MODEL-DATA]\n"
     "  --max-steps N       stop each epoch after N steps (quick checks)\n"
+    "  --nonfinite stop|skip  a NaN or Inf loss or gradient stops training (stop), or\n"
+    "                      drops that step's update and goes on (skip; 100 skipped steps\n"
+    "                      in a row stop it anyway); last.ckpt is never written with a\n"
+    "                      NaN or Inf in it                                  [stop]\n"
     "  --json              end stdout with one JSON summary line\n";
 
 static int cmd_train(int argc, char **argv)
@@ -260,7 +264,7 @@ static int cmd_train(int argc, char **argv)
                 O("lr"), O("lr-min"), O("momentum"), F("no-nesterov"), O("wd"),
                 O("schedule"), O("warmup"), O("step-epochs"), O("gamma"), O("seed"),
                 O("threads"), O("out"), O("max-steps"), F("json"), O("quant"), O("init"),
-                O("fold-bn"), O("freeze-observers"), O("resume") };
+                O("fold-bn"), O("freeze-observers"), O("resume"), O("nonfinite") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
     int n_pos, rc = parse_opts("train", argc, argv, o, n, pos, 0, &n_pos);
@@ -324,6 +328,11 @@ static int cmd_train(int argc, char **argv)
     if ((s = get(o, n, "max-steps"))) {
         if (!to_long(s, 1, 1L << 40, &v)) return usage_error("train", "--max-steps %s: expected >= 1", s);
         cfg.max_steps = v;
+    }
+    if ((s = get(o, n, "nonfinite"))) {
+        if (strcmp(s, "stop") && strcmp(s, "skip"))
+            return usage_error("train", "--nonfinite %s: expected stop or skip", s);
+        cfg.nonfinite = s[1] == 'k' ? LB_NONFINITE_SKIP : LB_NONFINITE_STOP;
     }
     (void)f;
     const bool json = get(o, n, "json") != NULL;
@@ -418,10 +427,11 @@ static int cmd_train(int argc, char **argv)
         printf("\"test_acc\":%.6f,\"test_loss\":%.6f,\"train_loss\":%.6f,\"train_acc\":%.6f,"
                "\"epochs\":%d,\"steps\":%lld,\"batch\":%lld,\"threads\":%d,\"seconds\":%.3f,"
                "\"train_seconds\":%.3f,\"train_images_per_s\":%.1f,\"peak_rss_mb\":%.1f,"
-               "\"params\":%lld}\n",
+               "\"params\":%lld,\"skipped_steps\":%lld}\n",
                res.test_acc, res.test_loss, res.train_loss, res.train_acc, res.epochs,
                (long long)res.steps, (long long)cfg.batch, threads, res.seconds, res.train_seconds,
-               res.train_images_per_s, res.peak_rss_mb, (long long)lb_model_param_count(m));
+               res.train_images_per_s, res.peak_rss_mb, (long long)lb_model_param_count(m),
+               (long long)res.skipped_steps);
     }
     code = 0;
     goto done;
