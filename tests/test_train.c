@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "train/checkpoint.h"
 #include "train/loop.h"
 #include "tests/suites.h"
@@ -542,6 +544,85 @@ START_TEST(test_checkpoint_damage)
 }
 END_TEST
 
+/* Writes a checkpoint by hand: spec, metadata and a tensor table of (name, shape) rows with no
+ * tensor data after it; the CRC is right, so only the contents can be wrong. */
+static void write_raw_ckpt(const char *path, const char *spec, const char *meta,
+                           const char *const *names, const int64_t (*shapes)[2], int n)
+{
+    unsigned char buf[4096];
+    size_t len = 0;
+#define PUT(p, k) (memcpy(buf + len, (p), (k)), len += (k))
+    const uint32_t version = 1, spec_len = (uint32_t)strlen(spec), meta_len = (uint32_t)strlen(meta),
+                   q_len = 0, n_t = (uint32_t)n, flags = 0, nd = 2;
+    PUT("LBCK", 4);
+    PUT(&version, 4);
+    PUT(&spec_len, 4);
+    PUT(spec, spec_len);
+    PUT(&meta_len, 4);
+    PUT(meta, meta_len);
+    PUT(&q_len, 4);
+    PUT(&n_t, 4);
+    for (int i = 0; i < n; i++) {
+        const uint16_t nl = (uint16_t)strlen(names[i]);
+        PUT(&nl, 2);
+        PUT(names[i], nl);
+        PUT(&flags, 4);
+        PUT(&nd, 4);
+        PUT(shapes[i], 2 * sizeof(int64_t));
+    }
+    const uint8_t has_m = 0;
+    PUT(&has_m, 1);
+    const uint32_t crc = (uint32_t)crc32(crc32(0, NULL, 0), buf, (uInt)len);
+    PUT(&crc, 4);
+#undef PUT
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(buf, 1, len, f), len);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* A small file whose description and tensor table claim a model of 2^30 parameters (8 GiB of
+ * values and gradients) is rejected from the table, before the model is built and allocated. */
+START_TEST(test_checkpoint_huge_model_small_file)
+{
+    const char *dir = tmpdir();
+    char path[128];
+    snprintf(path, sizeof path, "%s/huge.ckpt", dir);
+    static const char *const names[] = { "fc.weight" };
+    static const int64_t shapes[][2] = { { 1 << 24, 64 } };
+    write_raw_ckpt(path, "input 1 8 8\nflatten\nlinear name=fc out=16777216 bias=0\n",
+                   "epoch=1\n", names, shapes, 1);
+    lb_error err = { 0 };
+    const double t0 = lb_now();
+    ck_assert_int_eq(load_status(path, &err), LB_ERR_FORMAT);
+    ck_assert_msg(strstr(err.msg, "the tensor table needs 4294967296") && strstr(err.msg, path),
+                  "%s", err.msg);
+    ck_assert(lb_now() - t0 < 1.0);
+}
+END_TEST
+
+/* The counters --resume trusts are range-checked: a negative epoch or a non-number is a
+ * format error naming the key. */
+START_TEST(test_checkpoint_bad_meta)
+{
+    const char *dir = tmpdir();
+    char path[128];
+    snprintf(path, sizeof path, "%s/meta.ckpt", dir);
+    static const char *const names[] = { "fc.weight", "fc.bias" };
+    static const int64_t shapes[][2] = { { 2, 64 }, { 2, 1 } };
+    static const char *const metas[] = { "epoch=-5\n", "step=12x\n", "bn_folded=2\n",
+                                         "skipped=-1\n", "epoch=99999999999\n" };
+    lb_error err = { 0 };
+    for (size_t i = 0; i < sizeof metas / sizeof metas[0]; i++) {
+        write_raw_ckpt(path, "input 1 8 8\nflatten\nlinear name=fc out=2\n", metas[i], names,
+                       shapes, 2);
+        ck_assert_int_eq(load_status(path, &err), LB_ERR_FORMAT);
+        ck_assert_msg(strstr(err.msg, "metadata") && strstr(err.msg, "is not a valid value"),
+                      "%s: %s", metas[i], err.msg);
+    }
+}
+END_TEST
+
 /* A failed save (unwritable place) reports LB_ERR_IO and leaves the old checkpoint intact. */
 START_TEST(test_checkpoint_failed_save_keeps_old)
 {
@@ -603,6 +684,8 @@ Suite *train_loop_suite(void)
     tcase_add_test(tc, test_train_geometry_mismatch);
     tcase_add_test(tc, test_checkpoint_damage);
     tcase_add_test(tc, test_checkpoint_failed_save_keeps_old);
+    tcase_add_test(tc, test_checkpoint_huge_model_small_file);
+    tcase_add_test(tc, test_checkpoint_bad_meta);
     suite_add_tcase(s, tc);
     return s;
 }
