@@ -69,6 +69,12 @@ lb_tensor *lb_params_add(lb_params *ps, const char *name, const int64_t *shape, 
         lb_errorf(err, LB_ERR_SHAPE, "parameter %s: invalid shape", name);
         return NULL;
     }
+    const int64_t numel = lb_shape_numel(shape, n_dims);
+    if (numel > LB_PARAMS_MAX - ps->total) { /* before anything is allocated */
+        lb_errorf(err, LB_ERR_ARG, "parameter %s: %lld more values would exceed the limit of "
+                  "%lld parameters per model", name, (long long)numel, (long long)LB_PARAMS_MAX);
+        return NULL;
+    }
     if (strlen(name) >= LB_NAME_LEN) {
         lb_errorf(err, LB_ERR_ARG, "parameter name too long (max %d): %s", LB_NAME_LEN - 1, name);
         return NULL;

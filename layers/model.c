@@ -460,8 +460,15 @@ lb_status lb_model_build(const char *spec, const char *origin, const lb_qconfig 
     }
     find_fold_pairs(m);
     m->qcfg = qc ? *qc : lb_qconfig_float();
-    if ((st = setup_quant(m, &m->qcfg, origin, err))) goto fail;
-    if ((st = lb_params_finalize(m->params, err))) goto fail;
+    if ((st = setup_quant(m, &m->qcfg, origin, err)) ||
+        (st = lb_params_finalize(m->params, err))) {
+        if (err && strncmp(err->msg, origin, strlen(origin))) { /* name the description */
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg, "%s", err->msg);
+            lb_errorf(err, st, "%s: %s", origin, msg);
+        }
+        goto fail;
+    }
     free(text);
     *out = m;
     return LB_OK;
