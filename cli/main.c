@@ -413,8 +413,11 @@ static int cmd_train(int argc, char **argv)
     }
     if (tst) goto fail;
     printf("done: test accuracy %.2f%% after %d epochs, %.1f s (%.0f train images/s), "
-           "checkpoint %s/last.ckpt\n",
+           "checkpoint %s/last.ckpt",
            100.0 * res.test_acc, res.epochs, res.seconds, res.train_images_per_s, cfg.out_dir);
+    if (res.skipped_steps)
+        printf("; %lld steps skipped (NaN/Inf)", (long long)res.skipped_steps);
+    printf("\n");
     if (json) {
         printf("{");
         json_str(stdout, "model", m->name, true);
