@@ -382,7 +382,8 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
                      "\"skipped\":%lld}\n",
                      epoch, (long long)step, (double)lb_schedule_lr(&sched, step > 0 ? step - 1 : 0),
                      res->train_loss, res->train_acc, res->test_loss, res->test_acc,
-                     (double)seen / (t_train > 0 ? t_train : 1), ep_s, (long long)res->skipped_steps);
+                     (double)seen / (t_train > 0 ? t_train : 1), ep_s,
+                     (long long)res->skipped_steps);
             if ((st = append_metrics(cfg->out_dir, line, err))) goto done;
             if ((st = save_state(cfg, m, epoch, 0, step, &opt, &rng, res, err))) goto done;
             saved_step = step;
