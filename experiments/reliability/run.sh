@@ -196,6 +196,30 @@ for r in 1 2 3; do
     done
 done
 overhead=$(python3 -c "print(f'{100 * ($best_base / $best_now - 1):+.1f}')")
+# The same comparison in instructions (callgrind counts are repeatable whatever else runs on
+# the machine): 30 steps on a 2,000-image MNIST subset, 100 test images.
+mkdir -p "$tmp/small/mnist"
+python3 - "$mnist" "$tmp/small/mnist" <<'PY'
+import gzip, struct, sys
+for split, n in (("train", 2000), ("t10k", 100)):
+    img = gzip.open(f"{sys.argv[1]}/{split}-images-idx3-ubyte.gz").read()
+    lab = gzip.open(f"{sys.argv[1]}/{split}-labels-idx1-ubyte.gz").read()
+    with open(f"{sys.argv[2]}/{split}-images-idx3-ubyte", "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, n, 28, 28) + img[16:16 + n * 784])
+    with open(f"{sys.argv[2]}/{split}-labels-idx1-ubyte", "wb") as f:
+        f.write(struct.pack(">II", 0x801, n) + lab[8:8 + n])
+PY
+cg=(train --model lenet5 --data mnist --data-dir "$tmp/small" --epochs 1 --max-steps 30 --threads 1)
+for which in base now; do
+    bin="$lowbit"
+    [ "$which" = base ] && bin="$tmp/base/build/lowbit"
+    valgrind --tool=callgrind --callgrind-out-file="$tmp/cg-$which.out" "$bin" "${cg[@]}" \
+        --out "$tmp/cg-$which" > /dev/null 2>&1
+done
+ir() { callgrind_annotate "$1" 2> /dev/null | sed -n "s/^ *\([0-9,]*\) .*$2.*/\1/p" | head -n 1 | tr -d ,; }
+ir_base=$(ir "$tmp/cg-base.out" "PROGRAM TOTALS")
+ir_now=$(ir "$tmp/cg-now.out" "PROGRAM TOTALS")
+ir_check=$(ir "$tmp/cg-now.out" "lb_find_nonfinite")
 
 # ---- fuzzing --------------------------------------------------------------------------------
 LB_FUZZ_SECONDS="$fuzz_seconds" tools/fuzz.sh > "$tmp/fuzz.txt" 2>&1
@@ -234,7 +258,12 @@ out=experiments/results/reliability.md
     echo "\`lowbit ${bench[*]}\` (LeNet-5, batch 64, one thread), best of 3 alternating runs of"
     echo "this build and of $base (the commit before the gradient check): training images/s"
     echo "$best_base before, $best_now with the check; step time $overhead% (run-to-run noise on"
-    echo "this shared 2-core machine is a few percent)."
+    echo "this shared 2-core machine is a few percent, more when another user's job runs)."
+    echo
+    echo "In instructions (callgrind, \`lowbit ${cg[*]/$tmp\//}\`, 30 steps on a 2,000-image"
+    echo "MNIST subset): $ir_base before, $ir_now with the check, of which lb_find_nonfinite"
+    echo "(30 gradient passes and 3 before the checkpoint, 61,706 floats each) is $ir_check:"
+    echo "$(python3 -c "print(f'{100 * ($ir_now - $ir_base) / $ir_base:.2f}% of the whole run')")."
     echo
     echo "## Fuzzing (tools/fuzz.sh, $fuzz_seconds s per target, one worker, from the seeds)"
     echo
