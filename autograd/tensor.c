@@ -1,6 +1,7 @@
 /* tensor.c: shape helpers and the flat parameter store. */
 #include "autograd/tensor.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,6 +67,12 @@ lb_tensor *lb_params_add(lb_params *ps, const char *name, const int64_t *shape, 
     }
     if (n_dims < 1 || n_dims > LB_MAX_DIMS || lb_shape_numel(shape, n_dims) <= 0) {
         lb_errorf(err, LB_ERR_SHAPE, "parameter %s: invalid shape", name);
+        return NULL;
+    }
+    const int64_t numel = lb_shape_numel(shape, n_dims);
+    if (numel > LB_PARAMS_MAX - ps->total) { /* before anything is allocated */
+        lb_errorf(err, LB_ERR_ARG, "parameter %s: %lld more values would exceed the limit of "
+                  "%lld parameters per model", name, (long long)numel, (long long)LB_PARAMS_MAX);
         return NULL;
     }
     if (strlen(name) >= LB_NAME_LEN) {
@@ -136,6 +143,28 @@ lb_status lb_params_alloc_moments(lb_params *ps, lb_error *err)
 void lb_params_zero_grad(lb_params *ps)
 {
     if (ps->grads) memset(ps->grads, 0, (size_t)ps->total * sizeof(float));
+}
+
+const lb_tensor *lb_params_tensor_at(const lb_params *ps, int64_t i)
+{
+    if (i < 0 || i >= ps->total) return NULL;
+    for (int k = ps->n - 1; k >= 0; k--)
+        if (ps->offset[k] <= i) return ps->t[k];
+    return NULL;
+}
+
+int64_t lb_find_nonfinite(const float *x, int64_t n)
+{
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; i++) { /* an exponent of all ones is Inf or NaN */
+        uint32_t u;
+        memcpy(&u, x + i, sizeof u);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    if (!bad) return -1;
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return -1;
 }
 
 lb_tensor *lb_params_find(const lb_params *ps, const char *name)

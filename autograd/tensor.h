@@ -64,6 +64,12 @@ enum {
     LB_PARAM_NO_DECAY = 1u << 1, /* excluded from weight decay (biases, BN affine)        */
 };
 
+/* Values per lb_params (trainable and buffers): 2^28, 1 GiB per block (values, gradients, and
+ * each optimizer moment), far above the models lowbit is for (VGG-16 has 138M). Sizes come
+ * from model descriptions and checkpoints, so lb_params_add checks this before any block is
+ * allocated and before the running total could overflow. */
+#define LB_PARAMS_MAX ((int64_t)1 << 28)
+
 typedef struct lb_params {
     int         n;          /* number of tensors                                        */
     int         cap;
@@ -81,7 +87,8 @@ lb_params *lb_params_new(void);
 /* Frees every block and handle; accepts NULL. */
 void lb_params_free(lb_params *ps);
 /* Declares a tensor. Returns a handle whose data/grad pointers are set by finalize, or NULL
- * with err set (duplicate name, bad shape, already finalized, out of memory). */
+ * with err set (duplicate name, bad shape, more than LB_PARAMS_MAX values in all, already
+ * finalized, out of memory). */
 lb_tensor *lb_params_add(lb_params *ps, const char *name, const int64_t *shape, int n_dims,
                          unsigned flags, lb_error *err);
 /* Allocates values (zeroed) and grads once and binds the handles. */
@@ -94,5 +101,13 @@ void lb_params_zero_grad(lb_params *ps);
 lb_tensor *lb_params_find(const lb_params *ps, const char *name);
 /* Number of trainable scalars (buffers excluded). */
 int64_t lb_params_count(const lb_params *ps);
+/* The tensor that holds element i of the blocks (values, grads, m, v share offsets), or NULL
+ * when i is outside [0, total). */
+const lb_tensor *lb_params_tensor_at(const lb_params *ps, int64_t i);
+
+/* Index of the first NaN or Inf in x[0 .. n), or -1 when every value is finite. The common,
+ * all-finite case is one branch-free pass over the bits (it vectorises; about a memory read
+ * of the block), so the training loop can check every gradient at every step. */
+int64_t lb_find_nonfinite(const float *x, int64_t n);
 
 #endif

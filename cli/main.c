@@ -270,6 +270,9 @@ static const char train_help[] =
     "  --freeze-observers N  activation range observers (minmax, ema) stop after N steps\n"
     "  --fold-bn E         from epoch E on, fold batch-norm into the preceding conv with\n"
     "                      frozen statistics, so the folded weights are quantized  [never]\n"
+    ;
+/* split in two: ISO C only promises string literals of 4095 characters */
+static const char train_help_data[] =
     "  --data NAME|PATH    mnist, fashion-mnist, cifar10, mnist-png, folder (the image\n"
     "                      folder --data-dir), or the PATH of an image folder with\n"
     "                      train/<class>/<image> and test/<class>/<image>     [mnist]\n"
@@ -301,6 +304,10 @@ static const char train_help[] =
     "  --threads N         threads (lowbit runs BLAS and its own kernels on them) [all cores]\n"
     "  --out DIR           run folder: metrics.jsonl, last.ckpt  [runs/MODEL-DATA]\n"
     "  --max-steps N       stop each epoch after N steps (quick checks)\n"
+    "  --nonfinite stop|skip  a NaN or Inf loss or gradient stops training (stop), or\n"
+    "                      drops that step's update and goes on (skip; 100 skipped steps\n"
+    "                      in a row stop it anyway); last.ckpt is never written with a\n"
+    "                      NaN or Inf in it                                  [stop]\n"
     "  --json              end stdout with one JSON summary line\n";
 
 static int cmd_train(int argc, char **argv)
@@ -310,11 +317,12 @@ static int cmd_train(int argc, char **argv)
                 O("schedule"), O("warmup"), O("step-epochs"), O("gamma"), O("seed"),
                 O("threads"), O("out"), O("max-steps"), F("json"), O("quant"), O("init"),
                 O("fold-bn"), O("freeze-observers"), O("resume"), O("augment"),
-                F("skip-corrupt"), F("resize"), F("no-cache"), F("no-prefetch"), O("channels") };
+                F("skip-corrupt"), F("resize"), F("no-cache"), F("no-prefetch"), O("channels"),
+                O("nonfinite") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
     int n_pos, rc = parse_opts("train", argc, argv, o, n, pos, 0, &n_pos);
-    if (rc == -1) return fputs(train_help, stdout), 0;
+    if (rc == -1) return fputs(train_help, stdout), fputs(train_help_data, stdout), 0;
     if (rc) return rc;
 
     lb_train_cfg cfg = lb_train_cfg_default();
@@ -374,6 +382,11 @@ static int cmd_train(int argc, char **argv)
     if ((s = get(o, n, "max-steps"))) {
         if (!to_long(s, 1, 1L << 40, &v)) return usage_error("train", "--max-steps %s: expected >= 1", s);
         cfg.max_steps = v;
+    }
+    if ((s = get(o, n, "nonfinite"))) {
+        if (strcmp(s, "stop") && strcmp(s, "skip"))
+            return usage_error("train", "--nonfinite %s: expected stop or skip", s);
+        cfg.nonfinite = s[1] == 'k' ? LB_NONFINITE_SKIP : LB_NONFINITE_STOP;
     }
     (void)f;
     bool augment_given = false;
@@ -471,8 +484,11 @@ static int cmd_train(int argc, char **argv)
     }
     if (tst) goto fail;
     printf("done: test accuracy %.2f%% after %d epochs, %.1f s (%.0f train images/s), "
-           "checkpoint %s/last.ckpt\n",
+           "checkpoint %s/last.ckpt",
            100.0 * res.test_acc, res.epochs, res.seconds, res.train_images_per_s, cfg.out_dir);
+    if (res.skipped_steps)
+        printf("; %lld steps skipped (NaN/Inf)", (long long)res.skipped_steps);
+    printf("\n");
     if (json) {
         printf("{");
         json_str(stdout, "model", m->name, true);
@@ -485,12 +501,13 @@ static int cmd_train(int argc, char **argv)
         printf("\"test_acc\":%.6f,\"test_loss\":%.6f,\"train_loss\":%.6f,\"train_acc\":%.6f,"
                "\"epochs\":%d,\"steps\":%lld,\"batch\":%lld,\"threads\":%d,\"seconds\":%.3f,"
                "\"train_seconds\":%.3f,\"train_images_per_s\":%.1f,\"peak_rss_mb\":%.1f,"
-               "\"data_wait_s\":%.3f,\"data_wait_frac\":%.4f,\"params\":%lld}\n",
+               "\"data_wait_s\":%.3f,\"data_wait_frac\":%.4f,\"params\":%lld,"
+               "\"skipped_steps\":%lld}\n",
                res.test_acc, res.test_loss, res.train_loss, res.train_acc, res.epochs,
                (long long)res.steps, (long long)cfg.batch, threads, res.seconds, res.train_seconds,
                res.train_images_per_s, res.peak_rss_mb, res.data_wait_s,
                res.train_seconds > 0 ? res.data_wait_s / res.train_seconds : 0.0,
-               (long long)lb_model_param_count(m));
+               (long long)lb_model_param_count(m), (long long)res.skipped_steps);
     }
     code = 0;
     goto done;

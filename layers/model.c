@@ -448,11 +448,27 @@ lb_status lb_model_build(const char *spec, const char *origin, const lb_qconfig 
         st = perr(&p, "the last layer must give a flat vector of class scores (end with linear)");
         goto fail;
     }
+    if (last->shape[0] > (1 << 24)) { /* also keeps n_classes an int */
+        st = perr(&p, "the last layer gives %lld class scores (at most %d; end with linear)",
+                  (long long)last->shape[0], 1 << 24);
+        goto fail;
+    }
     m->n_classes = (int)last->shape[0];
+    if (lb_model_param_count(m) == 0) { /* training would fail at its first backward pass */
+        st = perr(&p, "no layer with trainable parameters (conv, linear or bn)");
+        goto fail;
+    }
     find_fold_pairs(m);
     m->qcfg = qc ? *qc : lb_qconfig_float();
-    if ((st = setup_quant(m, &m->qcfg, origin, err))) goto fail;
-    if ((st = lb_params_finalize(m->params, err))) goto fail;
+    if ((st = setup_quant(m, &m->qcfg, origin, err)) ||
+        (st = lb_params_finalize(m->params, err))) {
+        if (err && strncmp(err->msg, origin, strlen(origin))) { /* name the description */
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg, "%s", err->msg);
+            lb_errorf(err, st, "%s: %s", origin, msg);
+        }
+        goto fail;
+    }
     free(text);
     *out = m;
     return LB_OK;

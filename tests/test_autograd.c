@@ -2,7 +2,9 @@
  * of the test_autograd binary. Convolution, pooling and normalisation are tested in
  * test_autograd_conv.c. Three levels per op family: forward values on hand-computed cases,
  * finite-difference gradient rows, and end-to-end graphs (diamond reuse). */
+#include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "autograd/blas.h"
@@ -256,6 +258,41 @@ START_TEST(test_sgemm_matches_ref)
 }
 END_TEST
 
+/* lb_find_nonfinite: NaN, +Inf and -Inf anywhere (first one wins), nothing else; and
+ * lb_params_tensor_at maps a block index back to its tensor. */
+START_TEST(test_find_nonfinite)
+{
+    float x[37];
+    for (int i = 0; i < 37; i++) x[i] = (float)i - 18.0f;
+    x[3] = FLT_MAX, x[4] = -FLT_MAX, x[5] = FLT_MIN / 4.0f, x[6] = -0.0f; /* all finite */
+    ck_assert_int_eq(lb_find_nonfinite(x, 37), -1);
+    ck_assert_int_eq(lb_find_nonfinite(x, 0), -1);
+    const float bad[] = { NAN, -NAN, INFINITY, -INFINITY };
+    for (int k = 0; k < 4; k++) {
+        x[36] = bad[k];
+        ck_assert_int_eq(lb_find_nonfinite(x, 37), 36);
+        ck_assert_int_eq(lb_find_nonfinite(x, 36), -1);
+        x[20] = bad[k];
+        ck_assert_int_eq(lb_find_nonfinite(x, 37), 20);
+        x[20] = x[36] = 1.0f;
+    }
+    lb_params *ps = lb_params_new();
+    lb_error err = { 0 };
+    ck_assert_ptr_nonnull(lb_params_add(ps, "a", (int64_t[]){ 2, 3 }, 2, 0, &err));
+    ck_assert_ptr_nonnull(lb_params_add(ps, "b", (int64_t[]){ 1 }, 1, 0, &err));
+    ck_assert_ptr_nonnull(lb_params_add(ps, "c", (int64_t[]){ 4 }, 1, 0, &err));
+    const char *want[] = { "a", "a", "a", "a", "a", "a", "b", "c", "c", "c", "c" };
+    for (int i = 0; i < 11; i++) ck_assert_str_eq(lb_params_tensor_at(ps, i)->name, want[i]);
+    ck_assert_ptr_null(lb_params_tensor_at(ps, 11));
+    ck_assert_ptr_null(lb_params_tensor_at(ps, -1));
+    /* the limit is checked before the total could overflow */
+    ck_assert_ptr_null(lb_params_add(ps, "d", (int64_t[]){ LB_PARAMS_MAX }, 1, 0, &err));
+    ck_assert_ptr_nonnull(strstr(err.msg, "exceed the limit"));
+    ck_assert_ptr_null(lb_params_add(ps, "e", (int64_t[]){ INT64_MAX / 2, 2 }, 2, 0, &err));
+    lb_params_free(ps);
+}
+END_TEST
+
 START_TEST(test_rng_deterministic)
 {
     lb_rng a = lb_rng_make(42), b = lb_rng_make(42), c = lb_rng_make(43);
@@ -393,6 +430,7 @@ Suite *autograd_core_suite(void)
     tcase_add_test(eng, test_rng_deterministic);
     tcase_add_test(eng, test_parallel_for_covers_once);
     tcase_add_test(eng, test_parallel_scratch);
+    tcase_add_test(eng, test_find_nonfinite);
     suite_add_tcase(s, eng);
     return s;
 }

@@ -118,6 +118,19 @@ static const struct { const char *spec, *want; } bad_specs[] = {
     { "input 1 8 8\nconv out=4 k=3 out=5\n", "t.txt:2: key 'out' given twice" },
     { "input 1 8 8\ndropout p=1.5\n", "t.txt:2: p=1.5" },
     { "input 1 8 8\nflatten\nlinear bias=1\n", "t.txt:3: linear needs out=" },
+    /* found by fuzzing (tests/fuzz/regress/model/no-parameters.txt): accepted, then training
+     * failed at its first backward pass ("loss does not depend on any parameter") */
+    { "model mlp\ninput 1 8 8\nflatten\n", "no layer with trainable parameters" },
+    { "input 4096 8192 8192\nflatten\n", "class scores (at most 16777216" },
+    /* huge dimensions, run through fuzz_model (tests/fuzz/regress/model): the parameter count
+     * overflowed int64 (UBSan), calloc's size overflowed, or 4 GiB were allocated; now each
+     * is refused before allocating (LB_PARAMS_MAX) */
+    { "input 4096 8192 8192\nflatten name=f\nlinear name=a out=16777216 in=f\n"
+      "linear name=b out=16777216 in=f\nadd in=a,b\n",
+      "t.txt:3: parameter a.weight: 4611686018427387904 more values would exceed the limit" },
+    { "input 1 8 8\nflatten\nlinear out=16777216\n",
+      "t.txt:3: parameter linear1.weight: 1073741824 more values would exceed the limit of "
+      "268435456 parameters" },
 };
 
 START_TEST(test_spec_errors)

@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "train/checkpoint.h"
 #include "train/loop.h"
 #include "tests/suites.h"
@@ -304,6 +306,173 @@ START_TEST(test_train_diverges_cleanly)
 }
 END_TEST
 
+/* ---- NaN/Inf guard ------------------------------------------------------------------------ */
+
+static unsigned char *read_all(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    *n = (size_t)ftell(f);
+    rewind(f);
+    unsigned char *buf = malloc(*n ? *n : 1);
+    ck_assert_uint_eq(fread(buf, 1, *n, f), *n);
+    fclose(f);
+    return buf;
+}
+
+static lb_train_cfg constant_cfg(const char *out)
+{
+    lb_train_cfg c = toy_cfg(out);
+    c.sched.kind = LB_SCHED_CONSTANT;
+    c.warmup_epochs = 0;
+    return c;
+}
+
+/* Stop mode: a NaN gradient in epoch 2 stops the run with a message naming the parameter, the
+ * epoch and the step, and last.ckpt stays byte for byte the one written after epoch 1. */
+START_TEST(test_train_nonfinite_stop_keeps_checkpoint)
+{
+    lb_dataset tr;
+    toy_dataset(&tr, 200, 1);
+    lb_model *m = toy_model(9);
+    const char *dir = tmpdir();
+    lb_train_cfg cfg = toy_cfg(dir);
+    cfg.epochs = 2;
+    cfg.nonfinite_at_step = 12 + 5; /* 12 steps per epoch: step 5 of epoch 2 */
+    lb_train_result res;
+    lb_error err = { 0 };
+    cfg.stop_after_epoch = 1;
+    ck_assert_msg(lb_train(m, &tr, NULL, &cfg, &res, &err) == LB_OK, "%s", err.msg);
+    char path[128];
+    snprintf(path, sizeof path, "%s/last.ckpt", dir);
+    size_t n0, n1;
+    unsigned char *before = read_all(path, &n0);
+    lb_ckpt_meta meta;
+    lb_model *resumed;
+    ck_assert_msg(lb_checkpoint_load(path, &resumed, &meta, &err) == LB_OK, "%s", err.msg);
+    cfg.stop_after_epoch = 0;
+    cfg.resume = &meta;
+    ck_assert_int_eq(lb_train(resumed, &tr, NULL, &cfg, &res, &err), LB_ERR_NUMERIC);
+    ck_assert_msg(strstr(err.msg, "gradient of c1.weight is nan at epoch 2, step 5 of 12") &&
+                  strstr(err.msg, "last.ckpt (saved after step 12) is kept"), "%s", err.msg);
+    unsigned char *after = read_all(path, &n1);
+    ck_assert_uint_eq(n0, n1);
+    ck_assert_int_eq(memcmp(before, after, n0), 0);
+    free(before);
+    free(after);
+    lb_model_free(resumed);
+    lb_model_free(m);
+    lb_dataset_free(&tr);
+}
+END_TEST
+
+/* An update that overflows on the last step of an epoch leaves Inf weights behind a finite
+ * loss: the epoch's checkpoint is refused and the previous one stays. After a good epoch the
+ * labels all become 0, so the last layer's bias gradient for class 0 is close to -1 and a
+ * learning rate of FLT_MAX overflows it. */
+START_TEST(test_train_nonfinite_never_saved)
+{
+    lb_dataset tr;
+    toy_dataset(&tr, 200, 1);
+    lb_model *m = toy_model(9);
+    const char *dir = tmpdir();
+    lb_train_cfg cfg = constant_cfg(dir);
+    cfg.epochs = 1;
+    lb_train_result res;
+    lb_error err = { 0 };
+    ck_assert_msg(lb_train(m, &tr, NULL, &cfg, &res, &err) == LB_OK, "%s", err.msg);
+    char path[128];
+    snprintf(path, sizeof path, "%s/last.ckpt", dir);
+    size_t n0, n1;
+    unsigned char *before = read_all(path, &n0);
+    for (int64_t i = 0; i < tr.n; i++) tr.labels[i] = 0;
+    cfg.sched.lr_max = 3.4028235e38f;
+    cfg.max_steps = 1;
+    ck_assert_int_eq(lb_train(m, &tr, NULL, &cfg, &res, &err), LB_ERR_NUMERIC);
+    ck_assert_msg(strstr(err.msg, "inf after step 1 of the run") &&
+                  strstr(err.msg, "keeps the last good state"), "%s", err.msg);
+    unsigned char *after = read_all(path, &n1);
+    ck_assert_uint_eq(n0, n1);
+    ck_assert_int_eq(memcmp(before, after, n0), 0);
+    free(before);
+    free(after);
+    lb_model_free(m);
+    lb_dataset_free(&tr);
+}
+END_TEST
+
+/* Skip mode drops the bad step entirely: a 6-step run whose last step has a NaN gradient ends
+ * with the parameters (batch-norm statistics included) and optimizer moments, bit for bit, of
+ * a 5-step run, and the skip is counted in the result and the checkpoint. */
+START_TEST(test_train_nonfinite_skip_exact)
+{
+    lb_dataset tr;
+    toy_dataset(&tr, 200, 1);
+    lb_error err = { 0 };
+    lb_train_result res;
+    lb_model *five = toy_model(9), *six = toy_model(9);
+    lb_train_cfg cfg = constant_cfg(NULL);
+    cfg.epochs = 1;
+    cfg.max_steps = 5;
+    ck_assert_msg(lb_train(five, &tr, NULL, &cfg, &res, &err) == LB_OK, "%s", err.msg);
+    ck_assert_int_eq(res.skipped_steps, 0);
+    const char *dir = tmpdir();
+    cfg = constant_cfg(dir);
+    cfg.epochs = 1;
+    cfg.max_steps = 6;
+    cfg.nonfinite = LB_NONFINITE_SKIP;
+    cfg.nonfinite_at_step = 6;
+    ck_assert_msg(lb_train(six, &tr, NULL, &cfg, &res, &err) == LB_OK, "%s", err.msg);
+    ck_assert_int_eq(res.steps, 6);
+    ck_assert_int_eq(res.skipped_steps, 1);
+    const size_t bytes = (size_t)five->params->total * sizeof(float);
+    ck_assert_int_eq(memcmp(five->params->values, six->params->values, bytes), 0);
+    ck_assert_ptr_nonnull(five->params->m);
+    ck_assert_int_eq(memcmp(five->params->m, six->params->m, bytes), 0);
+    char path[128];
+    snprintf(path, sizeof path, "%s/last.ckpt", dir);
+    lb_ckpt_meta meta;
+    lb_model *back;
+    ck_assert_msg(lb_checkpoint_load(path, &back, &meta, &err) == LB_OK, "%s", err.msg);
+    ck_assert_int_eq(meta.skipped, 1);
+    ck_assert_int_eq(meta.optim_t, 5); /* the optimizer never saw the skipped step */
+    ck_assert_int_eq(meta.step, 6);
+    lb_model_free(back);
+    /* metrics.jsonl reports the count */
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    size_t n;
+    unsigned char *text = read_all(path, &n);
+    text[n - 1] = 0;
+    ck_assert_ptr_nonnull(strstr((char *)text, "\"skipped\":1}"));
+    free(text);
+    lb_model_free(five);
+    lb_model_free(six);
+    lb_dataset_free(&tr);
+}
+END_TEST
+
+/* Skip mode still stops when the run cannot recover: a learning rate that blows the weights up
+ * makes every later step non-finite, and max_skips_in_row of them stop it. */
+START_TEST(test_train_nonfinite_skip_limit)
+{
+    lb_dataset tr;
+    toy_dataset(&tr, 200, 1);
+    lb_model *m = toy_model(9);
+    lb_train_cfg cfg = toy_cfg(NULL);
+    cfg.sched.lr_max = 1e30f;
+    cfg.nonfinite = LB_NONFINITE_SKIP;
+    cfg.max_skips_in_row = 5;
+    lb_train_result res;
+    lb_error err = { 0 };
+    ck_assert_int_eq(lb_train(m, &tr, NULL, &cfg, &res, &err), LB_ERR_NUMERIC);
+    ck_assert_msg(strstr(err.msg, "5 steps in a row skipped"), "%s", err.msg);
+    ck_assert_int_eq(res.skipped_steps, 5);
+    lb_model_free(m);
+    lb_dataset_free(&tr);
+}
+END_TEST
+
 START_TEST(test_train_geometry_mismatch)
 {
     lb_dataset tr;
@@ -388,6 +557,85 @@ START_TEST(test_checkpoint_damage)
 }
 END_TEST
 
+/* Writes a checkpoint by hand: spec, metadata and a tensor table of (name, shape) rows with no
+ * tensor data after it; the CRC is right, so only the contents can be wrong. */
+static void write_raw_ckpt(const char *path, const char *spec, const char *meta,
+                           const char *const *names, const int64_t (*shapes)[2], int n)
+{
+    unsigned char buf[4096];
+    size_t len = 0;
+#define PUT(p, k) (memcpy(buf + len, (p), (k)), len += (k))
+    const uint32_t version = 1, spec_len = (uint32_t)strlen(spec), meta_len = (uint32_t)strlen(meta),
+                   q_len = 0, n_t = (uint32_t)n, flags = 0, nd = 2;
+    PUT("LBCK", 4);
+    PUT(&version, 4);
+    PUT(&spec_len, 4);
+    PUT(spec, spec_len);
+    PUT(&meta_len, 4);
+    PUT(meta, meta_len);
+    PUT(&q_len, 4);
+    PUT(&n_t, 4);
+    for (int i = 0; i < n; i++) {
+        const uint16_t nl = (uint16_t)strlen(names[i]);
+        PUT(&nl, 2);
+        PUT(names[i], nl);
+        PUT(&flags, 4);
+        PUT(&nd, 4);
+        PUT(shapes[i], 2 * sizeof(int64_t));
+    }
+    const uint8_t has_m = 0;
+    PUT(&has_m, 1);
+    const uint32_t crc = (uint32_t)crc32(crc32(0, NULL, 0), buf, (uInt)len);
+    PUT(&crc, 4);
+#undef PUT
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(buf, 1, len, f), len);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* A small file whose description and tensor table claim a model of 2^30 parameters (8 GiB of
+ * values and gradients) is rejected from the table, before the model is built and allocated. */
+START_TEST(test_checkpoint_huge_model_small_file)
+{
+    const char *dir = tmpdir();
+    char path[128];
+    snprintf(path, sizeof path, "%s/huge.ckpt", dir);
+    static const char *const names[] = { "fc.weight" };
+    static const int64_t shapes[][2] = { { 1 << 24, 64 } };
+    write_raw_ckpt(path, "input 1 8 8\nflatten\nlinear name=fc out=16777216 bias=0\n",
+                   "epoch=1\n", names, shapes, 1);
+    lb_error err = { 0 };
+    const double t0 = lb_now();
+    ck_assert_int_eq(load_status(path, &err), LB_ERR_FORMAT);
+    ck_assert_msg(strstr(err.msg, "the tensor table needs 4294967296") && strstr(err.msg, path),
+                  "%s", err.msg);
+    ck_assert(lb_now() - t0 < 1.0);
+}
+END_TEST
+
+/* The counters --resume trusts are range-checked: a negative epoch or a non-number is a
+ * format error naming the key. */
+START_TEST(test_checkpoint_bad_meta)
+{
+    const char *dir = tmpdir();
+    char path[128];
+    snprintf(path, sizeof path, "%s/meta.ckpt", dir);
+    static const char *const names[] = { "fc.weight", "fc.bias" };
+    static const int64_t shapes[][2] = { { 2, 64 }, { 2, 1 } };
+    static const char *const metas[] = { "epoch=-5\n", "step=12x\n", "bn_folded=2\n",
+                                         "skipped=-1\n", "epoch=99999999999\n" };
+    lb_error err = { 0 };
+    for (size_t i = 0; i < sizeof metas / sizeof metas[0]; i++) {
+        write_raw_ckpt(path, "input 1 8 8\nflatten\nlinear name=fc out=2\n", metas[i], names,
+                       shapes, 2);
+        ck_assert_int_eq(load_status(path, &err), LB_ERR_FORMAT);
+        ck_assert_msg(strstr(err.msg, "metadata") && strstr(err.msg, "is not a valid value"),
+                      "%s: %s", metas[i], err.msg);
+    }
+}
+END_TEST
+
 /* A failed save (unwritable place) reports LB_ERR_IO and leaves the old checkpoint intact. */
 START_TEST(test_checkpoint_failed_save_keeps_old)
 {
@@ -442,9 +690,15 @@ Suite *train_loop_suite(void)
     tcase_add_loop_test(tc, test_train_interrupt_mid_epoch, 0, 3);
     tcase_add_test(tc, test_train_sigkill_resume);
     tcase_add_test(tc, test_train_diverges_cleanly);
+    tcase_add_test(tc, test_train_nonfinite_stop_keeps_checkpoint);
+    tcase_add_test(tc, test_train_nonfinite_never_saved);
+    tcase_add_test(tc, test_train_nonfinite_skip_exact);
+    tcase_add_test(tc, test_train_nonfinite_skip_limit);
     tcase_add_test(tc, test_train_geometry_mismatch);
     tcase_add_test(tc, test_checkpoint_damage);
     tcase_add_test(tc, test_checkpoint_failed_save_keeps_old);
+    tcase_add_test(tc, test_checkpoint_huge_model_small_file);
+    tcase_add_test(tc, test_checkpoint_bad_meta);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -12,9 +12,12 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 # protobuf-c and libonnx-dev: the ONNX exporter's messages are generated at build time by
 # protoc-c from Debian's onnx.proto (runtime/export/CMakeLists.txt).
 # libjpeg-dev and libarchive-dev: JPEG image folders (CIFAR-10) and the dataset archives.
+# clang and libclang-rt-dev (libFuzzer and the sanitizer runtimes): tools/fuzz.sh, which CI
+# runs, fuzzes every parser.
 pkgs=(build-essential cmake pkg-config libopenblas-dev libpng-dev zlib1g-dev check
       libjpeg-dev libarchive-dev
-      dataset-fashion-mnist libprotobuf-c-dev protobuf-c-compiler libonnx-dev)
+      dataset-fashion-mnist libprotobuf-c-dev protobuf-c-compiler libonnx-dev
+      clang libclang-rt-dev)
 
 # 32-bit C library for the runtime's -m32 portability test (amd64 hosts)
 [ "$(dpkg --print-architecture)" = amd64 ] && pkgs+=(gcc-multilib)

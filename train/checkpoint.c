@@ -16,6 +16,7 @@
 
 #define CKPT_MAGIC "LBCK"
 #define CKPT_MAX_BYTES ((int64_t)4 << 30)
+#define CKPT_MAX_EPOCH 1000000 /* --resume counts epochs in an int */
 
 /* ---- writing -------------------------------------------------------------------------- */
 
@@ -38,9 +39,9 @@ static void format_meta(const lb_ckpt_meta *m, char *buf, size_t n)
     snprintf(buf, n,
              "dataset=%s\nepoch=%" PRId64 "\nstep=%" PRId64 "\noptim_t=%" PRId64
              "\nseed=%" PRIu64 "\ntest_acc=%.17g\ntrain_loss=%.17g\nbn_folded=%d"
-             "\nrng_dropout=%" PRIu64 "\nepoch_step=%" PRId64 "\n",
+             "\nrng_dropout=%" PRIu64 "\nepoch_step=%" PRId64 "\nskipped=%" PRId64 "\n",
              m->dataset, m->epoch, m->step, m->optim_t, m->seed, m->test_acc, m->train_loss,
-             m->bn_folded, m->rng_dropout, m->epoch_step);
+             m->bn_folded, m->rng_dropout, m->epoch_step, m->skipped);
 }
 
 lb_status lb_checkpoint_save(const char *path, const lb_model *m, const lb_ckpt_meta *meta,
@@ -134,7 +135,32 @@ static bool get(rctx *r, void *out, size_t n)
     return true;
 }
 
-static void parse_meta(const char *text, lb_ckpt_meta *m)
+/* A whole-string integer in [lo, hi]. */
+static bool meta_int(const char *val, int64_t lo, int64_t hi, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    const long long v = strtoll(val, &end, 10);
+    if (errno || end == val || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static bool meta_u64(const char *val, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (val[0] == '-') return false;
+    const unsigned long long v = strtoull(val, &end, 10);
+    if (errno || end == val || *end) return false;
+    *out = v;
+    return true;
+}
+
+/* Reads the "key=value" lines; unknown keys are skipped (later versions may add some), and a
+ * missing key keeps its default. A known key with a value out of its range is an error, since
+ * --resume trusts these counters. */
+static lb_status parse_meta(const char *path, const char *text, lb_ckpt_meta *m, lb_error *err)
 {
     char key[64];
     for (const char *s = text; *s;) {
@@ -147,23 +173,33 @@ static void parse_meta(const char *text, lb_ckpt_meta *m)
             size_t vl = (size_t)(nl - eq - 1) < sizeof val - 1 ? (size_t)(nl - eq - 1) : sizeof val - 1;
             memcpy(val, eq + 1, vl);
             val[vl] = 0;
+            int64_t i = 0;
+            bool ok = true;
             if (!strcmp(key, "dataset")) {
                 size_t k = strlen(val) < sizeof m->dataset - 1 ? strlen(val) : sizeof m->dataset - 1;
                 memcpy(m->dataset, val, k);
                 m->dataset[k] = 0;
             }
-            else if (!strcmp(key, "epoch")) m->epoch = strtoll(val, NULL, 10);
-            else if (!strcmp(key, "step")) m->step = strtoll(val, NULL, 10);
-            else if (!strcmp(key, "optim_t")) m->optim_t = strtoll(val, NULL, 10);
-            else if (!strcmp(key, "seed")) m->seed = strtoull(val, NULL, 10);
+            else if (!strcmp(key, "epoch")) ok = meta_int(val, 0, CKPT_MAX_EPOCH, &m->epoch);
+            else if (!strcmp(key, "step")) ok = meta_int(val, 0, INT64_MAX, &m->step);
+            else if (!strcmp(key, "optim_t")) ok = meta_int(val, 0, INT64_MAX, &m->optim_t);
+            else if (!strcmp(key, "seed")) ok = meta_u64(val, &m->seed);
             else if (!strcmp(key, "test_acc")) m->test_acc = strtod(val, NULL);
             else if (!strcmp(key, "train_loss")) m->train_loss = strtod(val, NULL);
-            else if (!strcmp(key, "bn_folded")) m->bn_folded = atoi(val) != 0;
-            else if (!strcmp(key, "rng_dropout")) m->rng_dropout = strtoull(val, NULL, 10);
-            else if (!strcmp(key, "epoch_step")) m->epoch_step = strtoll(val, NULL, 10);
+            else if (!strcmp(key, "bn_folded")) {
+                ok = meta_int(val, 0, 1, &i);
+                m->bn_folded = (int)i;
+            }
+            else if (!strcmp(key, "rng_dropout")) ok = meta_u64(val, &m->rng_dropout);
+            else if (!strcmp(key, "epoch_step")) ok = meta_int(val, 0, INT64_MAX, &m->epoch_step);
+            else if (!strcmp(key, "skipped")) ok = meta_int(val, 0, INT64_MAX, &m->skipped);
+            if (!ok)
+                return lb_errorf(err, LB_ERR_FORMAT, "%s: metadata %s=%.40s is not a valid value",
+                                 path, key, val);
         }
         s = *nl ? nl + 1 : nl;
     }
+    return LB_OK;
 }
 
 static lb_status read_file(const char *path, uint8_t **buf, size_t *n, lb_error *err)
@@ -177,6 +213,40 @@ static lb_status read_file(const char *path, uint8_t **buf, size_t *n, lb_error 
         st = lb_errorf(err, LB_ERR_FORMAT, "%s: %zu bytes is too short for a checkpoint", path, *n);
     }
     return st;
+}
+
+/* Walks the tensor table at r (a copy: the caller's cursor does not move) and checks that the
+ * bytes after it are exactly the values (and moments) of the shapes it lists. */
+static lb_status scan_tensors(const char *path, rctx r, lb_error *err)
+{
+    uint32_t n_t;
+    int64_t  total = 0;
+    if (!get(&r, &n_t, 4)) return lb_errorf(err, LB_ERR_FORMAT, "%s: truncated tensor table", path);
+    for (uint32_t i = 0; i < n_t; i++) {
+        uint16_t nl;
+        uint32_t flags, nd;
+        int64_t  shape[LB_MAX_DIMS];
+        if (!get(&r, &nl, 2) || nl >= LB_NAME_LEN || nl > r.n - r.pos)
+            return lb_errorf(err, LB_ERR_FORMAT, "%s: tensor %u: bad name", path, i);
+        r.pos += nl;
+        if (!get(&r, &flags, 4) || !get(&r, &nd, 4) || nd < 1 || nd > LB_MAX_DIMS ||
+            !get(&r, shape, nd * sizeof(int64_t)))
+            return lb_errorf(err, LB_ERR_FORMAT, "%s: tensor %u: bad header", path, i);
+        const int64_t n = lb_shape_numel(shape, (int)nd);
+        if (n <= 0 || n > CKPT_MAX_BYTES / 4 || total > CKPT_MAX_BYTES / 4 - n)
+            return lb_errorf(err, LB_ERR_FORMAT, "%s: tensor %u: shape out of range (%" PRId64
+                             " values; a checkpoint holds at most %" PRId64 ")", path, i, n,
+                             CKPT_MAX_BYTES / 4);
+        total += n;
+    }
+    uint8_t has_m;
+    if (!get(&r, &has_m, 1) || has_m > 1)
+        return lb_errorf(err, LB_ERR_FORMAT, "%s: bad moments flag", path);
+    const uint64_t want = (uint64_t)total * 4u * (has_m ? 3u : 1u);
+    if ((uint64_t)(r.n - r.pos) != want)
+        return lb_errorf(err, LB_ERR_FORMAT, "%s: %zu bytes of tensor data, the tensor table "
+                         "needs %" PRIu64 " (truncated or damaged file)", path, r.n - r.pos, want);
+    return LB_OK;
 }
 
 #define BAD(...) do { st = lb_errorf(err, LB_ERR_FORMAT, __VA_ARGS__); goto fail; } while (0)
@@ -213,6 +283,12 @@ lb_status lb_checkpoint_load(const char *path, lb_model **out, lb_ckpt_meta *met
     if (!(qtext = malloc(q_len + 1))) { st = lb_errorf(err, LB_ERR_NOMEM, "%s: out of memory", path); goto fail; }
     get(&r, qtext, q_len);
     qtext[q_len] = 0;
+    lb_ckpt_meta mt = { .test_acc = -1 };
+    if ((st = parse_meta(path, metatext, &mt, err))) goto fail;
+    /* The tensor table against the data that follows it, before the model (and its
+     * parameter blocks) is built: a description claiming a huge model in a small file fails
+     * here instead of allocating that model. */
+    if ((st = scan_tensors(path, r, err))) goto fail;
     char origin[4200];
     snprintf(origin, sizeof origin, "%s (quantization config)", path);
     lb_qconfig *qc = malloc(sizeof *qc);
@@ -253,8 +329,6 @@ lb_status lb_checkpoint_load(const char *path, lb_model **out, lb_ckpt_meta *met
         get(&r, ps->m, bytes);
         get(&r, ps->v, bytes);
     }
-    lb_ckpt_meta mt = { .test_acc = -1 };
-    parse_meta(metatext, &mt);
     m->bn_folded = mt.bn_folded != 0;
     if (meta) *meta = mt;
     free(buf);

@@ -39,6 +39,7 @@ typedef struct lb_ckpt_meta {
     uint64_t rng_dropout;    /* the training loop's dropout generator, for resuming    */
     int64_t  epoch_step;     /* steps done in epoch `epoch + 1` when the run was stopped
                                 in the middle of it (0: stopped at an epoch's end)     */
+    int64_t  skipped;        /* training steps dropped for a NaN/Inf (--nonfinite skip) */
 } lb_ckpt_meta;
 
 /* Writes m's parameters (and moments when with_moments and present) atomically to path. */

@@ -126,7 +126,7 @@ lb_status lb_evaluate(lb_model *m, const lb_dataset *ds, int64_t batch, double *
 }
 
 static void progress(const lb_train_cfg *cfg, int epoch, int64_t step, int64_t n_steps,
-                     double loss, double acc, double ips, double wait_frac)
+                     double loss, double acc, double ips, double wait_frac, int64_t skipped)
 {
     if (!cfg->log || !cfg->log_tty) return;
     const int width = 30;
@@ -137,6 +137,7 @@ static void progress(const lb_train_cfg *cfg, int epoch, int64_t step, int64_t n
     fprintf(cfg->log, "\r\033[Kepoch %d/%d [%s] %lld/%lld loss %.4f acc %.2f%% %.0f img/s "
             "data wait %.0f%%", epoch, cfg->epochs, bar, (long long)step, (long long)n_steps, loss,
             100.0 * acc, ips, 100.0 * wait_frac);
+    if (skipped) fprintf(cfg->log, " (%lld skipped)", (long long)skipped);
     fflush(cfg->log);
 }
 
@@ -167,18 +168,73 @@ static lb_status make_dir(const char *dir, lb_error *err)
     return LB_OK;
 }
 
-/* Writes <out_dir>/last.ckpt with everything a resumed run needs. */
+/* Writes <out_dir>/last.ckpt with everything a resumed run needs, unless a parameter or
+ * moment is NaN or Inf (an update that overflowed): then LB_ERR_NUMERIC, and the checkpoint
+ * on disk keeps the last good state. */
 static lb_status save_state(const lb_train_cfg *cfg, const lb_model *m, int epochs_done,
                             int64_t epoch_step, int64_t step, const lb_optim *opt,
                             const lb_rng *rng, const lb_train_result *res, lb_error *err)
 {
+    const lb_params *ps = m->params;
+    const float *blocks[3] = { ps->values, ps->m, ps->v };
+    for (int k = 0; k < 3; k++) {
+        const int64_t bad = blocks[k] ? lb_find_nonfinite(blocks[k], ps->total) : -1;
+        if (bad >= 0)
+            return lb_errorf(err, LB_ERR_NUMERIC, "%s of %s is %g after step %lld of the run; "
+                             "stopped without saving (%s/last.ckpt keeps the last good state; "
+                             "hint: lower the learning rate)",
+                             k == 0 ? "the value" : "the optimizer moment",
+                             lb_params_tensor_at(ps, bad)->name, (double)blocks[k][bad],
+                             (long long)step, cfg->out_dir);
+    }
     char path[4096];
     lb_ckpt_meta meta = { .epoch = epochs_done, .step = step, .optim_t = opt->t, .seed = cfg->seed,
                           .test_acc = res->test_acc, .train_loss = res->train_loss,
-                          .rng_dropout = rng->state, .epoch_step = epoch_step };
+                          .rng_dropout = rng->state, .epoch_step = epoch_step,
+                          .skipped = res->skipped_steps };
     snprintf(meta.dataset, sizeof meta.dataset, "%s", cfg->dataset ? cfg->dataset : "");
     snprintf(path, sizeof path, "%s/last.ckpt", cfg->out_dir);
     return lb_checkpoint_save(path, m, &meta, true, err);
+}
+
+/* A step whose loss (bad_grad < 0) or gradient element bad_grad is NaN or Inf. Stop mode:
+ * LB_ERR_NUMERIC. Skip mode: undo what the forward pass wrote into the parameters (batch-norm
+ * statistics, observer ranges, from the snapshot taken before it), count the step, and
+ * LB_ERR_NUMERIC only when too many steps in a row were skipped. */
+static lb_status nonfinite_step(const lb_train_cfg *cfg, lb_model *m, float loss,
+                                int64_t bad_grad, int epoch, int64_t i, int64_t per_epoch,
+                                int64_t step, int64_t saved_step, const float *snapshot,
+                                int *in_row, lb_train_result *res, lb_error *err)
+{
+    char what[160], kept[4200] = "";
+    if (bad_grad < 0)
+        snprintf(what, sizeof what, "loss is %g", (double)loss);
+    else
+        snprintf(what, sizeof what, "gradient of %s is %g",
+                 lb_params_tensor_at(m->params, bad_grad)->name,
+                 (double)m->params->grads[bad_grad]);
+    if (cfg->out_dir && saved_step >= 0)
+        snprintf(kept, sizeof kept, "; %s/last.ckpt (saved after step %lld) is kept",
+                 cfg->out_dir, (long long)saved_step);
+    if (cfg->nonfinite != LB_NONFINITE_SKIP)
+        return lb_errorf(err, LB_ERR_NUMERIC, "%s at epoch %d, step %lld of %lld (step %lld of "
+                         "the run); stopped%s (hint: lower the learning rate, or --nonfinite "
+                         "skip)", what, epoch, (long long)(i + 1), (long long)per_epoch,
+                         (long long)(step + 1), kept);
+    memcpy(m->params->values, snapshot, (size_t)m->params->total * sizeof(float));
+    res->skipped_steps++;
+    const int limit = cfg->max_skips_in_row > 0 ? cfg->max_skips_in_row : LB_MAX_SKIPS_IN_ROW;
+    if (++*in_row >= limit)
+        return lb_errorf(err, LB_ERR_NUMERIC, "%d steps in a row skipped (the last: %s at epoch "
+                         "%d, step %lld of %lld); stopped%s (hint: lower the learning rate)",
+                         *in_row, what, epoch, (long long)(i + 1), (long long)per_epoch, kept);
+    if (cfg->log && res->skipped_steps <= 20) {
+        if (cfg->log_tty) fprintf(cfg->log, "\r\033[K");
+        fprintf(cfg->log, "epoch %d, step %lld: %s; step skipped (%lld so far)%s\n", epoch,
+                (long long)(i + 1), what, (long long)res->skipped_steps,
+                res->skipped_steps == 20 ? "; further skips are only counted" : "");
+    }
+    return LB_OK;
 }
 
 lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
@@ -199,7 +255,9 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
     const int64_t eval_batch = cfg->eval_batch > 0 ? cfg->eval_batch : cfg->batch;
     const int64_t eb = eval_batch > cfg->batch ? eval_batch : cfg->batch;
     int32_t *y = malloc((size_t)eb * sizeof *y);
-    if (!g || !y) {
+    const bool skip = cfg->nonfinite == LB_NONFINITE_SKIP;
+    float *snapshot = skip ? malloc((size_t)(m->params->total + 1) * sizeof(float)) : NULL;
+    if (!g || !y || (skip && !snapshot)) { /* snapshot: the parameters before a forward pass */
         st = lb_errorf(err, LB_ERR_NOMEM, "out of memory starting training");
         goto done;
     }
@@ -208,8 +266,8 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
     b.drop_last = true;
     b.augment = cfg->augment;
     lb_rng rng = lb_rng_make(cfg->seed ^ 0xD1B54A32D192ED03ull); /* dropout */
-    int first_epoch = 1;
-    int64_t step = 0;
+    int first_epoch = 1, in_row = 0;
+    int64_t step = 0, saved_step = -1; /* saved_step: the step last.ckpt was written after */
     if (cfg->resume) { /* continue a run: replay the shuffles, restore counters and state */
         for (int64_t e = 0; e < cfg->resume->epoch; e++) lb_batcher_start_epoch(&b);
         first_epoch = (int)cfg->resume->epoch + 1;
@@ -220,6 +278,8 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
         res->steps = step;
         res->test_acc = cfg->resume->test_acc;
         res->train_loss = cfg->resume->train_loss;
+        res->skipped_steps = cfg->resume->skipped;
+        saved_step = step;
     }
     if (!(pf = lb_prefetch_new(&b, cfg->prefetch, err))) {
         st = err ? err->status : LB_ERR_NOMEM;
@@ -256,27 +316,36 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
             const int64_t n = lb_prefetch_next(pf, x->data, y);
             t_wait += lb_now() - tw;
             if (n == 0) break;
+            if (snapshot)
+                memcpy(snapshot, m->params->values, (size_t)m->params->total * sizeof(float));
             lb_tensor *logits = lb_model_forward(m, g, x, &rng);
             lb_tensor *loss = lb_softmax_ce(g, logits, y);
             if (!loss) break;
-            if (!isfinite(loss->data[0])) {
-                st = lb_errorf(err, LB_ERR_NUMERIC,
-                               "loss is %g at epoch %d step %lld; stopped (the last checkpoint, "
-                               "if any, is kept; hint: lower the learning rate)",
-                               (double)loss->data[0], epoch, (long long)i);
+            /* NaN/Inf guard: the loss, then every gradient (one pass over the block) */
+            int64_t bad_grad = -1;
+            const bool loss_ok = isfinite(loss->data[0]);
+            if (loss_ok) {
+                lb_params_zero_grad(m->params);
+                if ((st = lb_backward(g, loss, err))) goto done;
+                if (cfg->nonfinite_at_step == step + 1) m->params->grads[0] = NAN;
+                bad_grad = lb_find_nonfinite(m->params->grads, m->params->total);
+            }
+            if (loss_ok && bad_grad < 0) {
+                lb_optim_step(&opt, m->params, lb_schedule_lr(&sched, step));
+                in_row = 0;
+                loss_sum += (double)loss->data[0] * (double)n;
+                correct += count_correct(logits, y, NULL);
+                seen += n;
+            } else if ((st = nonfinite_step(cfg, m, loss->data[0], bad_grad, epoch, i, per_epoch,
+                                            step, saved_step, snapshot, &in_row, res, err))) {
                 goto done;
             }
-            lb_params_zero_grad(m->params);
-            if ((st = lb_backward(g, loss, err))) goto done;
-            lb_optim_step(&opt, m->params, lb_schedule_lr(&sched, step));
             step++;
-            loss_sum += (double)loss->data[0] * (double)n;
-            correct += count_correct(logits, y, NULL);
-            seen += n;
             t_train += lb_now() - ts;
-            if ((i & 15) == 0 || i + 1 == per_epoch)
+            if (seen > 0 && ((i & 15) == 0 || i + 1 == per_epoch))
                 progress(cfg, epoch, i + 1, per_epoch, loss_sum / (double)seen,
-                         (double)correct / (double)seen, (double)seen / t_train, t_wait / t_train);
+                         (double)correct / (double)seen, (double)seen / t_train, t_wait / t_train,
+                         res->skipped_steps);
             if ((cfg->stop && *cfg->stop) || (cfg->stop_after_step > 0 && step >= cfg->stop_after_step)) {
                 res->steps = step;
                 res->epochs = epoch - 1;
@@ -308,10 +377,13 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
             if (cfg->log_tty) fprintf(cfg->log, "\r\033[K");
             fprintf(cfg->log,
                     "epoch %d/%d  loss %.4f  train acc %.2f%%  test loss %.4f  test acc %.2f%%  "
-                    "%.0f img/s  %.1f s  data wait %.2f s (%.1f%%)\n",
+                    "%.0f img/s  %.1f s  data wait %.2f s (%.1f%%)",
                     epoch, cfg->epochs, res->train_loss, 100.0 * res->train_acc, res->test_loss,
                     100.0 * res->test_acc, (double)seen / (t_train > 0 ? t_train : 1), ep_s,
                     t_wait, 100.0 * t_wait / (t_train > 0 ? t_train : 1));
+            if (res->skipped_steps)
+                fprintf(cfg->log, "  %lld steps skipped (NaN/Inf)", (long long)res->skipped_steps);
+            fputc('\n', cfg->log);
             fflush(cfg->log);
         }
         if (cfg->out_dir) {
@@ -319,13 +391,14 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
             snprintf(line, sizeof line,
                      "{\"epoch\":%d,\"step\":%lld,\"lr\":%.6g,\"train_loss\":%.6f,\"train_acc\":%.6f,"
                      "\"test_loss\":%.6f,\"test_acc\":%.6f,\"images_per_s\":%.1f,\"seconds\":%.3f,"
-                     "\"data_wait_s\":%.3f,\"data_wait_frac\":%.4f}\n",
+                     "\"data_wait_s\":%.3f,\"data_wait_frac\":%.4f,\"skipped\":%lld}\n",
                      epoch, (long long)step, (double)lb_schedule_lr(&sched, step > 0 ? step - 1 : 0),
                      res->train_loss, res->train_acc, res->test_loss, res->test_acc,
                      (double)seen / (t_train > 0 ? t_train : 1), ep_s, t_wait,
-                     t_wait / (t_train > 0 ? t_train : 1));
+                     t_wait / (t_train > 0 ? t_train : 1), (long long)res->skipped_steps);
             if ((st = append_metrics(cfg->out_dir, line, err))) goto done;
             if ((st = save_state(cfg, m, epoch, 0, step, &opt, &rng, res, err))) goto done;
+            saved_step = step;
         }
     }
 done:
@@ -334,6 +407,7 @@ done:
     lb_prefetch_free(pf);
     lb_batcher_free(&b);
     free(y);
+    free(snapshot);
     lb_graph_free(g);
     return st;
 }

@@ -24,6 +24,15 @@
 #include "train/optim.h"
 #include "train/schedule.h"
 
+/* What a NaN or Inf in the loss or in a gradient does to a training run. */
+typedef enum lb_nonfinite {
+    LB_NONFINITE_STOP = 0, /* return LB_ERR_NUMERIC; last.ckpt keeps the last good state     */
+    LB_NONFINITE_SKIP,     /* drop the step (no update, no optimizer state change, the forward
+                              pass's buffer updates undone), count it, go on                  */
+} lb_nonfinite;
+
+#define LB_MAX_SKIPS_IN_ROW 100 /* default of lb_train_cfg.max_skips_in_row */
+
 typedef struct lb_train_cfg {
     int          epochs;
     int64_t      batch;
@@ -50,6 +59,11 @@ typedef struct lb_train_cfg {
     lb_augment   augment;     /* training-batch augmentation (LB_AUGMENT_NONE)         */
     bool         prefetch;    /* prepare batches on a background thread (true); the
                                  batches are the same either way                     */
+    lb_nonfinite nonfinite;   /* NaN/Inf loss or gradient: stop (default) or skip the step */
+    int          max_skips_in_row; /* skip mode: this many consecutive skipped steps stop the
+                                 run anyway with LB_ERR_NUMERIC (0: LB_MAX_SKIPS_IN_ROW)  */
+    int64_t      nonfinite_at_step; /* > 0: tests: the gradients of this step of the run
+                                 (1-based, as res.steps counts) are made NaN           */
 } lb_train_cfg;
 
 typedef struct lb_train_result {
@@ -63,12 +77,17 @@ typedef struct lb_train_result {
     double  train_images_per_s; /* training images / train_seconds                   */
     double  peak_rss_mb;
     double  data_wait_s;        /* time the training steps waited for their batch      */
+    int64_t skipped_steps;      /* steps dropped for a NaN/Inf (skip mode), resumes included */
 } lb_train_result;
 
 lb_train_cfg lb_train_cfg_default(void);
 
-/* Trains m in place. Returns LB_ERR_NUMERIC (and keeps the last checkpoint) when the loss
- * becomes NaN or Inf; LB_ERR_IO when the run folder cannot be written. */
+/* Trains m in place. A NaN or Inf loss or gradient returns LB_ERR_NUMERIC with a message
+ * naming the epoch, the step and (for a gradient) the parameter, or, with cfg->nonfinite ==
+ * LB_NONFINITE_SKIP, drops that step and goes on until max_skips_in_row steps in a row were
+ * dropped. A checkpoint is never written with a NaN or Inf in it (LB_ERR_NUMERIC instead), so
+ * <out_dir>/last.ckpt always holds the last good state. LB_ERR_IO when the run folder
+ * cannot be written; LB_ERR_INTERRUPTED when *cfg->stop was set (state saved). */
 lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
                    const lb_train_cfg *cfg, lb_train_result *res, lb_error *err);
 

@@ -9,7 +9,7 @@ flags="-std=c99 -O2 -Wall -Wextra -I$src"
 files="$src/tests/runtime_m32/run_models.c $src/runtime/lbm.c"
 $cc $flags -o "$out/run64" $files
 $cc $flags -m32 -o "$out/run32" $files || { echo "FAIL: cannot build with -m32 (apt-get install gcc-multilib)"; exit 1; }
-models=$(ls "$src"/runtime/fuzz/corpus/*.lbm)
+models=$(ls "$src"/tests/fuzz/corpus/lbm/*.lbm)
 "$out/run64" $models > "$out/out64.txt"
 "$out/run32" $models > "$out/out32.txt"
 grep -q "load ok" "$out/out64.txt" || { echo "FAIL: no model loaded"; exit 1; }

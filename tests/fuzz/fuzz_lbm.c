@@ -1,5 +1,5 @@
-/* fuzz_lbm.c: libFuzzer target for the .lbm loader and the runtime (built only with
- * -DLB_FUZZ=ON and Clang; see runtime/CMakeLists.txt).
+/* fuzz_lbm.c: libFuzzer target for the .lbm loader and the runtime (runtime/lbm.c; built by
+ * tools/fuzz.sh, see tests/fuzz/CMakeLists.txt).
  *
  * Each input is tried twice: as is, and with its file_size field and every CRC repaired
  * (random mutations almost never keep the CRCs right, so without the repair the fuzzer would

@@ -1,0 +1,1 @@
+w1a8,aq=pact,gran=channel

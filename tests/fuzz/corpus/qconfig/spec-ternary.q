@@ -1,0 +1,1 @@
+wta4,first=0

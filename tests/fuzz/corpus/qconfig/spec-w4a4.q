@@ -1,0 +1,1 @@
+w4a4,first=8,last=8
