@@ -12,6 +12,7 @@
  *                       RGBA, palette with tRNS, 16-bit, interlaced) or JPEG (gray, RGB,
  *                       subsampled RGB, progressive)
  *   OUTDIR/lbds/        decoded dataset caches (lb__cache_write) of tiny gray and RGB datasets
+ *   OUTDIR/archive/     small tar archives of folders and files (pax and ustar, plain and gzip)
  * so that mutations start from deep inside each format. Not a test itself: the CTest
  * fuzz_corpus_current checks that tests/fuzz/corpus is what this writes. After a format
  * change:   build/tests/fuzz/fuzz_gen_corpus tests/fuzz/corpus
@@ -25,6 +26,8 @@
 
 #include <sys/stat.h>
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <jpeglib.h>
 #include <png.h>
 #include <zlib.h>
@@ -542,6 +545,48 @@ static void gen_lbds(const char *dir)
     lbds_one(dir, "classes.lbds", 8, 1, 2, 2, 8);
 }
 
+/* ---- dataset archives ----------------------------------------------------------------- */
+
+static void archive_tar(const char *dir, const char *name, bool pax, bool gz)
+{
+    static const struct { const char *path; int type; const char *body; } e[] = {
+        { "train/", AE_IFDIR, NULL },         { "./train/0/a.png", AE_IFREG, "\x89PNG" },
+        { "train/1/b.jpg", AE_IFREG, "jpeg" }, { "test/", AE_IFDIR, NULL },
+        { "test/0/c.png", AE_IFREG, "" },     { "README", AE_IFREG, "a tiny dataset\n" },
+    };
+    static uint8_t tar[16384], zipped[16384];
+    size_t         used = 0;
+    struct archive *a   = archive_write_new();
+    if (!a) fail(name, "archive_write_new");
+    if (pax) archive_write_set_format_pax_restricted(a);
+    else archive_write_set_format_ustar(a);
+    archive_write_set_bytes_in_last_block(a, 1);
+    if (archive_write_open_memory(a, tar, sizeof tar, &used) != ARCHIVE_OK) fail(name, "open");
+    for (size_t i = 0; i < sizeof e / sizeof e[0]; i++) {
+        struct archive_entry *en = archive_entry_new();
+        const size_t          n  = e[i].body ? strlen(e[i].body) : 0;
+        archive_entry_set_pathname(en, e[i].path);
+        archive_entry_set_filetype(en, (unsigned)e[i].type);
+        archive_entry_set_perm(en, e[i].type == AE_IFDIR ? 0755 : 0644);
+        archive_entry_set_mtime(en, 1700000000, 0);
+        archive_entry_set_size(en, (la_int64_t)n);
+        if (archive_write_header(a, en) != ARCHIVE_OK) fail(name, archive_error_string(a));
+        if (n && archive_write_data(a, e[i].body, n) != (la_ssize_t)n) fail(name, "data");
+        archive_entry_free(en);
+    }
+    if (archive_write_close(a) != ARCHIVE_OK) fail(name, archive_error_string(a));
+    archive_write_free(a);
+    if (gz) write_bytes(dir, name, zipped, gzip_bytes(tar, used, zipped, sizeof zipped));
+    else write_bytes(dir, name, tar, used);
+}
+
+static void gen_archive(const char *dir)
+{
+    archive_tar(dir, "pax.tar", true, false);
+    archive_tar(dir, "ustar.tar", false, false);
+    archive_tar(dir, "pax.tar.gz", true, true);
+}
+
 /* ---- main ----------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -554,6 +599,7 @@ int main(int argc, char **argv)
         { "lbm", gen_lbm },     { "idx", gen_idx },         { "model", gen_model },
         { "qconfig", gen_qconfig }, { "checkpoint", gen_checkpoint },
         { "cifar", gen_cifar },     { "image", gen_image },     { "lbds", gen_lbds },
+        { "archive", gen_archive },
     };
     if (mkdir(argv[1], 0777) != 0 && errno != EEXIST) fail(argv[1], strerror(errno));
     for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
