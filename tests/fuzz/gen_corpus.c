@@ -7,6 +7,12 @@
  *                       key, with "#q SPEC" lines for quantized builds
  *   OUTDIR/qconfig/     quantization configuration files and short specs
  *   OUTDIR/checkpoint/  checkpoints of a small model: float, with moments, quantized, folded
+ *   OUTDIR/cifar/       CIFAR-10 binary batches of 1 to 3 records
+ *   OUTDIR/image/       a channel byte then a small PNG (gray, low-bit gray, gray+alpha, RGB,
+ *                       RGBA, palette with tRNS, 16-bit, interlaced) or JPEG (gray, RGB,
+ *                       subsampled RGB, progressive)
+ *   OUTDIR/lbds/        decoded dataset caches (lb__cache_write) of tiny gray and RGB datasets
+ *   OUTDIR/archive/     small tar archives of folders and files (pax and ustar, plain and gzip)
  * so that mutations start from deep inside each format. Not a test itself: the CTest
  * fuzz_corpus_current checks that tests/fuzz/corpus is what this writes. After a format
  * change:   build/tests/fuzz/fuzz_gen_corpus tests/fuzz/corpus
@@ -20,8 +26,13 @@
 
 #include <sys/stat.h>
 
+#include <archive.h>
+#include <archive_entry.h>
+#include <jpeglib.h>
+#include <png.h>
 #include <zlib.h>
 
+#include "datasets/datasets_impl.h"
 #include "layers/model.h"
 #include "runtime/lbm_write.h"
 #include "train/checkpoint.h"
@@ -347,6 +358,235 @@ static void gen_checkpoint(const char *dir)
     save_ckpt(dir, "w2a2-folded.ckpt", residual_spec, "w2a2,wq=minmax,aq=pact", true, true);
 }
 
+/* ---- CIFAR-10 binary batches ---------------------------------------------------------- */
+
+static void gen_cifar(const char *dir)
+{
+    static uint8_t buf[3 * 3073];
+    for (int n = 1; n <= 3; n++) {
+        for (int r = 0; r < n; r++) {
+            uint8_t *rec = buf + (size_t)r * 3073;
+            rec[0]       = (uint8_t)(r * 4 + n) % 10;
+            for (int k = 0; k < 3072; k++) rec[1 + k] = (uint8_t)(k * 7 + r * 31 + n);
+        }
+        char name[32];
+        snprintf(name, sizeof name, "batch-%d.bin", n);
+        write_bytes(dir, name, buf, (size_t)n * 3073);
+    }
+}
+
+/* ---- PNG and JPEG images -------------------------------------------------------------- */
+
+typedef struct { uint8_t *p; size_t n, cap; } membuf;
+
+static void mem_put(membuf *m, const void *p, size_t n)
+{
+    if (m->n + n > m->cap) {
+        m->cap = (m->n + n) * 2;
+        if (!(m->p = realloc(m->p, m->cap))) fail("image", "out of memory");
+    }
+    memcpy(m->p + m->n, p, n);
+    m->n += n;
+}
+
+static void png_mem_write(png_structp png, png_bytep p, size_t n)
+{
+    mem_put(png_get_io_ptr(png), p, n);
+}
+
+static void png_mem_flush(png_structp png) { (void)png; }
+
+/* A W x H PNG of libpng colour type `type` and bit depth, after the channel byte `want`. */
+static void image_png(const char *dir, const char *name, uint8_t want, int W, int H, int type,
+                      int depth, bool trns, bool interlace)
+{
+    membuf      m    = { 0 };
+    png_structp png  = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop   info = png ? png_create_info_struct(png) : NULL;
+    if (!png || !info || setjmp(png_jmpbuf(png))) fail(name, "libpng");
+    mem_put(&m, &want, 1);
+    png_set_write_fn(png, &m, png_mem_write, png_mem_flush);
+    png_set_IHDR(png, info, (png_uint_32)W, (png_uint_32)H, depth, type,
+                 interlace ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    if (type == PNG_COLOR_TYPE_PALETTE) {
+        png_color pal[16];
+        for (int k = 0; k < 16; k++)
+            pal[k] = (png_color){ (png_byte)(k * 16), (png_byte)(255 - k * 9), (png_byte)(k * 5) };
+        png_set_PLTE(png, info, pal, 16);
+    }
+    if (trns) {
+        png_byte     alpha[4] = { 0, 64, 128, 192 };
+        png_color_16 key      = { 0, 3, 5, 7, 1 };
+        if (type == PNG_COLOR_TYPE_PALETTE) png_set_tRNS(png, info, alpha, 4, NULL);
+        else png_set_tRNS(png, info, NULL, 0, &key);
+    }
+    png_set_compression_level(png, 9);
+    png_write_info(png, info);
+    const int ch = type == PNG_COLOR_TYPE_GRAY ? 1 : type == PNG_COLOR_TYPE_GRAY_ALPHA ? 2
+                 : type == PNG_COLOR_TYPE_RGB ? 3 : type == PNG_COLOR_TYPE_RGBA ? 4 : 1;
+    uint8_t row[64 * 4 * 2];
+    int     passes = interlace ? png_set_interlace_handling(png) : 1;
+    for (int pass = 0; pass < passes; pass++) {
+        for (int y = 0; y < H; y++) {
+            memset(row, 0, sizeof row);
+            for (int x = 0; x < W; x++)
+                for (int k = 0; k < ch; k++) {
+                    const int v = (y * 50 + x * 20 + k * 70 + 3) & 255;
+                    if (depth == 16) {
+                        row[((size_t)x * ch + k) * 2]     = (uint8_t)v;
+                        row[((size_t)x * ch + k) * 2 + 1] = (uint8_t)(k * 37);
+                    } else if (depth == 8) {
+                        row[(size_t)x * ch + k] = (uint8_t)v;
+                    } else { /* 1, 2, 4 bits: one sample, packed from the high bits */
+                        const int per = 8 / depth, s = v & ((1 << depth) - 1);
+                        row[x / per] |= (uint8_t)(s << (8 - depth * (x % per + 1)));
+                    }
+                }
+            png_write_row(png, row);
+        }
+    }
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    write_bytes(dir, name, m.p, m.n);
+    free(m.p);
+}
+
+/* A W x H JPEG (C = 1 gray, 3 RGB) after the channel byte `want`. */
+static void image_jpeg(const char *dir, const char *name, uint8_t want, int W, int H, int C,
+                       bool subsample, bool progressive)
+{
+    struct jpeg_compress_struct cinfo;
+    struct jpeg_error_mgr       jerr;
+    unsigned char              *out  = NULL;
+    unsigned long               size = 0;
+    cinfo.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&cinfo);
+    jpeg_mem_dest(&cinfo, &out, &size);
+    cinfo.image_width      = (JDIMENSION)W;
+    cinfo.image_height     = (JDIMENSION)H;
+    cinfo.input_components = C;
+    cinfo.in_color_space   = C == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_set_defaults(&cinfo);
+    jpeg_set_quality(&cinfo, 75, TRUE);
+    if (!subsample)
+        for (int k = 0; k < cinfo.num_components; k++)
+            cinfo.comp_info[k].h_samp_factor = cinfo.comp_info[k].v_samp_factor = 1;
+    if (progressive) jpeg_simple_progression(&cinfo);
+    jpeg_start_compress(&cinfo, TRUE);
+    uint8_t row[64 * 3];
+    while (cinfo.next_scanline < cinfo.image_height) {
+        const int y = (int)cinfo.next_scanline;
+        for (int x = 0; x < W; x++)
+            for (int k = 0; k < C; k++) row[x * C + k] = (uint8_t)(y * 20 + x * 10 + k * 30 + 3);
+        JSAMPROW r = row;
+        jpeg_write_scanlines(&cinfo, &r, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    membuf m = { 0 };
+    mem_put(&m, &want, 1);
+    mem_put(&m, out, size);
+    write_bytes(dir, name, m.p, m.n);
+    free(m.p);
+    free(out);
+}
+
+static void gen_image(const char *dir)
+{
+    /* the channel byte: % 3 picks keep/gray/RGB, / 3 and / 21 the resize target */
+    image_png(dir, "gray8.png", 0, 4, 3, PNG_COLOR_TYPE_GRAY, 8, false, false);
+    image_png(dir, "gray2-trns.png", 2, 7, 3, PNG_COLOR_TYPE_GRAY, 2, true, false);
+    image_png(dir, "gray-alpha.png", 4, 3, 5, PNG_COLOR_TYPE_GRAY_ALPHA, 8, false, false);
+    image_png(dir, "rgb8.png", 1, 5, 4, PNG_COLOR_TYPE_RGB, 8, false, false);
+    image_png(dir, "rgba8.png", 3, 4, 4, PNG_COLOR_TYPE_RGBA, 8, false, false);
+    image_png(dir, "palette-trns.png", 5, 6, 2, PNG_COLOR_TYPE_PALETTE, 4, true, false);
+    image_png(dir, "rgb16.png", 45, 3, 3, PNG_COLOR_TYPE_RGB, 16, false, false);
+    image_png(dir, "rgb8-interlaced.png", 66, 9, 9, PNG_COLOR_TYPE_RGB, 8, false, true);
+    image_jpeg(dir, "gray.jpg", 0, 8, 8, 1, false, false);
+    image_jpeg(dir, "rgb.jpg", 2, 9, 7, 3, false, false);
+    image_jpeg(dir, "rgb-420.jpg", 25, 16, 16, 3, true, false);
+    image_jpeg(dir, "rgb-progressive.jpg", 1, 12, 10, 3, true, true);
+}
+
+/* ---- decoded dataset caches ----------------------------------------------------------- */
+
+/* fuzz_lbds.c reads with this key and source folder: keep them the same there */
+#define FUZZ_LBDS_SOURCE "/data/fuzz-folder/train"
+#define FUZZ_LBDS_KEY    { 6, 12345, 1700000000123456789LL, 0x00030001u }
+
+static void lbds_one(const char *dir, const char *name, int64_t n, int c, int h, int w, int K)
+{
+    static uint8_t  pix[4096];
+    static int32_t  lab[64];
+    static char     names[8 * LB_CLASS_NAME_MAX];
+    static const char *const cls[8] = { "cat", "dog", "", "zebra", "7", "a-long-class-name",
+                                        "x", "y" };
+    lb_dataset ds = { .n = n, .c = c, .h = h, .w = w, .n_classes = K, .images = pix,
+                      .labels = lab, .class_names = names, .n_skipped = 1 };
+    snprintf(ds.source, sizeof ds.source, "%s", FUZZ_LBDS_SOURCE);
+    memset(names, 0, sizeof names);
+    for (int k = 0; k < K; k++) snprintf(names + k * LB_CLASS_NAME_MAX, LB_CLASS_NAME_MAX, "%s", cls[k]);
+    for (int64_t i = 0; i < n * c * h * w; i++) pix[i] = (uint8_t)(i * 13 + 5);
+    for (int64_t i = 0; i < n; i++) lab[i] = (int32_t)(i % K);
+    const lb__cache_key key = FUZZ_LBDS_KEY;
+    char                path[512];
+    lb_error            err = { 0 };
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (lb__cache_write(path, &ds, &key, &err) != LB_OK) fail(path, err.msg);
+    printf("%s\n", path);
+}
+
+static void gen_lbds(const char *dir)
+{
+    lbds_one(dir, "gray.lbds", 3, 1, 4, 5, 2);
+    lbds_one(dir, "rgb.lbds", 2, 3, 3, 3, 4);
+    lbds_one(dir, "one.lbds", 1, 1, 1, 1, 1);
+    lbds_one(dir, "classes.lbds", 8, 1, 2, 2, 8);
+}
+
+/* ---- dataset archives ----------------------------------------------------------------- */
+
+static void archive_tar(const char *dir, const char *name, bool pax, bool gz)
+{
+    static const struct { const char *path; int type; const char *body; } e[] = {
+        { "train/", AE_IFDIR, NULL },         { "./train/0/a.png", AE_IFREG, "\x89PNG" },
+        { "train/1/b.jpg", AE_IFREG, "jpeg" }, { "test/", AE_IFDIR, NULL },
+        { "test/0/c.png", AE_IFREG, "" },     { "README", AE_IFREG, "a tiny dataset\n" },
+    };
+    static uint8_t tar[16384], zipped[16384];
+    size_t         used = 0;
+    struct archive *a   = archive_write_new();
+    if (!a) fail(name, "archive_write_new");
+    if (pax) archive_write_set_format_pax_restricted(a);
+    else archive_write_set_format_ustar(a);
+    archive_write_set_bytes_in_last_block(a, 1);
+    if (archive_write_open_memory(a, tar, sizeof tar, &used) != ARCHIVE_OK) fail(name, "open");
+    for (size_t i = 0; i < sizeof e / sizeof e[0]; i++) {
+        struct archive_entry *en = archive_entry_new();
+        const size_t          n  = e[i].body ? strlen(e[i].body) : 0;
+        archive_entry_set_pathname(en, e[i].path);
+        archive_entry_set_filetype(en, (unsigned)e[i].type);
+        archive_entry_set_perm(en, e[i].type == AE_IFDIR ? 0755 : 0644);
+        archive_entry_set_mtime(en, 1700000000, 0);
+        archive_entry_set_size(en, (la_int64_t)n);
+        if (archive_write_header(a, en) != ARCHIVE_OK) fail(name, archive_error_string(a));
+        if (n && archive_write_data(a, e[i].body, n) != (la_ssize_t)n) fail(name, "data");
+        archive_entry_free(en);
+    }
+    if (archive_write_close(a) != ARCHIVE_OK) fail(name, archive_error_string(a));
+    archive_write_free(a);
+    if (gz) write_bytes(dir, name, zipped, gzip_bytes(tar, used, zipped, sizeof zipped));
+    else write_bytes(dir, name, tar, used);
+}
+
+static void gen_archive(const char *dir)
+{
+    archive_tar(dir, "pax.tar", true, false);
+    archive_tar(dir, "ustar.tar", false, false);
+    archive_tar(dir, "pax.tar.gz", true, true);
+}
+
 /* ---- main ----------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -358,6 +598,8 @@ int main(int argc, char **argv)
     static const struct { const char *name; void (*gen)(const char *dir); } targets[] = {
         { "lbm", gen_lbm },     { "idx", gen_idx },         { "model", gen_model },
         { "qconfig", gen_qconfig }, { "checkpoint", gen_checkpoint },
+        { "cifar", gen_cifar },     { "image", gen_image },     { "lbds", gen_lbds },
+        { "archive", gen_archive },
     };
     if (mkdir(argv[1], 0777) != 0 && errno != EEXIST) fail(argv[1], strerror(errno));
     for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
