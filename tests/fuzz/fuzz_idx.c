@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "datasets/dataset.h"
+#include "tests/fuzz/fuzz_dataset.h"
 #include "tests/fuzz/fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -22,25 +23,7 @@ static void check_dataset(const lb_dataset *ds, unsigned batch)
     if (ds->n < 1 || ds->c != 1 || ds->h < 1 || ds->w < 1 || ds->n_classes < 1 ||
         ds->n_classes > LB_DATASET_MAX_CLASSES || !ds->images || !ds->labels)
         __builtin_trap();
-    const int64_t per = (int64_t)ds->c * ds->h * ds->w;
-    unsigned      sum = 0; /* reads every pixel: ASan catches a buffer shorter than claimed */
-    for (int64_t i = 0; i < ds->n * per; i++) sum += ds->images[i];
-    for (int64_t i = 0; i < ds->n; i++)
-        if (ds->labels[i] < 0 || ds->labels[i] >= ds->n_classes) __builtin_trap();
-    volatile unsigned sink = sum;
-    (void)sink;
-
-    lb_batcher b;
-    lb_error   err = { 0 };
-    float     *x   = malloc((size_t)(batch * per) * sizeof *x);
-    int32_t   *y   = malloc(batch * sizeof *y);
-    if (!x || !y || lb_batcher_init(&b, ds, batch, true, 7, &err) != LB_OK) __builtin_trap();
-    int64_t seen = 0, k;
-    while ((k = lb_batcher_next(&b, x, y)) > 0) seen += k;
-    if (seen != ds->n) __builtin_trap();
-    lb_batcher_free(&b);
-    free(x);
-    free(y);
+    fuzz_check_dataset(ds, batch, LB_AUGMENT_NONE);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
