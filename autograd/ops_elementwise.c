@@ -127,25 +127,30 @@ static void relu_forward(lb_tensor *y)
     lb_parallel_for(lb_numel(y), PAR_MIN, relu_forward_part, y);
 }
 
-/* Branch-free: dy is masked with the bits of (x > 0), which the compiler vectorizes (with a
- * select it emits a branch, and the sign of x is random, so that branch mispredicts half the
- * time). Adding +0.0f where x <= 0 leaves dx unchanged, as skipping the add would, except
- * that -0.0f becomes +0.0f. */
+/* dx[i] += dy[i] where v[i] > 0, branch-free: dy is masked with the bits of (v > 0), which
+ * the compiler vectorizes (with a select it emits a branch, and the sign is random, so that
+ * branch mispredicts half the time). Adding +0.0f where v <= 0 leaves dx unchanged, as
+ * skipping the add would, except that -0.0f becomes +0.0f. v is relu's input, or its output
+ * when in place (positive at the same places). */
 LB_CLONES
-static void relu_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
+static void relu_mask_add(float *restrict dx, const float *restrict dy,
+                          const float *restrict v, int64_t lo, int64_t hi)
 {
-    (void)tid;
-    lb_tensor *y = ctx;
-    const float *restrict x = y->src[0]->data, *restrict dy = y->grad;
-    float *restrict dx = y->src[0]->grad;
     for (int64_t i = lo; i < hi; i++) {
         uint32_t d;
         memcpy(&d, &dy[i], sizeof d);
-        d &= -(uint32_t)(x[i] > 0.0f);
+        d &= -(uint32_t)(v[i] > 0.0f);
         float m;
         memcpy(&m, &d, sizeof m);
         dx[i] += m;
     }
+}
+
+static void relu_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    lb_tensor *y = ctx;
+    relu_mask_add(y->src[0]->grad, y->grad, y->src[0]->data, lo, hi);
 }
 
 static void relu_backward(lb_tensor *y)
@@ -156,21 +161,11 @@ static void relu_backward(lb_tensor *y)
 static const lb_op_def relu_def = { "relu", relu_forward, relu_backward };
 
 /* In place: the mask comes from the output (y > 0 exactly where x > 0). */
-LB_CLONES
 static void relu_inplace_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;
     lb_tensor *y = ctx;
-    const float *restrict yv = y->data, *restrict dy = y->grad;
-    float *restrict dx = y->src[0]->grad;
-    for (int64_t i = lo; i < hi; i++) {
-        uint32_t d;
-        memcpy(&d, &dy[i], sizeof d);
-        d &= -(uint32_t)(yv[i] > 0.0f);
-        float m;
-        memcpy(&m, &d, sizeof m);
-        dx[i] += m;
-    }
+    relu_mask_add(y->src[0]->grad, y->grad, y->data, lo, hi);
 }
 
 static void relu_inplace_backward(lb_tensor *y)
