@@ -14,10 +14,12 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 # libjpeg-dev and libarchive-dev: JPEG image folders (CIFAR-10) and the dataset archives.
 # clang and libclang-rt-dev (libFuzzer and the sanitizer runtimes): tools/fuzz.sh, which CI
 # runs, fuzzes every parser.
+# gnuplot-nox and fonts-dejavu-core: the PNG charts of sensitivity, mixed and ablate
+# (pngcairo terminal; cli/plot.c).
 pkgs=(build-essential cmake pkg-config libopenblas-dev libpng-dev zlib1g-dev check
       libjpeg-dev libarchive-dev
       dataset-fashion-mnist libprotobuf-c-dev protobuf-c-compiler libonnx-dev
-      clang libclang-rt-dev)
+      clang libclang-rt-dev gnuplot-nox fonts-dejavu-core)
 
 # 32-bit C library for the runtime's -m32 portability test (amd64 hosts)
 [ "$(dpkg --print-architecture)" = amd64 ] && pkgs+=(gcc-multilib)
