@@ -1,12 +1,15 @@
-/* ops_conv.c: 2-d convolution (cross-correlation, as PyTorch) by im2col + sgemm.
+/* ops_conv.c: 2-d convolution (cross-correlation, as PyTorch).
  *
- * Images are split over the threads of the pool (parallel.h). Each image is unrolled into the
- * thread's scratch matrix col (K, S), whose row (c, i, j) holds the input pixels that kernel
- * tap (c, i, j) sees at every output position; then Y_n = W · col is one small sgemm that
- * runs from cache (measured here: a per-image (16 x 144) · (144 x 1024) product runs at 1.5x
- * the speed of one product over a chunk of 32 images, whose operands no longer fit in L2).
- * Backward re-unrolls each image instead of keeping B copies, accumulates dW per thread and
- * sums the partials in thread order. A 1x1 kernel with stride 1 and no padding skips im2col.
+ * Images are split over the threads of the pool (parallel.h); each thread works on one image
+ * at a time in its own scratch, accumulates dW into a partial sum, and the partials are added
+ * in thread order. Three paths:
+ *  - stride 1 (the bulk of every model here): a direct convolution from a zero-padded copy of
+ *    the image, register-blocked (see "direct" below), for y, dW, and dx as the correlation of
+ *    dy with the flipped, transposed kernel. Nothing is unrolled.
+ *  - 1x1, stride 1, no padding: one sgemm per image, Y_n = W · X_n.
+ *  - other strides: im2col + sgemm. The image is unrolled, band by band of output rows, into
+ *    the scratch matrix col (K, rows*Wo) whose row (c, i, j) holds the pixels that tap (c, i, j)
+ *    sees; Y_n[:, band] = W · col; dx through dcol = Wᵀ · dY_n and col2im.
  * Not here: dilation, groups, asymmetric stride or padding, NHWC layout.
  *
  * Legend: B batch, C input channels, H W input size, O output channels, kh kw kernel size,
@@ -19,17 +22,278 @@
 #include "autograd/ops.h"
 #include "autograd/parallel.h"
 
+/* ---- direct stride-1 convolution ----------------------------------------------------------
+ * The image is copied once into a zero-padded plane per channel, xp (C, Hp, Wp), and the
+ * output is computed in padded-width coordinates: position t = oh*Wp + ow reads
+ * xp[c][t + i*Wp + j] for tap (i, j), so DT consecutive positions are DV vector loads per tap
+ * whatever the row boundaries. The last Wp - Wo positions of each row are garbage, computed
+ * and dropped when the rows are copied out (6% of the work at 32 wide, 20% at 8). A micro-tile
+ * is DO output channels x DT positions, 12 AVX2 accumulators; per tap it loads DV vectors and
+ * broadcasts DO weights for DO*DV multiply-adds. Weights are packed (O/DO, C, kh, kw, DO) so
+ * one tap's DO weights are adjacent.
+ * dW[o][c][i][j] = sum_t dy[o][t] xp[c][t + i*Wp + j], with dy laid out the same way (garbage
+ * columns zero): per (channel block, c, i), DO x 3 taps in 12 accumulators, reduced at the end.
+ * dx is this same forward kernel run on dy padded by k - 1 - pad with the flipped kernel. */
+#define DO 4                      /* output channels per micro-tile */
+#define DV 3                      /* vectors of 8 positions per micro-tile */
+#define DT (8 * DV)               /* positions per micro-tile */
+
+typedef struct {
+    int64_t C, H, W, ph, pw, kh, kw, O; /* input, padding, kernel, output channels */
+    int64_t Hp, Wp, Ho, Wo, plane;      /* padded input; output; Hp*Wp */
+    int64_t T, Tt, Tw;  /* Ho*Wp positions; T rounded up to DT (forward), to 8 (dW) */
+    int64_t nob;        /* output channel blocks of DO */
+} dgeom;
+
+static dgeom dgeom_make(int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, int64_t kh,
+                        int64_t kw, int64_t O)
+{
+    dgeom g = { .C = C, .H = H, .W = W, .ph = ph, .pw = pw, .kh = kh, .kw = kw, .O = O };
+    g.Hp = H + 2 * ph, g.Wp = W + 2 * pw;
+    g.Ho = g.Hp - kh + 1, g.Wo = g.Wp - kw + 1;
+    g.plane = g.Hp * g.Wp;
+    g.T = g.Ho * g.Wp;
+    g.Tt = (g.T + DT - 1) / DT * DT;
+    g.Tw = (g.T + 7) / 8 * 8;
+    g.nob = (O + DO - 1) / DO;
+    return g;
+}
+
+/* Floats of the padded image: the kernels read up to DT + kw + 8 past the last plane. */
+static int64_t dg_xp_floats(const dgeom *g) { return g->C * g->plane + DT + g->kw + 8; }
+/* Floats of the padded-width output (nob*DO, Tt); dW's dy uses (nob*DO, Tw), no more. */
+static int64_t dg_y_floats(const dgeom *g) { return g->nob * DO * g->Tt; }
+static int64_t dg_wpk_floats(const dgeom *g) { return g->nob * DO * g->C * g->kh * g->kw; }
+
 typedef struct {
     int64_t C, H, W, kh, kw, Ho, Wo;
     int     stride, pad;
-    bool    col;    /* unroll with im2col; false on the 1x1 direct path              */
-    /* backward through the transposed convolution (stride 1, pad <= k - 1): dx is the
-     * correlation of dy with the flipped, transposed kernel wf, padded by k - 1 - pad */
-    bool    flip;
-    int64_t tC, tH, tW, tkh, tkw, tHo, tWo; /* that correlation's geometry (dy -> dx)    */
-    int     tpad;
-    float  *wf;     /* (C, O, kh, kw): wf[c][o][i][j] = w[o][c][kh-1-i][kw-1-j]      */
+    bool    col;    /* unroll with im2col (strided convs); false on the 1x1 sgemm path  */
+    bool    direct; /* stride 1: the direct kernels for y and dW                        */
+    bool    flip;   /* dx by the direct kernel on dy with the flipped kernel            */
+    dgeom   gf, gt; /* the geometry of y = conv(x) and of dx = conv(dy, flipped w)      */
+    float  *wpk;    /* packed w (gf.nob, C, kh, kw, DO), filled by each forward         */
+    float  *wpk_t;  /* packed flipped, transposed w (gt.nob, O, kh, kw, DO), by backward */
 } conv_saved;
+
+/* Packs w (O, C, kh, kw) for the tile kernel: wpk[((ob*Ci + c)*kh + i)*kw + j][k] is the
+ * weight from input channel c to output channel ob*DO + k (zero past the last one). With
+ * flip, the convolution is dy -> dx: input channels O, output channels C, and the weight is
+ * w[k'][c'][kh-1-i][kw-1-j] with k' the input (dy) channel and c' the output (dx) channel. */
+static void d_pack(const float *w, int64_t O, int64_t C, int64_t kh, int64_t kw, bool flip,
+                   float *restrict wpk)
+{
+    const int64_t Oo = flip ? C : O, Ci = flip ? O : C, nob = (Oo + DO - 1) / DO;
+    for (int64_t ob = 0; ob < nob; ob++)
+        for (int64_t c = 0; c < Ci; c++)
+            for (int64_t i = 0; i < kh; i++)
+                for (int64_t j = 0; j < kw; j++)
+                    for (int64_t k = 0; k < DO; k++) {
+                        const int64_t o = ob * DO + k;
+                        *wpk++ = o >= Oo ? 0.0f
+                                 : flip  ? w[((c * C + o) * kh + kh - 1 - i) * kw + kw - 1 - j]
+                                         : w[((o * C + c) * kh + i) * kw + j];
+                    }
+}
+
+/* xp = x (C, H, W) zero-padded by (ph, pw), plus the zeroed tail the kernels read. */
+static void d_pad(const dgeom *g, const float *restrict x, float *restrict xp)
+{
+    const int64_t n = dg_xp_floats(g);
+    if (g->ph == 0 && g->pw == 0) {
+        memcpy(xp, x, (size_t)(g->C * g->plane) * sizeof(float));
+        memset(xp + g->C * g->plane, 0, (size_t)(n - g->C * g->plane) * sizeof(float));
+        return;
+    }
+    memset(xp, 0, (size_t)n * sizeof(float));
+    for (int64_t c = 0; c < g->C; c++)
+        for (int64_t h = 0; h < g->H; h++)
+            memcpy(xp + (c * g->Hp + h + g->ph) * g->Wp + g->pw, x + (c * g->H + h) * g->W,
+                   (size_t)g->W * sizeof(float));
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(LB_NO_CLONES)
+#include <immintrin.h>
+#define LB_DIRECT_AVX2 1
+
+/* out (DO rows of ld) [0, DT) = the DO x DT tile at xp: see "direct" above. */
+__attribute__((target("avx2,fma")))
+static void tile_avx2(const float *restrict xp, int64_t plane, int64_t C, int64_t kh, int64_t kw,
+                      int64_t Wp, const float *restrict w, float *restrict out, int64_t ld)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+    __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    for (int64_t c = 0; c < C; c++, xp += plane)
+        for (int64_t i = 0; i < kh; i++) {
+            const float *restrict xr = xp + i * Wp;
+            for (int64_t j = 0; j < kw; j++, w += DO) {
+                const __m256 x0 = _mm256_loadu_ps(xr + j), x1 = _mm256_loadu_ps(xr + j + 8),
+                             x2 = _mm256_loadu_ps(xr + j + 16);
+                __m256 b = _mm256_broadcast_ss(w);
+                a0 = _mm256_fmadd_ps(b, x0, a0), a1 = _mm256_fmadd_ps(b, x1, a1);
+                a2 = _mm256_fmadd_ps(b, x2, a2);
+                b = _mm256_broadcast_ss(w + 1);
+                a3 = _mm256_fmadd_ps(b, x0, a3), a4 = _mm256_fmadd_ps(b, x1, a4);
+                a5 = _mm256_fmadd_ps(b, x2, a5);
+                b = _mm256_broadcast_ss(w + 2);
+                a6 = _mm256_fmadd_ps(b, x0, a6), a7 = _mm256_fmadd_ps(b, x1, a7);
+                a8 = _mm256_fmadd_ps(b, x2, a8);
+                b = _mm256_broadcast_ss(w + 3);
+                a9 = _mm256_fmadd_ps(b, x0, a9), a10 = _mm256_fmadd_ps(b, x1, a10);
+                a11 = _mm256_fmadd_ps(b, x2, a11);
+            }
+        }
+    _mm256_storeu_ps(out, a0), _mm256_storeu_ps(out + 8, a1), _mm256_storeu_ps(out + 16, a2);
+    out += ld;
+    _mm256_storeu_ps(out, a3), _mm256_storeu_ps(out + 8, a4), _mm256_storeu_ps(out + 16, a5);
+    out += ld;
+    _mm256_storeu_ps(out, a6), _mm256_storeu_ps(out + 8, a7), _mm256_storeu_ps(out + 16, a8);
+    out += ld;
+    _mm256_storeu_ps(out, a9), _mm256_storeu_ps(out + 8, a10), _mm256_storeu_ps(out + 16, a11);
+}
+
+__attribute__((target("avx2,fma")))
+static inline float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+/* acc[k*3 + jj] = sum over t in [0, Tw) of dy[k*ldy + t] * xr[t + jj], k < DO, jj < 3. */
+__attribute__((target("avx2,fma")))
+static void dw_tile_avx2(const float *restrict dy, int64_t ldy, const float *restrict xr,
+                         int64_t Tw, float *restrict acc)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+    __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    for (int64_t t = 0; t < Tw; t += 8) {
+        const __m256 x0 = _mm256_loadu_ps(xr + t), x1 = _mm256_loadu_ps(xr + t + 1),
+                     x2 = _mm256_loadu_ps(xr + t + 2);
+        __m256 d = _mm256_loadu_ps(dy + t);
+        a0 = _mm256_fmadd_ps(d, x0, a0), a1 = _mm256_fmadd_ps(d, x1, a1);
+        a2 = _mm256_fmadd_ps(d, x2, a2);
+        d = _mm256_loadu_ps(dy + ldy + t);
+        a3 = _mm256_fmadd_ps(d, x0, a3), a4 = _mm256_fmadd_ps(d, x1, a4);
+        a5 = _mm256_fmadd_ps(d, x2, a5);
+        d = _mm256_loadu_ps(dy + 2 * ldy + t);
+        a6 = _mm256_fmadd_ps(d, x0, a6), a7 = _mm256_fmadd_ps(d, x1, a7);
+        a8 = _mm256_fmadd_ps(d, x2, a8);
+        d = _mm256_loadu_ps(dy + 3 * ldy + t);
+        a9 = _mm256_fmadd_ps(d, x0, a9), a10 = _mm256_fmadd_ps(d, x1, a10);
+        a11 = _mm256_fmadd_ps(d, x2, a11);
+    }
+    acc[0] = hsum8(a0), acc[1] = hsum8(a1), acc[2] = hsum8(a2), acc[3] = hsum8(a3);
+    acc[4] = hsum8(a4), acc[5] = hsum8(a5), acc[6] = hsum8(a6), acc[7] = hsum8(a7);
+    acc[8] = hsum8(a8), acc[9] = hsum8(a9), acc[10] = hsum8(a10), acc[11] = hsum8(a11);
+}
+#endif
+
+/* The same two kernels in plain C, for CPUs without AVX2 and FMA. */
+static void tile_c(const float *restrict xp, int64_t plane, int64_t C, int64_t kh, int64_t kw,
+                   int64_t Wp, const float *restrict w, float *restrict out, int64_t ld)
+{
+    float a[DO][DT] = { { 0 } };
+    for (int64_t c = 0; c < C; c++, xp += plane)
+        for (int64_t i = 0; i < kh; i++)
+            for (int64_t j = 0; j < kw; j++, w += DO) {
+                const float *restrict xr = xp + i * Wp + j;
+                for (int k = 0; k < DO; k++)
+                    for (int t = 0; t < DT; t++) a[k][t] += w[k] * xr[t];
+            }
+    for (int k = 0; k < DO; k++) memcpy(out + k * ld, a[k], sizeof a[k]);
+}
+
+static void dw_tile_c(const float *restrict dy, int64_t ldy, const float *restrict xr,
+                      int64_t Tw, float *restrict acc)
+{
+    for (int k = 0; k < DO; k++)
+        for (int jj = 0; jj < 3; jj++) {
+            float l[8] = { 0 };
+            for (int64_t t = 0; t < Tw; t += 8)
+                for (int u = 0; u < 8; u++) l[u] += dy[k * ldy + t + u] * xr[t + u + jj];
+            acc[k * 3 + jj] = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+        }
+}
+
+typedef void (*tile_fn)(const float *, int64_t, int64_t, int64_t, int64_t, int64_t,
+                        const float *, float *, int64_t);
+typedef void (*dw_tile_fn)(const float *, int64_t, const float *, int64_t, float *);
+
+static bool have_avx2_fma(void)
+{
+#ifdef LB_DIRECT_AVX2
+    static int has = -1;
+    if (has < 0) has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return has;
+#else
+    return false;
+#endif
+}
+
+/* yt (nob*DO, Tt) = the padded-width output of the padded image xp. */
+static void d_forward_image(const dgeom *g, const float *wpk, const float *xp, float *yt)
+{
+    tile_fn tile = tile_c;
+#ifdef LB_DIRECT_AVX2
+    if (have_avx2_fma()) tile = tile_avx2;
+#endif
+    const int64_t wblock = g->C * g->kh * g->kw * DO;
+    for (int64_t t = 0; t < g->Tt; t += DT)
+        for (int64_t ob = 0; ob < g->nob; ob++)
+            tile(xp + t, g->plane, g->C, g->kh, g->kw, g->Wp, wpk + ob * wblock,
+                 yt + ob * DO * g->Tt + t, g->Tt);
+}
+
+/* y (O, Ho, Wo) = (or +=, with add) the valid columns of yt. */
+static void d_store(const dgeom *g, const float *restrict yt, float *restrict y, bool add)
+{
+    for (int64_t o = 0; o < g->O; o++)
+        for (int64_t oh = 0; oh < g->Ho; oh++) {
+            const float *restrict s = yt + o * g->Tt + oh * g->Wp;
+            float *restrict d = y + (o * g->Ho + oh) * g->Wo;
+            if (add) {
+                for (int64_t t = 0; t < g->Wo; t++) d[t] += s[t];
+            } else {
+                memcpy(d, s, (size_t)g->Wo * sizeof(float));
+            }
+        }
+}
+
+/* dyp (nob*DO, Tw) = dy (O, Ho, Wo) in padded-width layout, zero elsewhere. */
+static void d_dy_layout(const dgeom *g, const float *restrict dy, float *restrict dyp)
+{
+    memset(dyp, 0, (size_t)(g->nob * DO * g->Tw) * sizeof(float));
+    for (int64_t o = 0; o < g->O; o++)
+        for (int64_t oh = 0; oh < g->Ho; oh++)
+            memcpy(dyp + o * g->Tw + oh * g->Wp, dy + (o * g->Ho + oh) * g->Wo,
+                   (size_t)g->Wo * sizeof(float));
+}
+
+/* dw (O, C, kh, kw) += this image's dW, from its padded image and padded-width dy. */
+static void d_dw_image(const dgeom *g, const float *xp, const float *dyp, float *restrict dw)
+{
+    dw_tile_fn tile = dw_tile_c;
+#ifdef LB_DIRECT_AVX2
+    if (have_avx2_fma()) tile = dw_tile_avx2;
+#endif
+    const int64_t C = g->C, kh = g->kh, kw = g->kw;
+    for (int64_t ob = 0; ob < g->nob; ob++) {
+        const int64_t nk = g->O - ob * DO < DO ? g->O - ob * DO : DO;
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < kh; i++)
+                for (int64_t j0 = 0; j0 < kw; j0 += 3) {
+                    float acc[DO * 3];
+                    tile(dyp + ob * DO * g->Tw, g->Tw, xp + c * g->plane + i * g->Wp + j0, g->Tw,
+                         acc);
+                    const int64_t nj = kw - j0 < 3 ? kw - j0 : 3;
+                    for (int64_t k = 0; k < nk; k++)
+                        for (int64_t jj = 0; jj < nj; jj++)
+                            dw[(((ob * DO + k) * C + c) * kh + i) * kw + j0 + jj] += acc[k * 3 + jj];
+                }
+    }
+}
 
 /* Output positions o in [*lo, *hi) whose input index o*stride - pad + k lies in [0, n_in):
  * the rest of the row reads zero padding. Lets the inner loops run without bounds checks. */
@@ -140,27 +404,33 @@ static void col2im_add(const conv_saved *p, const float *restrict dcol /* (K, ld
 }
 
 /* The per-image work of forward and backward, split over images by lb_parallel_for. Each
- * thread unrolls one image at a time into its own scratch (K, S) and multiplies it with one
- * small sgemm, which stays in cache; BLAS itself runs single-threaded inside the region. */
+ * thread works on one image at a time in its own scratch, which stays in cache; BLAS itself
+ * runs single-threaded inside the region. */
 typedef struct {
     const conv_saved *p;
     lb_tensor        *y, *x, *w, *b;
     int64_t           O, K, S, CHW;
 } conv_job;
 
-/* Scratch floats per thread: one band of the unrolled image (of x, or of dy for the
- * transposed backward) or, on the col2im path, the whole unrolled image; then the partial
- * dW (O, K). */
+/* Scratch floats per thread before the partial dW (O, K): the direct path's padded image and
+ * padded-width output (forward), padded image and dy (dW) and padded dy and dx (dx); the
+ * im2col path's band of the unrolled image or, for col2im, the whole unrolled image. */
 static int64_t col_floats(const conv_saved *p, bool x_grad)
 {
-    const int64_t K = p->C * p->kh * p->kw, tK = p->tC * p->tkh * p->tkw;
-    int64_t n = p->col ? K * band_rows(K, p->Wo, p->Ho) * p->Wo : 0;
-    if (p->flip) {
-        const int64_t t = tK * band_rows(tK, p->tWo, p->tHo) * p->tWo;
-        n = t > n ? t : n;
-    } else if (p->col && x_grad) {
-        n = K * p->Ho * p->Wo;
+    if (p->direct) {
+        int64_t n = dg_xp_floats(&p->gf) + dg_y_floats(&p->gf);
+        if (p->flip && x_grad) {
+            const int64_t t = dg_xp_floats(&p->gt) + dg_y_floats(&p->gt);
+            n = t > n ? t : n;
+        } else if (x_grad) { /* dx through col2im: the whole unrolled image */
+            const int64_t t = p->C * p->kh * p->kw * p->Ho * p->Wo;
+            n = t > n ? t : n;
+        }
+        return n;
     }
+    const int64_t K = p->C * p->kh * p->kw;
+    int64_t n = p->col ? K * band_rows(K, p->Wo, p->Ho) * p->Wo : 0;
+    if (p->col && x_grad) n = K * p->Ho * p->Wo;
     return n;
 }
 
@@ -173,7 +443,12 @@ static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
     for (int64_t n = lo; n < hi; n++) {
         const float *xn = j->x->data + n * j->CHW;
         float *yn = j->y->data + n * j->O * j->S;
-        if (!p->col) { /* Y_n (O, S) = W (O, C) · X_n (C, S) */
+        if (p->direct) {
+            float *yt = col + dg_xp_floats(&p->gf);
+            d_pad(&p->gf, xn, col);
+            d_forward_image(&p->gf, p->wpk, col, yt);
+            d_store(&p->gf, yt, yn, false);
+        } else if (!p->col) { /* Y_n (O, S) = W (O, C) · X_n (C, S) */
             lb_sgemm(false, false, j->O, j->S, j->K, 1.0f, j->w->data, j->K, xn, j->S, 0.0f, yn,
                      j->S);
         } else {
@@ -199,6 +474,7 @@ static void conv2d_forward(lb_tensor *y)
     const conv_saved *p = y->saved;
     conv_job j = { p, y, y->src[0], y->src[1], y->src[2], y->src[1]->shape[0],
                    p->C * p->kh * p->kw, p->Ho * p->Wo, p->C * p->H * p->W };
+    if (p->direct) d_pack(j.w->data, j.O, p->C, p->kh, p->kw, false, p->wpk);
     lb_parallel_for(j.x->shape[0], 1, forward_part, &j);
 }
 
@@ -223,9 +499,9 @@ static void bias_grad_part(void *ctx, int64_t lo, int64_t hi, int tid)
     }
 }
 
-/* Per image: dW_t (O, K) += dY_n (O, S) · col_nᵀ (S, K) into this thread's partial sum, then
- * dx_n: either as the correlation of dY_n with the flipped kernel (one sgemm that adds into
- * dx directly), or through dcol = Wᵀ · dY_n (into the same scratch) and col2im. */
+/* Per image: dW_t (O, K) += dY_n (O, S) · col_nᵀ (S, K) into this thread's partial sum (or its
+ * direct equivalent), then dx_n: by the direct kernel on dY_n with the flipped kernel, or
+ * through dcol = Wᵀ · dY_n (into the same scratch) and col2im, or by one sgemm for 1x1. */
 static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     const conv_job *j = ctx;
@@ -233,13 +509,18 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
     float *col = lb_parallel_scratch(tid);
     float *dw = col + col_floats(p, j->x->grad != NULL);
     const int64_t R = band_rows(j->K, p->Wo, p->Ho);
-    const int64_t tK = p->tC * p->tkh * p->tkw, tR = p->flip ? band_rows(tK, p->tWo, p->tHo) : 0;
+    if (j->w->grad && (p->direct || p->col)) memset(dw, 0, (size_t)(j->O * j->K) * sizeof(float));
     for (int64_t n = lo; n < hi; n++) {
         const float *xn = j->x->data + n * j->CHW;
         const float *dy = j->y->grad + n * j->O * j->S;
         float *dx = j->x->grad ? j->x->grad + n * j->CHW : NULL;
         if (j->w->grad) {
-            if (!p->col) { /* dW (O, C) += dY_n (O, S) · X_nᵀ (S, C) */
+            if (p->direct) { /* dW += sum_t dy[o][t] xp[c][t + tap] */
+                float *dyp = col + dg_xp_floats(&p->gf);
+                d_pad(&p->gf, xn, col);
+                d_dy_layout(&p->gf, dy, dyp);
+                d_dw_image(&p->gf, col, dyp, dw);
+            } else if (!p->col) { /* dW (O, C) += dY_n (O, S) · X_nᵀ (S, C) */
                 lb_sgemm(false, true, j->O, j->K, j->S, 1.0f, dy, j->S, xn, j->S,
                          n == lo ? 0.0f : 1.0f, dw, j->K);
             } else {
@@ -247,27 +528,23 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
                     const int64_t ob = oa + R < p->Ho ? oa + R : p->Ho, BS = (ob - oa) * p->Wo;
                     im2col(p, xn, oa, ob, col);
                     lb_sgemm(false, true, j->O, j->K, BS, 1.0f, dy + oa * p->Wo, j->S, col, BS,
-                             n == lo && oa == 0 ? 0.0f : 1.0f, dw, j->K);
+                             1.0f, dw, j->K);
                 }
             }
         }
         if (!dx) continue;
-        if (p->flip) {
-            /* dX_n[:, band] (C, .) += Wf (C, O*kh*kw) · unroll(dY_n)[:, band] */
-            for (int64_t oa = 0; oa < p->tHo; oa += tR) {
-                const int64_t ob = oa + tR < p->tHo ? oa + tR : p->tHo, BS = (ob - oa) * p->tWo;
-                im2col_g(p->tC, p->tH, p->tW, p->tkh, p->tkw, p->tHo, p->tWo, 1, p->tpad, dy, oa,
-                         ob, col);
-                lb_sgemm(false, false, p->C, BS, tK, 1.0f, p->wf, tK, col, BS, 1.0f,
-                         dx + oa * p->tWo, p->tHo * p->tWo);
-            }
+        if (p->flip) { /* dX_n += conv(dY_n padded by k - 1 - pad, flipped w) */
+            float *yt = col + dg_xp_floats(&p->gt);
+            d_pad(&p->gt, dy, col);
+            d_forward_image(&p->gt, p->wpk_t, col, yt);
+            d_store(&p->gt, yt, dx, true);
         } else if (p->col) {
             /* dcol (K, S) = Wᵀ (K, O) · dY_n (O, S); overwrites the unrolled image */
             lb_sgemm(true, false, j->K, j->S, j->O, 1.0f, j->w->data, j->K, dy, j->S, 0.0f, col,
                      j->S);
             col2im_add(p, col, j->S, dx);
         } else {
-            /* direct path: dX_n (C, S) += Wᵀ (C, O) · dY_n (O, S) */
+            /* 1x1 path: dX_n (C, S) += Wᵀ (C, O) · dY_n (O, S) */
             lb_sgemm(true, false, j->K, j->S, j->O, 1.0f, j->w->data, j->K, dy, j->S, 1.0f, dx,
                      j->S);
         }
@@ -282,15 +559,7 @@ static void conv2d_backward(lb_tensor *y)
     const int64_t B = j.x->shape[0];
     if (j.b && j.b->grad) lb_parallel_for(j.O, 1, bias_grad_part, &j);
     if (!j.w->grad && !j.x->grad) return;
-    if (p->flip && j.x->grad) { /* wf[c][o][i][k] = w[o][c][kh-1-i][kw-1-k] */
-        const int64_t C = p->C, kh = p->kh, kw = p->kw;
-        for (int64_t o = 0; o < j.O; o++)
-            for (int64_t c = 0; c < C; c++)
-                for (int64_t i = 0; i < kh; i++)
-                    for (int64_t k = 0; k < kw; k++)
-                        p->wf[((c * j.O + o) * kh + i) * kw + k] =
-                            j.w->data[((o * C + c) * kh + kh - 1 - i) * kw + kw - 1 - k];
-    }
+    if (p->flip && j.x->grad) d_pack(j.w->data, j.O, p->C, p->kh, p->kw, true, p->wpk_t);
     const int used = lb_parallel_count(B, 1);
     lb_parallel_for(B, 1, backward_part, &j);
     if (!j.w->grad) return;
@@ -336,24 +605,22 @@ lb_tensor *lb_conv2d(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor *b, int 
 
     conv_saved *p = lb_graph_alloc(g, sizeof *p);
     if (!p) return NULL;
-    const bool direct = kh == 1 && kw == 1 && stride == 1 && pad == 0;
+    const bool one = kh == 1 && kw == 1 && stride == 1 && pad == 0;
     *p = (conv_saved){ .C = C, .H = H, .W = W, .kh = kh, .kw = kw, .Ho = Ho, .Wo = Wo,
-                       .stride = stride, .pad = pad, .col = !direct };
-    /* dx as a correlation when that is a plain stride-1 one; a 1x1 direct conv keeps its
-     * single sgemm. The products: (C, tS, O*kh*kw) here against (C*kh*kw, S, O) for col2im,
-     * so the same flops when O*H*W == C*Ho*Wo */
-    p->flip = !direct && stride == 1 && pad <= kh - 1 && pad <= kw - 1 && x->requires_grad;
-    if (p->flip) {
-        p->tC = O, p->tH = Ho, p->tW = Wo, p->tkh = kh, p->tkw = kw, p->tHo = H, p->tWo = W;
-        p->tpad = (int)(kh - 1 - pad);
-        if (kh != kw) p->flip = false; /* one pad for both axes */
-        /* worth it only when it multiplies no more than col2im's product does: true for
-         * "same" convs with O <= C (ResNet), not for LeNet's unpadded 5x5 (5x the work) */
-        if (O * H * W > C * Ho * Wo) p->flip = false;
-    }
-    if (p->flip) {
-        p->wf = lb_graph_alloc(g, (size_t)(O * C * kh * kw) * sizeof(float));
-        if (!p->wf) return NULL;
+                       .stride = stride, .pad = pad, .col = !one && stride != 1,
+                       .direct = !one && stride == 1 };
+    if (p->direct) {
+        p->gf = dgeom_make(C, H, W, P, P, kh, kw, O);
+        /* dx as a stride-1 correlation of dy needs the padding k - 1 - pad >= 0 */
+        p->flip = x->requires_grad && pad <= kh - 1 && pad <= kw - 1;
+        if (p->flip) p->gt = dgeom_make(O, Ho, Wo, kh - 1 - P, kw - 1 - P, kh, kw, C);
+        else p->col = true; /* dx through col2im */
+        p->wpk = lb_graph_alloc(g, (size_t)dg_wpk_floats(&p->gf) * sizeof(float));
+        if (!p->wpk) return NULL;
+        if (p->flip) {
+            p->wpk_t = lb_graph_alloc(g, (size_t)dg_wpk_floats(&p->gt) * sizeof(float));
+            if (!p->wpk_t) return NULL;
+        }
     }
     const int64_t n_scratch = lb_shape_numel((int64_t[]){ col_floats(p, x->requires_grad) + O * C * kh * kw, 1 },
                                              2);
