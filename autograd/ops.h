@@ -56,8 +56,10 @@ lb_tensor *lb_softmax_ce(lb_graph *g, lb_tensor *logits, const int32_t *labels);
 /* ---- convolution and pooling (ops_conv.c, ops_pool.c) --------------------------------- */
 
 /* x (B, C, H, W), w (O, C, kh, kw), b (O) or NULL -> (B, O, Ho, Wo) with
- * Ho = (H + 2*pad - kh) / stride + 1. im2col per image + sgemm. */
+ * Ho = (H + 2*pad - kh) / stride + 1. Direct kernels for stride 1, im2col + sgemm otherwise. */
 lb_tensor *lb_conv2d(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor *b, int stride, int pad);
+/* For tests: makes conv2d use its portable C kernels even where AVX2 and FMA exist. */
+void lb_conv2d_force_portable(bool on);
 /* Max pooling, window k, stride s, padding pad (padded cells never win): (B, C, H, W) -> (B, C, Ho, Wo). */
 lb_tensor *lb_maxpool2d(lb_graph *g, lb_tensor *x, int k, int stride, int pad);
 /* Average pooling; padded cells count in the divisor (PyTorch's count_include_pad=True). */

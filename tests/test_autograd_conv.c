@@ -482,8 +482,8 @@ static const conv_cfg ref_cfgs[] = {
     { 2, 6, 14, 14, 16, 5, 5, 1, 0, true },/* LeNet conv2: unpadded 5x5 (two dW tap groups) */
 };
 
-/* Each reference case runs on this many threads in turn: images split unevenly, partial dW
- * sums combined across threads. */
+/* Each reference case runs on this many threads in turn (images split unevenly, partial dW
+ * sums combined across threads), with the AVX2 kernels and with the portable ones. */
 static const int ref_threads[] = { 1, 3 };
 
 static int64_t in_index(const conv_cfg *k, int64_t n, int64_t c, int64_t h, int64_t w)
@@ -493,8 +493,9 @@ static int64_t in_index(const conv_cfg *k, int64_t n, int64_t c, int64_t h, int6
 
 START_TEST(test_conv2d_vs_naive)
 {
-    const conv_cfg *k = &ref_cfgs[_i / 2];
+    const conv_cfg *k = &ref_cfgs[_i / 4];
     ck_assert_int_eq(lb_parallel_set_threads(ref_threads[_i % 2], NULL), LB_OK);
+    lb_conv2d_force_portable(_i / 2 % 2); /* the AVX2 kernels, then the portable ones */
     const int64_t Ho = (k->H + 2 * k->pad - k->kh) / k->stride + 1;
     const int64_t Wo = (k->W + 2 * k->pad - k->kw) / k->stride + 1;
     const int64_t nx = k->B * k->C * k->H * k->W, nw = k->O * k->C * k->kh * k->kw;
@@ -505,7 +506,7 @@ START_TEST(test_conv2d_vs_naive)
     float *dx_ref = calloc((size_t)nx, sizeof(float)), *dw_ref = calloc((size_t)nw, sizeof(float));
     float *db_ref = calloc((size_t)k->O, sizeof(float));
     ck_assert(xs && ws && bs && rs && y_ref && dx_ref && dw_ref && db_ref);
-    lb_rng rng = lb_rng_make(77 + (uint64_t)(_i / 2));
+    lb_rng rng = lb_rng_make(77 + (uint64_t)(_i / 4));
     for (int64_t i = 0; i < nx; i++) xs[i] = lb_rng_normal(&rng);
     for (int64_t i = 0; i < nw; i++) ws[i] = lb_rng_normal(&rng);
     for (int64_t i = 0; i < k->O; i++) bs[i] = lb_rng_normal(&rng);
@@ -564,6 +565,7 @@ START_TEST(test_conv2d_vs_naive)
     free(dx_ref);
     free(dw_ref);
     free(db_ref);
+    lb_conv2d_force_portable(false);
     ck_assert_int_eq(lb_parallel_set_threads(1, NULL), LB_OK);
 }
 END_TEST
@@ -776,7 +778,7 @@ Suite *autograd_conv_suite(void)
     tc = tcase_create("reference");
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_conv2d_vs_naive, 0,
-                        2 * (int)(sizeof ref_cfgs / sizeof ref_cfgs[0]));
+                        4 * (int)(sizeof ref_cfgs / sizeof ref_cfgs[0]));
     tcase_add_test(tc, test_batchnorm_running_stats);
     suite_add_tcase(s, tc);
 
