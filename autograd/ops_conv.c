@@ -157,6 +157,55 @@ static void tile_avx2(const float *restrict xp, int64_t plane, int64_t C, int64_
     _mm256_storeu_ps(out, a9), _mm256_storeu_ps(out + 8, a10), _mm256_storeu_ps(out + 16, a11);
 }
 
+/* tile_avx2 for 3x3 kernels, the 9 taps of a channel unrolled (no inner loop overhead). */
+#define TAP3(off, wo)                                                                          \
+    do {                                                                                       \
+        const __m256 x0 = _mm256_loadu_ps(xp + (off)), x1 = _mm256_loadu_ps(xp + (off) + 8),    \
+                     x2 = _mm256_loadu_ps(xp + (off) + 16);                                    \
+        __m256 b = _mm256_broadcast_ss(w + (wo));                                              \
+        a0 = _mm256_fmadd_ps(b, x0, a0), a1 = _mm256_fmadd_ps(b, x1, a1);                      \
+        a2 = _mm256_fmadd_ps(b, x2, a2);                                                       \
+        b = _mm256_broadcast_ss(w + (wo) + 1);                                                 \
+        a3 = _mm256_fmadd_ps(b, x0, a3), a4 = _mm256_fmadd_ps(b, x1, a4);                      \
+        a5 = _mm256_fmadd_ps(b, x2, a5);                                                       \
+        b = _mm256_broadcast_ss(w + (wo) + 2);                                                 \
+        a6 = _mm256_fmadd_ps(b, x0, a6), a7 = _mm256_fmadd_ps(b, x1, a7);                      \
+        a8 = _mm256_fmadd_ps(b, x2, a8);                                                       \
+        b = _mm256_broadcast_ss(w + (wo) + 3);                                                 \
+        a9 = _mm256_fmadd_ps(b, x0, a9), a10 = _mm256_fmadd_ps(b, x1, a10);                    \
+        a11 = _mm256_fmadd_ps(b, x2, a11);                                                     \
+    } while (0)
+
+__attribute__((target("avx2,fma")))
+static void tile33_avx2(const float *restrict xp, int64_t plane, int64_t C, int64_t kh,
+                        int64_t kw, int64_t Wp, const float *restrict w, float *restrict out,
+                        int64_t ld)
+{
+    (void)kh, (void)kw;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+    __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    const int64_t W2 = 2 * Wp;
+    for (int64_t c = 0; c < C; c++, xp += plane, w += 9 * DO) {
+        TAP3(0, 0);
+        TAP3(1, 4);
+        TAP3(2, 8);
+        TAP3(Wp, 12);
+        TAP3(Wp + 1, 16);
+        TAP3(Wp + 2, 20);
+        TAP3(W2, 24);
+        TAP3(W2 + 1, 28);
+        TAP3(W2 + 2, 32);
+    }
+    _mm256_storeu_ps(out, a0), _mm256_storeu_ps(out + 8, a1), _mm256_storeu_ps(out + 16, a2);
+    out += ld;
+    _mm256_storeu_ps(out, a3), _mm256_storeu_ps(out + 8, a4), _mm256_storeu_ps(out + 16, a5);
+    out += ld;
+    _mm256_storeu_ps(out, a6), _mm256_storeu_ps(out + 8, a7), _mm256_storeu_ps(out + 16, a8);
+    out += ld;
+    _mm256_storeu_ps(out, a9), _mm256_storeu_ps(out + 8, a10), _mm256_storeu_ps(out + 16, a11);
+}
+#undef TAP3
+
 /* The same with 2 vectors: a DO x 16 tile in 8 accumulators. */
 __attribute__((target("avx2,fma")))
 static void tile2_avx2(const float *restrict xp, int64_t plane, int64_t C, int64_t kh, int64_t kw,
@@ -188,13 +237,15 @@ static void tile2_avx2(const float *restrict xp, int64_t plane, int64_t C, int64
     _mm256_storeu_ps(out, a9), _mm256_storeu_ps(out + 8, a10);
 }
 
+/* The 8 lane sums of a..h, in one vector: (sum a, sum b, ..., sum h). */
 __attribute__((target("avx2,fma")))
-static inline float hsum8(__m256 v)
+static inline __m256 hsum8x8(__m256 a, __m256 b, __m256 c, __m256 d, __m256 e, __m256 f,
+                             __m256 g, __m256 h)
 {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    return _mm_cvtss_f32(s);
+    const __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    const __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(e, f), _mm256_hadd_ps(g, h));
+    return _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20),
+                         _mm256_permute2f128_ps(q0, q1, 0x31));
 }
 
 /* acc[k*3 + jj] = sum over t in [0, Tw) of dy[k*ldy + t] * xr[t + jj], k < DO, jj < 3. */
@@ -220,9 +271,9 @@ static void dw_tile_avx2(const float *restrict dy, int64_t ldy, const float *res
         a9 = _mm256_fmadd_ps(d, x0, a9), a10 = _mm256_fmadd_ps(d, x1, a10);
         a11 = _mm256_fmadd_ps(d, x2, a11);
     }
-    acc[0] = hsum8(a0), acc[1] = hsum8(a1), acc[2] = hsum8(a2), acc[3] = hsum8(a3);
-    acc[4] = hsum8(a4), acc[5] = hsum8(a5), acc[6] = hsum8(a6), acc[7] = hsum8(a7);
-    acc[8] = hsum8(a8), acc[9] = hsum8(a9), acc[10] = hsum8(a10), acc[11] = hsum8(a11);
+    const __m256 z = _mm256_setzero_ps();
+    _mm256_storeu_ps(acc, hsum8x8(a0, a1, a2, a3, a4, a5, a6, a7));
+    _mm_storeu_ps(acc + 8, _mm256_castps256_ps128(hsum8x8(a8, a9, a10, a11, z, z, z, z)));
 }
 #endif
 
@@ -289,7 +340,8 @@ static void d_forward_image(const dgeom *g, const float *wpk, const float *xp, f
 {
     tile_fn tile = g->dv == 3 ? tile_c : tile2_c;
 #ifdef LB_DIRECT_AVX2
-    if (have_avx2_fma()) tile = g->dv == 3 ? tile_avx2 : tile2_avx2;
+    if (have_avx2_fma())
+        tile = g->dv == 3 ? (g->kh == 3 && g->kw == 3 ? tile33_avx2 : tile_avx2) : tile2_avx2;
 #endif
     const int64_t wblock = g->C * g->kh * g->kw * DO, step = 8 * g->dv;
     for (int64_t t = 0; t < g->Tt; t += step)
