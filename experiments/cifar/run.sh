@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# experiments/cifar/run.sh: the CIFAR-10 figures of issue 5, on the JPEG CIFAR-10 copy in
+# ../shared/datasets (unpacked once into $LOWBIT_CACHE).
+#
+# Stages, each one `lowbit train` run in $RUNS_DIR/<stage> (the recipe of the issue's PyTorch
+# reference: batch 128, SGD momentum 0.9 without Nesterov, weight decay 5e-4, one-cycle
+# schedule peaking at lr 0.1, random crop and flip):
+#   resnet20-fp32-32ep   ResNet-20, 32 epochs
+#   resnet20-fp32-long   ResNet-20, $LONG_EPOCHS epochs (default 100)
+#   vgg-small-fp32       vgg-small, $VGG_EPOCHS epochs (default 30)
+#   resnet20-w4a4        QAT fine-tuning of resnet20-fp32-32ep: LSQ W4A4, first and last layer
+#   resnet20-w2a2        at 8 bits, $QAT_EPOCHS epochs (default 15), one-cycle peaking at 0.01
+# A stage whose folder has a last.ckpt is resumed where it stopped (a finished one just reports
+# its result), so the script can be stopped and re-run: these runs take hours on two cores.
+# STAGES="..." picks stages (default: all, in the order above); THREADS (default 2).
+# Writes experiments/results/cifar10.md from the runs' metrics.jsonl.
+# Usage: RUNS_DIR=DIR experiments/cifar/run.sh
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+: "${RUNS_DIR:?set RUNS_DIR to a folder that keeps the runs (they resume from it)}"
+build="${LB_BUILD_DIR:-build}"
+LB_BUILD_DIR="$build" tools/build.sh >/dev/null
+lowbit="$(cd "$build" && pwd)/lowbit"
+threads="${THREADS:-2}"
+long="${LONG_EPOCHS:-100}" vgg="${VGG_EPOCHS:-30}" qat="${QAT_EPOCHS:-15}"
+stages="${STAGES:-resnet20-fp32-32ep resnet20-fp32-long vgg-small-fp32 resnet20-w4a4 resnet20-w2a2}"
+mkdir -p "$RUNS_DIR"
+common=(--data cifar10 --batch 128 --momentum 0.9 --no-nesterov --wd 5e-4 --schedule onecycle
+        --warmup 0 --threads "$threads" --seed 42 --json)
+
+args_of() {
+    case "$1" in
+    resnet20-fp32-32ep) echo "--model resnet20 --epochs 32 --lr 0.1" ;;
+    resnet20-fp32-long) echo "--model resnet20 --epochs $long --lr 0.1" ;;
+    vgg-small-fp32) echo "--model vgg-small --epochs $vgg --lr 0.1" ;;
+    resnet20-w4a4) echo "--init $RUNS_DIR/resnet20-fp32-32ep/last.ckpt --quant w4a4,first=8,last=8 --epochs $qat --lr 0.01" ;;
+    resnet20-w2a2) echo "--init $RUNS_DIR/resnet20-fp32-32ep/last.ckpt --quant w2a2,first=8,last=8 --epochs $qat --lr 0.01" ;;
+    *) echo "unknown stage $1" >&2; exit 2 ;;
+    esac
+}
+
+for s in $stages; do
+    dir="$RUNS_DIR/$s"
+    read -r -a a <<<"$(args_of "$s")"
+    mkdir -p "$dir"
+    cmd=("$lowbit" train "${a[@]}" "${common[@]}" --out "$dir")
+    [ -f "$dir/command.txt" ] || echo "lowbit train ${a[*]} ${common[*]} --out $s" >"$dir/command.txt"
+    if [ -f "$dir/last.ckpt" ]; then
+        echo "== $s: resuming" >&2
+        cmd+=(--resume "$dir")
+    else
+        echo "== $s" >&2
+    fi
+    nice -n 5 "${cmd[@]}" >>"$dir/stdout.jsonl" 2>>"$dir/train.log"
+done
+
+python3 - "$RUNS_DIR" $stages >experiments/results/cifar10.md <<'PY'
+import json, os, platform, subprocess, sys
+runs, stages = sys.argv[1], sys.argv[2:]
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+print("# CIFAR-10 results (issue 5)\n")
+print("Written by `experiments/cifar/run.sh` from each run's metrics.jsonl. Machine: "
+      f"{platform.machine()}, {os.cpu_count()} cores ({cpu}), {platform.platform()}.\n")
+print("Data: the JPEG CIFAR-10 copy (`--data cifar10`), 50,000 training and 10,000 test "
+      "images; random crop (4 px padding) and horizontal flip.\n")
+print("| run | epochs | test acc (last epoch) | best epoch acc | train time | img/s (median) | command |")
+print("|---|---|---|---|---|---|---|")
+for s in stages:
+    d = os.path.join(runs, s)
+    try:
+        rows = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl"))]
+    except FileNotFoundError:
+        continue
+    if not rows:
+        continue
+    cmd = open(os.path.join(d, "command.txt")).readline().strip()
+    secs = sum(r["seconds"] for r in rows)
+    ips = sorted(r["images_per_s"] for r in rows)[len(rows) // 2]
+    best = max(rows, key=lambda r: r["test_acc"])
+    print(f"| {s} | {rows[-1]['epoch']} | {100*rows[-1]['test_acc']:.2f}% | "
+          f"{100*best['test_acc']:.2f}% (epoch {best['epoch']}) | {secs/3600:.2f} h | {ips:.0f} | `{cmd}` |")
+PY
+cat experiments/results/cifar10.md
