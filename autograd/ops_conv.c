@@ -248,29 +248,31 @@ static inline __m256 hsum8x8(__m256 a, __m256 b, __m256 c, __m256 d, __m256 e, _
                          _mm256_permute2f128_ps(q0, q1, 0x31));
 }
 
-/* acc[k*3 + jj] = sum over t in [0, Tw) of dy[k*ldy + t] * xr[t + jj], k < DO, jj < 3. */
+/* acc[k*3 + jj] = sum over images g < G and t in [0, Tw) of dy[g*gs + k*ldy + t] *
+ * xr[g*gs + t + jj], k < DO, jj < 3: the images of a group lie gs floats apart. */
 __attribute__((target("avx2,fma")))
 static void dw_tile_avx2(const float *restrict dy, int64_t ldy, const float *restrict xr,
-                         int64_t Tw, float *restrict acc)
+                         int64_t Tw, int G, int64_t gs, float *restrict acc)
 {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
     __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
-    for (int64_t t = 0; t < Tw; t += 8) {
-        const __m256 x0 = _mm256_loadu_ps(xr + t), x1 = _mm256_loadu_ps(xr + t + 1),
-                     x2 = _mm256_loadu_ps(xr + t + 2);
-        __m256 d = _mm256_loadu_ps(dy + t);
-        a0 = _mm256_fmadd_ps(d, x0, a0), a1 = _mm256_fmadd_ps(d, x1, a1);
-        a2 = _mm256_fmadd_ps(d, x2, a2);
-        d = _mm256_loadu_ps(dy + ldy + t);
-        a3 = _mm256_fmadd_ps(d, x0, a3), a4 = _mm256_fmadd_ps(d, x1, a4);
-        a5 = _mm256_fmadd_ps(d, x2, a5);
-        d = _mm256_loadu_ps(dy + 2 * ldy + t);
-        a6 = _mm256_fmadd_ps(d, x0, a6), a7 = _mm256_fmadd_ps(d, x1, a7);
-        a8 = _mm256_fmadd_ps(d, x2, a8);
-        d = _mm256_loadu_ps(dy + 3 * ldy + t);
-        a9 = _mm256_fmadd_ps(d, x0, a9), a10 = _mm256_fmadd_ps(d, x1, a10);
-        a11 = _mm256_fmadd_ps(d, x2, a11);
-    }
+    for (int g = 0; g < G; g++, dy += gs, xr += gs)
+        for (int64_t t = 0; t < Tw; t += 8) {
+            const __m256 x0 = _mm256_loadu_ps(xr + t), x1 = _mm256_loadu_ps(xr + t + 1),
+                         x2 = _mm256_loadu_ps(xr + t + 2);
+            __m256 d = _mm256_loadu_ps(dy + t);
+            a0 = _mm256_fmadd_ps(d, x0, a0), a1 = _mm256_fmadd_ps(d, x1, a1);
+            a2 = _mm256_fmadd_ps(d, x2, a2);
+            d = _mm256_loadu_ps(dy + ldy + t);
+            a3 = _mm256_fmadd_ps(d, x0, a3), a4 = _mm256_fmadd_ps(d, x1, a4);
+            a5 = _mm256_fmadd_ps(d, x2, a5);
+            d = _mm256_loadu_ps(dy + 2 * ldy + t);
+            a6 = _mm256_fmadd_ps(d, x0, a6), a7 = _mm256_fmadd_ps(d, x1, a7);
+            a8 = _mm256_fmadd_ps(d, x2, a8);
+            d = _mm256_loadu_ps(dy + 3 * ldy + t);
+            a9 = _mm256_fmadd_ps(d, x0, a9), a10 = _mm256_fmadd_ps(d, x1, a10);
+            a11 = _mm256_fmadd_ps(d, x2, a11);
+        }
     const __m256 z = _mm256_setzero_ps();
     _mm256_storeu_ps(acc, hsum8x8(a0, a1, a2, a3, a4, a5, a6, a7));
     _mm_storeu_ps(acc + 8, _mm256_castps256_ps128(hsum8x8(a8, a9, a10, a11, z, z, z, z)));
@@ -305,20 +307,23 @@ static void tile2_c(const float *restrict xp, int64_t plane, int64_t C, int64_t 
 }
 
 static void dw_tile_c(const float *restrict dy, int64_t ldy, const float *restrict xr,
-                      int64_t Tw, float *restrict acc)
+                      int64_t Tw, int G, int64_t gs, float *restrict acc)
 {
     for (int k = 0; k < DO; k++)
         for (int jj = 0; jj < 3; jj++) {
             float l[8] = { 0 };
-            for (int64_t t = 0; t < Tw; t += 8)
-                for (int u = 0; u < 8; u++) l[u] += dy[k * ldy + t + u] * xr[t + u + jj];
+            for (int g = 0; g < G; g++)
+                for (int64_t t = 0; t < Tw; t += 8)
+                    for (int u = 0; u < 8; u++)
+                        l[u] += dy[g * gs + k * ldy + t + u] * xr[g * gs + t + u + jj];
             acc[k * 3 + jj] = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
         }
 }
 
 typedef void (*tile_fn)(const float *, int64_t, int64_t, int64_t, int64_t, int64_t,
                         const float *, float *, int64_t);
-typedef void (*dw_tile_fn)(const float *, int64_t, const float *, int64_t, float *);
+typedef void (*dw_tile_fn)(const float *, int64_t, const float *, int64_t, int, int64_t,
+                           float *);
 
 static bool force_portable;
 
@@ -344,10 +349,22 @@ static void d_forward_image(const dgeom *g, const float *wpk, const float *xp, f
         tile = g->dv == 3 ? (g->kh == 3 && g->kw == 3 ? tile33_avx2 : tile_avx2) : tile2_avx2;
 #endif
     const int64_t wblock = g->C * g->kh * g->kw * DO, step = 8 * g->dv;
-    for (int64_t t = 0; t < g->Tt; t += step)
+    /* The operand that is swept again for every step of the outer loop should be the one
+     * that stays in cache: with positions outside, all the weights are read per tile (fine
+     * while they are smaller than the image: ResNet's 16 channels at 32x32); with channel
+     * blocks outside, the whole image per block (64 and 128 channels at 8x8: the weights,
+     * up to 590 KB, would come from L3 for every tile) */
+    if (dg_wpk_floats(g) <= g->C * g->plane) {
+        for (int64_t t = 0; t < g->Tt; t += step)
+            for (int64_t ob = 0; ob < g->nob; ob++)
+                tile(xp + t, g->plane, g->C, g->kh, g->kw, g->Wp, wpk + ob * wblock,
+                     yt + ob * DO * g->Tt + t, g->Tt);
+    } else {
         for (int64_t ob = 0; ob < g->nob; ob++)
-            tile(xp + t, g->plane, g->C, g->kh, g->kw, g->Wp, wpk + ob * wblock,
-                 yt + ob * DO * g->Tt + t, g->Tt);
+            for (int64_t t = 0; t < g->Tt; t += step)
+                tile(xp + t, g->plane, g->C, g->kh, g->kw, g->Wp, wpk + ob * wblock,
+                     yt + ob * DO * g->Tt + t, g->Tt);
+    }
 }
 
 /* y (O, Ho, Wo) = (or +=, with add) the valid columns of yt. */
@@ -375,22 +392,35 @@ static void d_dy_layout(const dgeom *g, const float *restrict dy, float *restric
                    (size_t)g->Wo * sizeof(float));
 }
 
-/* dw (O, C, kh, kw) += this image's dW, from its padded image and padded-width dy. */
-static void d_dw_image(const dgeom *g, const float *xp, const float *dyp, float *restrict dw)
+/* dW of small images is accumulated over a group of images per pass, so that the lane sums
+ * and the adds into dw happen once per group: each image of the group has a slot of
+ * dw_slot floats, its padded image then its padded-width dy (nob*DO, Tw). */
+static int64_t dw_slot(const dgeom *g) { return dg_xp_floats(g) + g->nob * DO * g->Tw; }
+
+/* Images per group: as many slots as fit in 256 KiB (half of this machine's L2), 1 to 8. */
+static int dw_group(const dgeom *g)
+{
+    const int64_t n = ((int64_t)64 << 10) / dw_slot(g);
+    return n < 1 ? 1 : n > 8 ? 8 : (int)n;
+}
+
+/* dw (O, C, kh, kw) += the dW of the G images in the slots at grp. */
+static void d_dw_group(const dgeom *g, const float *grp, int G, float *restrict dw)
 {
     dw_tile_fn tile = dw_tile_c;
 #ifdef LB_DIRECT_AVX2
     if (have_avx2_fma()) tile = dw_tile_avx2;
 #endif
-    const int64_t C = g->C, kh = g->kh, kw = g->kw;
+    const int64_t C = g->C, kh = g->kh, kw = g->kw, gs = dw_slot(g);
+    const float *dyp = grp + dg_xp_floats(g);
     for (int64_t ob = 0; ob < g->nob; ob++) {
         const int64_t nk = g->O - ob * DO < DO ? g->O - ob * DO : DO;
         for (int64_t c = 0; c < C; c++)
             for (int64_t i = 0; i < kh; i++)
                 for (int64_t j0 = 0; j0 < kw; j0 += 3) {
                     float acc[DO * 3];
-                    tile(dyp + ob * DO * g->Tw, g->Tw, xp + c * g->plane + i * g->Wp + j0, g->Tw,
-                         acc);
+                    tile(dyp + ob * DO * g->Tw, g->Tw, grp + c * g->plane + i * g->Wp + j0, g->Tw,
+                         G, gs, acc);
                     const int64_t nj = kw - j0 < 3 ? kw - j0 : 3;
                     for (int64_t k = 0; k < nk; k++)
                         for (int64_t jj = 0; jj < nj; jj++)
@@ -521,7 +551,7 @@ typedef struct {
  * im2col path's band of the unrolled image or, for col2im, the whole unrolled image. */
 static int64_t col_floats(const conv_saved *p, bool x_grad)
 {
-    if (p->direct) {
+    if (p->direct) { /* forward or dx, then the dW group's slots */
         int64_t n = dg_xp_floats(&p->gf) + dg_y_floats(&p->gf);
         if (p->flip && x_grad) {
             const int64_t t = dg_xp_floats(&p->gt) + dg_y_floats(&p->gt);
@@ -530,7 +560,7 @@ static int64_t col_floats(const conv_saved *p, bool x_grad)
             const int64_t t = p->C * p->kh * p->kw * p->Ho * p->Wo;
             n = t > n ? t : n;
         }
-        return n;
+        return n + dw_group(&p->gf) * dw_slot(&p->gf);
     }
     const int64_t K = p->C * p->kh * p->kw;
     int64_t n = p->col ? K * band_rows(K, p->Wo, p->Ho) * p->Wo : 0;
@@ -612,6 +642,9 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
     const conv_saved *p = j->p;
     float *col = lb_parallel_scratch(tid);
     float *dw = col + col_floats(p, j->x->grad != NULL);
+    const int G = p->direct ? dw_group(&p->gf) : 0;
+    float *grp = dw - G * (p->direct ? dw_slot(&p->gf) : 0);
+    int filled = 0;
     const int64_t R = band_rows(j->K, p->Wo, p->Ho);
     if (j->w->grad && (p->direct || p->col)) memset(dw, 0, (size_t)(j->O * j->K) * sizeof(float));
     for (int64_t n = lo; n < hi; n++) {
@@ -619,11 +652,14 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
         const float *dy = j->y->grad + n * j->O * j->S;
         float *dx = j->x->grad ? j->x->grad + n * j->CHW : NULL;
         if (j->w->grad) {
-            if (p->direct) { /* dW += sum_t dy[o][t] xp[c][t + tap] */
-                float *dyp = col + dg_xp_floats(&p->gf);
-                d_pad(&p->gf, xn, col);
-                d_dy_layout(&p->gf, dy, dyp);
-                d_dw_image(&p->gf, col, dyp, dw);
+            if (p->direct) { /* dW += sum_t dy[o][t] xp[c][t + tap], a group at a time */
+                float *slot = grp + filled * dw_slot(&p->gf);
+                d_pad(&p->gf, xn, slot);
+                d_dy_layout(&p->gf, dy, slot + dg_xp_floats(&p->gf));
+                if (++filled == G || n + 1 == hi) {
+                    d_dw_group(&p->gf, grp, filled, dw);
+                    filled = 0;
+                }
             } else if (!p->col) { /* dW (O, C) += dY_n (O, S) · X_nᵀ (S, C) */
                 lb_sgemm(false, true, j->O, j->K, j->S, 1.0f, dy, j->S, xn, j->S,
                          n == lo ? 0.0f : 1.0f, dw, j->K);
