@@ -101,20 +101,29 @@ static void d_pack(const float *w, int64_t O, int64_t C, int64_t kh, int64_t kw,
                     }
 }
 
-/* xp = x (C, H, W) zero-padded by (ph, pw), plus the zeroed tail the kernels read. */
+/* xp = x (C, H, W) zero-padded by (ph, pw), plus the zeroed tail the kernels read. Only
+ * the padding is zeroed, not the whole plane first. */
 static void d_pad(const dgeom *g, const float *restrict x, float *restrict xp)
 {
-    const int64_t n = dg_xp_floats(g);
-    if (g->ph == 0 && g->pw == 0) {
+    const int64_t n = dg_xp_floats(g), Wp = g->Wp, W = g->W, pw = g->pw;
+    if (g->ph == 0 && pw == 0) {
         memcpy(xp, x, (size_t)(g->C * g->plane) * sizeof(float));
         memset(xp + g->C * g->plane, 0, (size_t)(n - g->C * g->plane) * sizeof(float));
         return;
     }
-    memset(xp, 0, (size_t)n * sizeof(float));
-    for (int64_t c = 0; c < g->C; c++)
-        for (int64_t h = 0; h < g->H; h++)
-            memcpy(xp + (c * g->Hp + h + g->ph) * g->Wp + g->pw, x + (c * g->H + h) * g->W,
-                   (size_t)g->W * sizeof(float));
+    for (int64_t c = 0; c < g->C; c++) {
+        float *restrict pc = xp + c * g->plane;
+        const float *restrict xc = x + c * g->H * W;
+        memset(pc, 0, (size_t)(g->ph * Wp) * sizeof(float));
+        for (int64_t h = 0; h < g->H; h++) {
+            float *restrict r = pc + (h + g->ph) * Wp;
+            for (int64_t t = 0; t < pw; t++) r[t] = 0.0f;
+            memcpy(r + pw, xc + h * W, (size_t)W * sizeof(float));
+            for (int64_t t = pw + W; t < Wp; t++) r[t] = 0.0f;
+        }
+        memset(pc + (g->H + g->ph) * Wp, 0, (size_t)(g->ph * Wp) * sizeof(float));
+    }
+    memset(xp + g->C * g->plane, 0, (size_t)(n - g->C * g->plane) * sizeof(float));
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(LB_NO_CLONES)
@@ -385,11 +394,16 @@ static void d_store(const dgeom *g, const float *restrict yt, float *restrict y,
 /* dyp (nob*DO, Tw) = dy (O, Ho, Wo) in padded-width layout, zero elsewhere. */
 static void d_dy_layout(const dgeom *g, const float *restrict dy, float *restrict dyp)
 {
-    memset(dyp, 0, (size_t)(g->nob * DO * g->Tw) * sizeof(float));
-    for (int64_t o = 0; o < g->O; o++)
-        for (int64_t oh = 0; oh < g->Ho; oh++)
-            memcpy(dyp + o * g->Tw + oh * g->Wp, dy + (o * g->Ho + oh) * g->Wo,
-                   (size_t)g->Wo * sizeof(float));
+    const int64_t Wo = g->Wo, Wp = g->Wp;
+    for (int64_t o = 0; o < g->O; o++) {
+        float *restrict r = dyp + o * g->Tw;
+        for (int64_t oh = 0; oh < g->Ho; oh++, r += Wp) {
+            memcpy(r, dy + (o * g->Ho + oh) * Wo, (size_t)Wo * sizeof(float));
+            for (int64_t t = Wo; t < Wp; t++) r[t] = 0.0f;
+        }
+        for (int64_t t = g->T; t < g->Tw; t++) dyp[o * g->Tw + t] = 0.0f;
+    }
+    memset(dyp + g->O * g->Tw, 0, (size_t)((g->nob * DO - g->O) * g->Tw) * sizeof(float));
 }
 
 /* dW of small images is accumulated over a group of images per pass, so that the lane sums
