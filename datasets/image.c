@@ -67,6 +67,20 @@ static lb_status decode_png(const char *path, const uint8_t *data, size_t size, 
     png_set_read_fn(png, &src, png_read_mem);
     png_set_user_limits(png, LB__IMAGE_MAX_SIDE, LB__IMAGE_MAX_SIDE);
     png_read_info(png, info);
+    {
+        /* deflate expands at most 1032:1, so a header claiming more pixel bytes (each row
+         * plus its filter byte) than the file could hold is corrupt: refused before the
+         * pixels are allocated, not after hundreds of MB are reserved for a 100-byte file */
+        const double raw = (double)png_get_image_height(png, info) *
+                           ((double)png_get_image_width(png, info) * png_get_channels(png, info) *
+                                png_get_bit_depth(png, info) / 8.0 + 1.0);
+        if (raw > 1032.0 * (double)size + 4096.0) {
+            snprintf(src.msg, sizeof src.msg, "header claims %ux%u pixels, more than %zu bytes "
+                     "of compressed data can hold", (unsigned)png_get_image_width(png, info),
+                     (unsigned)png_get_image_height(png, info), size);
+            png_longjmp(png, 1);
+        }
+    }
     const int type = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
     const int gray = !(type & PNG_COLOR_MASK_COLOR);
     const int C    = want_c ? want_c : gray ? 1 : 3;

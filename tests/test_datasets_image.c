@@ -21,6 +21,7 @@
 #include <archive_entry.h>
 #include <jpeglib.h>
 #include <png.h>
+#include <zlib.h>
 
 #include "datasets/dataset.h"
 #include "datasets/datasets_impl.h"
@@ -389,7 +390,19 @@ START_TEST(test_decode_corrupt)
     }
     write_bytes("garbage.png", "hello, world", 12);
     write_bytes("empty.jpg", "", 0);
-    const char *bad[] = { "cut.png", "cut.jpg", "flip.png", "garbage.png", "empty.jpg" };
+    /* a header claiming 16000 x 16000 RGB pixels (768 MB) with a valid CRC, in a file of
+     * under 100 bytes: refused before anything that size is allocated */
+    ck_assert_int_eq(lb__read_file(path2(p, "ok.png", NULL), 1 << 20, &data, &size, &err), LB_OK);
+    const uint8_t side[4] = { 0, 0, 0x3e, 0x80 }; /* 16000, big-endian */
+    memcpy(data + 16, side, 4);                   /* IHDR width  */
+    memcpy(data + 20, side, 4);                   /* IHDR height */
+    const uint32_t crc = (uint32_t)crc32(0, data + 12, 17); /* "IHDR" and its 13 bytes */
+    const uint8_t be[4] = { (uint8_t)(crc >> 24), (uint8_t)(crc >> 16), (uint8_t)(crc >> 8),
+                            (uint8_t)crc };
+    memcpy(data + 29, be, 4);
+    write_bytes("huge.png", data, size);
+    free(data);
+    const char *bad[] = { "cut.png", "cut.jpg", "flip.png", "garbage.png", "empty.jpg", "huge.png" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint8_t *pix = (uint8_t *)1;
         int      c, h, w;
@@ -398,6 +411,10 @@ START_TEST(test_decode_corrupt)
         ck_assert_ptr_null(pix);
         ck_assert_msg(strstr(err.msg, path2(p, bad[i], NULL)), "%s", err.msg);
     }
+    uint8_t *pix;
+    int      c, h, w;
+    ck_assert_int_eq(decode_rel("huge.png", 0, &pix, &c, &h, &w, &err), LB_ERR_FORMAT);
+    ck_assert_msg(strstr(err.msg, "claims 16000x16000"), "%s", err.msg);
 }
 END_TEST
 
