@@ -3,6 +3,7 @@
 #include "quant/mixed.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,9 +70,9 @@ void lb_weight_quantize_mse(const float *w, int64_t rows, int64_t K, int bits, f
 /* ---- Hutchinson -------------------------------------------------------------------------- */
 
 lb_status lb_hutchinson_trace(lb_grad_fn grad_fn, void *ctx, float *w, int64_t n,
-                              const int64_t *off, const int64_t *len, int n_blocks, int samples,
-                              float rel_eps, uint64_t seed, double *trace, double *se,
-                              lb_error *err)
+                              const int64_t *off, const int64_t *len, int n_blocks, bool together,
+                              int samples, float rel_eps, uint64_t seed, double *trace,
+                              double *se, lb_error *err)
 {
     if (samples < 1) return lb_errorf(err, LB_ERR_ARG, "hutchinson: %d samples (expected >= 1)", samples);
     if (!(rel_eps > 0.0f))
@@ -106,21 +107,32 @@ lb_status lb_hutchinson_trace(lb_grad_fn grad_fn, void *ctx, float *w, int64_t n
         eps[b] = rms > 0.0 ? rel_eps * (float)rms : rel_eps;
     }
     lb_rng rng = lb_rng_make(seed);
+    /* together: every block perturbed at once, one gradient pair per sample for all blocks;
+     * otherwise block p alone in pass p (the others exactly at w0) */
+    const int passes = together ? 1 : n_blocks;
     for (int s = 0; s < samples && !st; s++) {
         for (int64_t j = 0; j < total; j++) v[j] = (lb_rng_u64(&rng) >> 63) ? 1 : -1;
-        for (int sign = 1; sign >= -1 && !st; sign -= 2) { /* w + eps v, then w - eps v */
-            for (int b = 0, j = 0; b < n_blocks; b++)
+        for (int pass = 0; pass < passes && !st; pass++) {
+            for (int sign = 1; sign >= -1 && !st; sign -= 2) { /* w + eps v, then w - eps v */
+                for (int b = 0, j = 0; b < n_blocks; b++) {
+                    const bool on = together || b == pass;
+                    for (int64_t i = 0; i < len[b]; i++, j++)
+                        w[off[b] + i] = on ? w0[j] + (float)sign * eps[b] * (float)v[j] : w0[j];
+                }
+                st = grad_fn(ctx, w, sign > 0 ? gp : gm, err);
+            }
+            for (int b = 0, j = 0; b < n_blocks; b++) { /* v_b^T (g+ - g-)_b / (2 eps_b) */
+                if (!together && b != pass) {
+                    j += (int)len[b];
+                    continue;
+                }
+                double d = 0.0;
                 for (int64_t i = 0; i < len[b]; i++, j++)
-                    w[off[b] + i] = w0[j] + (float)sign * eps[b] * (float)v[j];
-            st = grad_fn(ctx, w, sign > 0 ? gp : gm, err);
-        }
-        for (int b = 0, j = 0; b < n_blocks; b++) { /* v_b^T (g+ - g-)_b / (2 eps_b) */
-            double d = 0.0;
-            for (int64_t i = 0; i < len[b]; i++, j++)
-                d += (double)v[j] * ((double)gp[off[b] + i] - (double)gm[off[b] + i]);
-            d /= 2.0 * (double)eps[b];
-            sum[b] += d;
-            sum2[b] += d * d;
+                    d += (double)v[j] * ((double)gp[off[b] + i] - (double)gm[off[b] + i]);
+                d /= 2.0 * (double)eps[b];
+                sum[b] += d;
+                sum2[b] += d * d;
+            }
         }
     }
     for (int b = 0, j = 0; b < n_blocks; b++) /* restore exactly */
@@ -142,6 +154,92 @@ done:
     free(eps);
     free(sum);
     free(sum2);
+    return st;
+}
+
+lb_status lb_hutchinson_gn_trace(lb_logits_fn logits_fn, void *ctx, float *w, int64_t n,
+                                 int64_t N, int C, const int64_t *off, const int64_t *len,
+                                 int n_blocks, int samples, float rel_eps, uint64_t seed,
+                                 double *trace, double *se, lb_error *err)
+{
+    if (samples < 1) return lb_errorf(err, LB_ERR_ARG, "hutchinson: %d samples (expected >= 1)", samples);
+    if (!(rel_eps > 0.0f))
+        return lb_errorf(err, LB_ERR_ARG, "hutchinson: relative step %g (expected > 0)", (double)rel_eps);
+    if (n_blocks < 1 || N < 1 || C < 1)
+        return lb_errorf(err, LB_ERR_ARG, "hutchinson: %d blocks, %lld samples, %d classes",
+                         n_blocks, (long long)N, C);
+    int64_t max_len = 0;
+    for (int b = 0; b < n_blocks; b++) {
+        if (len[b] < 1 || off[b] < 0 || off[b] + len[b] > n)
+            return lb_errorf(err, LB_ERR_ARG, "hutchinson: block %d [%lld, +%lld) is empty or "
+                             "outside the %lld parameters", b, (long long)off[b],
+                             (long long)len[b], (long long)n);
+        if (len[b] > max_len) max_len = len[b];
+    }
+    lb_status st = LB_OK;
+    const size_t NC = (size_t)N * (size_t)C;
+    float *w0 = malloc((size_t)max_len * sizeof *w0), *zp = malloc(NC * sizeof *zp);
+    float *zm = malloc(NC * sizeof *zm), *p = malloc(NC * sizeof *p);
+    int8_t *v = malloc((size_t)max_len);
+    if (!w0 || !zp || !zm || !p || !v) {
+        st = lb_errorf(err, LB_ERR_NOMEM, "hutchinson: out of memory for %lld x %d logits",
+                       (long long)N, C);
+        goto done;
+    }
+    if ((st = logits_fn(ctx, w, p, err))) goto done;
+    for (int64_t i = 0; i < N; i++) { /* p = softmax(z), in place */
+        float *z = p + i * C, zmax = z[0];
+        double sum = 0.0;
+        for (int c = 1; c < C; c++) zmax = fmaxf(zmax, z[c]);
+        for (int c = 0; c < C; c++) sum += exp((double)z[c] - zmax);
+        for (int c = 0; c < C; c++) z[c] = (float)(exp((double)z[c] - zmax) / sum);
+    }
+    lb_rng rng = lb_rng_make(seed);
+    for (int b = 0; b < n_blocks && !st; b++) {
+        float *wb = w + off[b];
+        double ss = 0.0;
+        for (int64_t i = 0; i < len[b]; i++) {
+            w0[i] = wb[i];
+            ss += (double)w0[i] * w0[i];
+        }
+        const double rms = sqrt(ss / (double)len[b]);
+        const float eps = rms > 0.0 ? rel_eps * (float)rms : rel_eps;
+        double sum = 0.0, sum2 = 0.0;
+        for (int s = 0; s < samples && !st; s++) {
+            for (int64_t i = 0; i < len[b]; i++) v[i] = (lb_rng_u64(&rng) >> 63) ? 1 : -1;
+            for (int64_t i = 0; i < len[b]; i++) wb[i] = w0[i] + eps * (float)v[i];
+            if ((st = logits_fn(ctx, w, zp, err))) break;
+            for (int64_t i = 0; i < len[b]; i++) wb[i] = w0[i] - eps * (float)v[i];
+            if ((st = logits_fn(ctx, w, zm, err))) break;
+            double d = 0.0; /* mean_n  sum_c p_c u_c^2 - (sum_c p_c u_c)^2,  u = J_n v */
+            for (int64_t i = 0; i < N; i++) {
+                double a = 0.0, m = 0.0;
+                for (int c = 0; c < C; c++) {
+                    const size_t k = (size_t)i * C + (size_t)c;
+                    const double u = ((double)zp[k] - (double)zm[k]) / (2.0 * (double)eps);
+                    a += p[k] * u * u;
+                    m += p[k] * u;
+                }
+                d += a - m * m;
+            }
+            d /= (double)N;
+            sum += d;
+            sum2 += d * d;
+        }
+        for (int64_t i = 0; i < len[b]; i++) wb[i] = w0[i]; /* restore exactly */
+        const double mean = sum / samples;
+        trace[b] = mean;
+        if (se) {
+            const double var = samples > 1 ? (sum2 - samples * mean * mean) / (samples - 1) : 0.0;
+            se[b] = var > 0.0 ? sqrt(var / samples) : 0.0;
+        }
+    }
+done:
+    free(w0);
+    free(zp);
+    free(zm);
+    free(p);
+    free(v);
     return st;
 }
 

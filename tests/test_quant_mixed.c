@@ -155,8 +155,8 @@ START_TEST(test_hutchinson_diagonal_exact)
     const int64_t off[2] = { 0, 8 }, len[2] = { 8, 12 };
     double tr[2], se[2];
     lb_error err = { 0 };
-    ck_assert_int_eq(lb_hutchinson_trace(quad_grad, &q, w, N, off, len, 2, 3, 1e-2f, 1, tr, se,
-                                         &err), LB_OK);
+    ck_assert_int_eq(lb_hutchinson_trace(quad_grad, &q, w, N, off, len, 2, true, 3, 1e-2f, 1, tr,
+                                         se, &err), LB_OK);
     ck_assert_double_eq_tol(tr[0], tr0, 1e-3 * tr0);
     ck_assert_double_eq_tol(tr[1], tr1, 1e-3 * tr1);
     ck_assert(memcmp(w, w0, sizeof w) == 0); /* restored bit for bit */
@@ -183,14 +183,16 @@ START_TEST(test_hutchinson_dense)
     double want[2] = { 0, 0 };
     for (int i = 0; i < N; i++) want[i < 5 ? 0 : 1] += A[i * N + i];
     quad q = { N, A };
-    double tr[2], se[2];
-    lb_error err = { 0 };
-    ck_assert_int_eq(lb_hutchinson_trace(quad_grad, &q, w, N, off, len, 2, 4000, 1e-2f, 9, tr,
-                                         se, &err), LB_OK);
-    for (int b = 0; b < 2; b++) {
-        ck_assert_msg(se[b] > 0.0 && se[b] < 0.05 * want[b], "se %g", se[b]);
-        ck_assert_msg(fabs(tr[b] - want[b]) < 4.0 * se[b], "block %d: %g, want %g (se %g)", b,
-                      tr[b], want[b], se[b]);
+    for (int together = 0; together < 2; together++) {
+        double tr[2], se[2];
+        lb_error err = { 0 };
+        ck_assert_int_eq(lb_hutchinson_trace(quad_grad, &q, w, N, off, len, 2, together, 4000,
+                                             1e-2f, 9, tr, se, &err), LB_OK);
+        for (int b = 0; b < 2; b++) {
+            ck_assert_msg(se[b] > 0.0 && se[b] < 0.05 * want[b], "se %g", se[b]);
+            ck_assert_msg(fabs(tr[b] - want[b]) < 4.0 * se[b], "block %d: %g, want %g (se %g)", b,
+                          tr[b], want[b], se[b]);
+        }
     }
 }
 END_TEST
@@ -202,13 +204,13 @@ START_TEST(test_hutchinson_bad_args)
     quad q = { 4, A };
     lb_error err = { 0 };
     const int64_t off[1] = { 2 }, len[1] = { 3 }, len0[1] = { 0 };
-    ck_assert_int_eq(lb_hutchinson_trace(quad_grad, &q, w, 4, off, len, 1, 1, 1e-2f, 1, tr, NULL,
+    ck_assert_int_eq(lb_hutchinson_trace(quad_grad, &q, w, 4, off, len, 1, false, 1, 1e-2f, 1, tr, NULL,
                                          &err), LB_ERR_ARG); /* block past the end */
-    ck_assert_int_eq(lb_hutchinson_trace(quad_grad, &q, w, 4, off, len0, 1, 1, 1e-2f, 1, tr, NULL,
+    ck_assert_int_eq(lb_hutchinson_trace(quad_grad, &q, w, 4, off, len0, 1, false, 1, 1e-2f, 1, tr, NULL,
                                          &err), LB_ERR_ARG);
-    ck_assert_int_eq(lb_hutchinson_trace(quad_grad, &q, w, 4, (int64_t[]){ 0 }, len, 1, 0, 1e-2f, 1,
+    ck_assert_int_eq(lb_hutchinson_trace(quad_grad, &q, w, 4, (int64_t[]){ 0 }, len, 1, false, 0, 1e-2f, 1,
                                          tr, NULL, &err), LB_ERR_ARG);
-    ck_assert_int_eq(lb_hutchinson_trace(quad_grad, &q, w, 4, (int64_t[]){ 0 }, len, 1, 1, 0.0f, 1,
+    ck_assert_int_eq(lb_hutchinson_trace(quad_grad, &q, w, 4, (int64_t[]){ 0 }, len, 1, false, 1, 0.0f, 1,
                                          tr, NULL, &err), LB_ERR_ARG);
 }
 END_TEST

@@ -110,6 +110,47 @@ static lb_status calib_grad(void *vctx, const float *w, float *gout, lb_error *e
     return st;
 }
 
+/* The logits of every calibration sample, in order, in eval mode (for the Gauss-Newton
+ * traces); w is m->params->values, perturbed in place by lb_hutchinson_gn_trace. */
+static lb_status calib_logits(void *vctx, const float *w, float *z, lb_error *err)
+{
+    grad_ctx *c = vctx;
+    LB_ASSERT(w == c->m->params->values);
+    lb_batcher b;
+    lb_status st = lb_batcher_init(&b, c->ds, c->batch, false, 0, err);
+    if (st) return st;
+    lb_graph_set_training(c->g, false);
+    lb_graph_set_grad_enabled(c->g, false);
+    lb_batcher_start_epoch(&b);
+    const int64_t C = c->m->n_classes;
+    int64_t seen = 0;
+    for (;;) {
+        lb_graph_reset(c->g);
+        const lb_dataset *ds = c->ds;
+        lb_tensor *x = lb_leaf(c->g, (int64_t[]){ c->batch, ds->c, ds->h, ds->w }, 4, false);
+        if (!x) break;
+        const int64_t n = lb_batcher_next(&b, x->data, c->y);
+        if (n == 0) break;
+        x->shape[0] = n;
+        lb_tensor *logits = lb_model_forward(c->m, c->g, x, NULL);
+        if ((st = lb_graph_status(c->g, err))) break;
+        memcpy(z + seen * C, logits->data, (size_t)(n * C) * sizeof *z);
+        seen += n;
+    }
+    if (!st) st = lb_graph_status(c->g, err);
+    lb_graph_set_grad_enabled(c->g, true);
+    lb_batcher_free(&b);
+    return st;
+}
+
+lb_status lb_hess_method_parse(const char *s, lb_hess_method *out, lb_error *err)
+{
+    if (!strcmp(s, "gn")) *out = LB_HESS_GN;
+    else if (!strcmp(s, "fd")) *out = LB_HESS_FD_GRAD;
+    else return lb_errorf(err, LB_ERR_ARG, "Hessian method '%s': expected gn or fd", s);
+    return LB_OK;
+}
+
 /* ---- the run ------------------------------------------------------------------------------ */
 
 static lb_status check_cfg(const lb_sens_cfg *cfg, lb_error *err)
@@ -223,16 +264,23 @@ lb_status lb_sensitivity_run(lb_model *m, const lb_dataset *calib, const lb_sens
             goto fail;
         }
         grad_ctx ctx = { .m = m, .ds = calib, .g = g, .batch = cfg->batch, .y = y };
-        st = lb_hutchinson_trace(calib_grad, &ctx, m->params->values, m->params->total, off, len,
-                                 L, cfg->hutch_samples, cfg->hutch_eps, cfg->seed, tr, se, err);
+        if (cfg->hess == LB_HESS_GN)
+            st = lb_hutchinson_gn_trace(calib_logits, &ctx, m->params->values, m->params->total,
+                                        calib->n, m->n_classes, off, len, L, cfg->hutch_samples,
+                                        cfg->hutch_eps, cfg->seed, tr, se, err);
+        else
+            st = lb_hutchinson_trace(calib_grad, &ctx, m->params->values, m->params->total, off,
+                                     len, L, cfg->hutch_together, cfg->hutch_samples,
+                                     cfg->hutch_eps, cfg->seed, tr, se, err);
         lb_params_zero_grad(m->params);
         if (st) goto fail;
         for (int l = 0; l < L; l++) {
             ls[l].trace = tr[l];
             ls[l].trace_se = se[l];
             if (cfg->log)
-                fprintf(cfg->log, "  %-12s tr(H) %.4g +- %.2g (%d samples)\n", ls[l].name, tr[l],
-                        se[l], cfg->hutch_samples);
+                fprintf(cfg->log, "  %-12s tr(H) %.4g +- %.2g (%d samples, %s)\n", ls[l].name,
+                        tr[l], se[l], cfg->hutch_samples,
+                        cfg->hess == LB_HESS_GN ? "Gauss-Newton" : "gradient differences");
         }
     }
     res->seconds = lb_now() - t0;

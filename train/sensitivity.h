@@ -28,12 +28,25 @@
 
 #define LB_SENS_MAX_BITS 8 /* candidate bit-widths per run */
 
+/* How Hessian-vector products are formed (quant/mixed.h). */
+typedef enum lb_hess_method {
+    LB_HESS_GN = 0,  /* finite differences of the logits and the exact cross-entropy curvature:
+                        the Gauss-Newton block, equal a.e. to the Hessian block of one layer of
+                        a ReLU network; never negative (default)                              */
+    LB_HESS_FD_GRAD, /* finite differences of gradients (the HAWQ-V2 recipe with a numerical
+                        HVP); in ReLU/max-pool networks it also measures the kinks crossed by
+                        the perturbation and can come out negative                            */
+} lb_hess_method;
+
 typedef struct lb_sens_cfg {
     int      bits[LB_SENS_MAX_BITS]; /* candidate weight bits, each 1..8, distinct           */
     int      n_bits;
     int64_t  batch;          /* evaluation and gradient batch                              */
     int      hutch_samples;  /* Rademacher vectors for the traces (0: no Hessian)          */
     float    hutch_eps;      /* finite-difference step relative to each layer's rms(w)     */
+    bool     hutch_together; /* LB_HESS_FD_GRAD: perturb every layer at once (cheaper,
+                                noisier; mixed.h)                                           */
+    lb_hess_method hess;     /* LB_HESS_GN                                                  */
     bool     measure_loss;   /* evaluate quantize-only-this-layer (false: traces only)     */
     uint64_t seed;           /* the Rademacher vectors                                     */
     FILE    *log;            /* progress lines, or NULL                                    */
@@ -63,7 +76,8 @@ typedef struct lb_sens_result {
     double         seconds;
 } lb_sens_result;
 
-/* bits 2, 4, 8; batch 500; 32 samples; eps 1e-2; loss deltas measured; seed 42; no log. */
+/* bits 2, 4, 8; batch 500; 32 samples; eps 1e-2; Gauss-Newton products; loss deltas measured;
+ * seed 42; no log. */
 lb_sens_cfg lb_sens_cfg_default(void);
 
 /* Parses "2,4,8" into cfg->bits (1..8, distinct, at most LB_SENS_MAX_BITS), sorted ascending.
@@ -74,6 +88,9 @@ lb_status lb_sens_parse_bits(const char *s, lb_sens_cfg *cfg, lb_error *err);
  * lb_dataset_free it): the held-out calibration split. LB_ERR_ARG when n < 1 or n >= train->n
  * (the rest must still be a training set). */
 lb_status lb_calib_split(const lb_dataset *train, int64_t n, lb_dataset *calib, lb_error *err);
+
+/* "gn" or "fd"; LB_ERR_ARG otherwise. */
+lb_status lb_hess_method_parse(const char *s, lb_hess_method *out, lb_error *err);
 
 /* Measures every conv/linear layer of m (a float model; its weights are changed during the
  * call and restored bit for bit). LB_ERR_ARG when m is quantized or has folded batch-norm,
