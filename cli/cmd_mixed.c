@@ -274,7 +274,7 @@ static lb_status write_md(const char *path, const char *ckpt, const lb_sens_resu
 static lb_status write_png(const char *path, const lb_sens_result *r, lb_error *err)
 {
     lb_plot p;
-    lb_status st = lb_plot_open(&p, path, NULL, "layer", NULL, err);
+    lb_status st = lb_plot_open(&p, path, NULL, NULL, NULL, err); /* x: the layer names */
     if (st) return st;
     lb_plot_data_begin(&p, "sens");
     for (int l = 0; l < r->n_layers; l++) {
@@ -284,7 +284,8 @@ static lb_status write_png(const char *path, const lb_sens_result *r, lb_error *
         fprintf(p.f, "\n");
     }
     lb_plot_data_end(&p);
-    fprintf(p.f, "set logscale y\nset xtics rotate by -30\nset key top right\n"
+    fprintf(p.f, "set logscale y\nset format y '%%.0e'\nset xtics rotate by -30\n"
+                 "set key below horizontal\n"
                  "set xrange [-0.5:%d.5]\n"
                  "set multiplot layout 1,2 title 'Per-layer sensitivity (only that layer quantized)'\n"
                  "set title 'measured loss increase on the calibration split'\n"

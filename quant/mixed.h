@@ -13,7 +13,8 @@
  *
  *     // per-block Hessian traces of a loss whose gradient grad_fn computes
  *     double tr[2], se[2];
- *     lb_hutchinson_trace(grad_fn, ctx, w, n, off, len, 2, false, 64, 1e-2f, 42, tr, se, &err);
+ *     lb_hutchinson_trace(grad_fn, ctx, w, n, off, len, 2, false, 64, 1e-2f, 42, tr, se,
+ *                         &err);
  */
 #ifndef LB_MIXED_H
 #define LB_MIXED_H
@@ -28,7 +29,8 @@
  * the dequantized values to out (may equal w). bits 2..8: the scale of each row is the one
  * of s = (max|w| / qmax) * k / 100, k = 1..100, with the least squared error of the row (a
  * grid search for the MSE-optimal clipping level, which at 2 bits lies far below max|w|);
- * bits 1: binary, sign(w) * mean|w| per row (XNOR-Net, as wq=binary). *sq_err (may be NULL) receives sum (Q(w) - w)^2. Other bits are a bug. */
+ * bits 1: binary, sign(w) * mean|w| per row (XNOR-Net, as wq=binary). *sq_err (may be NULL)
+ * receives sum (Q(w) - w)^2. Other bits are a bug. */
 void lb_weight_quantize_mse(const float *w, int64_t rows, int64_t K, int bits, float *out,
                             double *sq_err);
 
