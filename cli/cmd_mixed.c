@@ -489,8 +489,7 @@ int lb_cmd_mixed(int argc, char **argv)
     for (int l = 0; l < r.n_layers; l++) {
         int k = 0;
         while (r.bits[k] != bits[l]) k++;
-        const double v = obj == LB_MIXED_OBJ_HAWQ ? hawq_of(&r.layers[l], k)
-                                                  : fmax(r.layers[l].dloss[k], 0.0);
+        const double v = lb_mixed_layer_objective(&r.layers[l], k, obj);
         printf("%-14s %9lld %5d %12.4g\n", r.layers[l].name, (long long)r.layers[l].n_weights,
                bits[l], v);
     }

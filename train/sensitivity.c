@@ -326,9 +326,11 @@ int64_t lb_sens_layer_cost(const lb_sens_layer *l, int bits)
     return l->n_weights * bits + 32 * l->rows;
 }
 
-static double layer_objective(const lb_sens_layer *l, int k, lb_mixed_objective obj)
+double lb_mixed_layer_objective(const lb_sens_layer *l, int k, lb_mixed_objective obj)
 {
-    if (obj == LB_MIXED_OBJ_LOSS) return l->dloss[k] > 0.0 ? l->dloss[k] : 0.0;
+    if (obj == LB_MIXED_OBJ_LOSS) /* + a tie-breaker: zero increases still prefer more bits */
+        return (l->dloss[k] > 0.0 ? l->dloss[k] : 0.0) +
+               1e-6 * (l->w_sq > 0.0 ? l->qerr[k] / l->w_sq : 0.0);
     const double t = l->trace > 0.0 ? l->trace : 0.0; /* a negative estimate is noise */
     return t / (double)l->n_weights * l->qerr[k];
 }
@@ -367,7 +369,7 @@ lb_status lb_mixed_assign(const lb_sens_result *r, lb_mixed_objective obj, int64
         int64_t lo = INT64_MAX;
         for (int c = 0; c < C; c++) {
             cost[l * C + c] = lb_sens_layer_cost(&r->layers[l], choices[c]);
-            val[l * C + c] = layer_objective(&r->layers[l], kidx[c], obj);
+            val[l * C + c] = lb_mixed_layer_objective(&r->layers[l], kidx[c], obj);
             if (cost[l * C + c] < lo) lo = cost[l * C + c];
         }
         min_bits += lo;

@@ -103,12 +103,16 @@ void lb_sens_result_free(lb_sens_result *res);
 /* What the knapsack minimises, per layer and bit-width. */
 typedef enum lb_mixed_objective {
     LB_MIXED_OBJ_HAWQ = 0, /* max(tr H, 0) / n * ||Q_b(w) - w||^2  (HAWQ-V2)               */
-    LB_MIXED_OBJ_LOSS,     /* max(measured loss delta, 0)                                  */
+    LB_MIXED_OBJ_LOSS,     /* max(measured loss delta, 0) + 1e-6 ||Q_b(w) - w||^2 / ||w||^2
+                              (the second term only breaks ties among zero increases)      */
 } lb_mixed_objective;
 
 /* "hawq" or "loss"; LB_ERR_ARG otherwise. */
 lb_status lb_mixed_objective_parse(const char *s, lb_mixed_objective *out, lb_error *err);
 const char *lb_mixed_objective_name(lb_mixed_objective o);
+
+/* The objective of layer l at the k-th measured bit-width (r->bits[k]). */
+double lb_mixed_layer_objective(const lb_sens_layer *l, int k, lb_mixed_objective obj);
 
 /* Bits a layer's weights take at b bits, as lb_model_weight_bytes counts them with
  * per-channel scales: n_weights * b + 32 * rows (one float scale per output channel). */
