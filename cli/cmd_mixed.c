@@ -422,6 +422,7 @@ int lb_cmd_mixed(int argc, char **argv)
     if (obj == LB_MIXED_OBJ_HAWQ && cfg.hutch_samples == 0)
         return usage("mixed", "%s", "--objective hawq needs Hessian traces (--samples >= 1)");
     cfg.measure_loss = obj == LB_MIXED_OBJ_LOSS;
+    if (obj == LB_MIXED_OBJ_LOSS && !val(o, n, "samples")) cfg.hutch_samples = 0; /* unused */
     char out[4096];
     if ((s = val(o, n, "out"))) {
         snprintf(out, sizeof out, "%s", s);
@@ -455,7 +456,7 @@ int lb_cmd_mixed(int argc, char **argv)
         double b = (double)r.fixed_bits;
         for (int l = 0; l < r.n_layers; l++)
             b += budget.value * (double)r.layers[l].n_weights + 32.0 * (double)r.layers[l].rows;
-        budget_bits = (int64_t)floor(b + 1e-6);
+        budget_bits = ((int64_t)floor(b + 1e-6) + 7) / 8 * 8; /* whole bytes, as inspect rounds */
     }
     lb_mixed_plan plan;
     if (lb_mixed_assign(&r, obj, budget_bits, cfg.bits, cfg.n_bits, bits, &plan, &err)) goto fail;
