@@ -5,10 +5,11 @@
 #   2. lowbit sensitivity at 1,2,3,4,6,8 bits on the last 1000 training images (CSV/MD/PNG).
 #   3. lowbit mixed: at the size of uniform 3-bit weights (--budget 3.0, choices 2,3,4,6,8)
 #      and of uniform 2-bit weights (--budget 2.0, choices 1,2,3,4,6,8: without 1 bit the only
-#      assignment that fits is uniform 2-bit), objective hawq; every layer is searched,
-#      first and last included; activations at 8 bits.
+#      assignment that fits is uniform 2-bit), objective hawq (mixed3, mixed2) and objective
+#      loss (mixed3l, mixed2l; not trained again when it picks the same bits as hawq); every
+#      layer is searched, first and last included; activations at 8 bits.
 #   4. The same QAT fine-tuning for uniform and mixed: --init FP32 --epochs 3 --lr 0.01, LSQ
-#      weights (per channel) and activations, seeds 1 and 2 (SEEDS, EPOCHS override).
+#      weights (per channel) and activations, seeds 1, 2 and 3 (SEEDS, EPOCHS override).
 # Everything runs on one thread, niced. Writes RUNS_DIR/rows.tsv (one line per QAT run),
 # RUNS_DIR/commands.txt and RUNS_DIR/machine.txt; experiments/mixed/summarize.py turns them
 # into the table of experiments/results/mixed_precision.md.
@@ -20,7 +21,7 @@ lowbit="${LOWBIT:-$root/build/lowbit}"
 datasets=("$@")
 [ ${#datasets[@]} -gt 0 ] || datasets=(mnist fashion-mnist)
 runs="${RUNS_DIR:?set RUNS_DIR to the folder for checkpoints and logs}"
-seeds="${SEEDS:-1 2}"
+seeds="${SEEDS:-1 2 3}"
 epochs="${EPOCHS:-3}"
 mkdir -p "$runs"
 {
@@ -63,10 +64,21 @@ for data in "${datasets[@]}"; do
     x "$d/mixed2.log" "$lowbit" mixed "$fp/last.ckpt" --budget 2.0 --choices 1,2,3,4,6,8 \
         --abits 8 --threads 1 --out "$d/mixed2.q" --json > "$d/mixed2.json"
     }
+    [ -f "$d/mixed2l.q" ] || {
+    x "$d/mixed3l.log" "$lowbit" mixed "$fp/last.ckpt" --budget 3.0 --choices 2,3,4,6,8 \
+        --objective loss --abits 8 --threads 1 --out "$d/mixed3l.q" --json > "$d/mixed3l.json"
+    x "$d/mixed2l.log" "$lowbit" mixed "$fp/last.ckpt" --budget 2.0 --choices 1,2,3,4,6,8 \
+        --objective loss --abits 8 --threads 1 --out "$d/mixed2l.q" --json > "$d/mixed2l.json"
+    }
     for seed in $seeds; do
-        for cfg in w3a8 mixed3 w2a8 mixed2; do
+        for cfg in w3a8 mixed3 mixed3l w2a8 mixed2 mixed2l; do
             q="$cfg"
             [ "${cfg#mixed}" != "$cfg" ] && q="$d/$cfg.q"
+            # a loss-objective assignment equal to the hawq one would train the same model
+            if [ "${cfg%l}" != "$cfg" ] &&
+                cmp -s <(grep '^layer' "$q") <(grep '^layer' "$d/${cfg%l}.q"); then
+                continue
+            fi
             out="$d/qat-$cfg-s$seed"
             if grep -q "^$data	$cfg	$seed	" "$rows"; then continue; fi
             line=$(x "$out.log" "$lowbit" train --init "$fp/last.ckpt" --quant "$q" \
