@@ -13,6 +13,7 @@
 
 #include "autograd/blas.h"
 #include "autograd/parallel.h"
+#include "cli/cmd_mixed.h"
 #include "runtime/export/export.h"
 #include "runtime/export/onnx.h"
 #include "runtime/lbm.h"
@@ -1204,6 +1205,8 @@ static const char main_help[] =
     "  export     write a quantized checkpoint for deployment (.lbm, C array, ONNX)\n"
     "  run        run an exported .lbm model over a test set\n"
     "  inspect    list the layers of a checkpoint, zoo model, description file or .lbm\n"
+    "  sensitivity  per-layer quantization sensitivity and Hessian traces of a checkpoint\n"
+    "  mixed      per-layer bits under a weight-memory budget (writes a --quant file)\n"
     "  models     list the zoo\n"
     "\n"
     "lowbit COMMAND --help documents each command's options.\n";
@@ -1222,6 +1225,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "export")) return cmd_export(argc - 2, argv + 2);
     if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2);
     if (!strcmp(cmd, "models")) return cmd_models();
+    if (!strcmp(cmd, "sensitivity")) return lb_cmd_sensitivity(argc - 2, argv + 2);
+    if (!strcmp(cmd, "mixed")) return lb_cmd_mixed(argc - 2, argv + 2);
     fprintf(stderr, "lowbit: unknown command '%s'\n%s", cmd, main_help);
     return 2;
 }

@@ -11,14 +11,17 @@ Suite *layers_quant_suite(void);    /* test_layers_quant.c   */
 Suite *quant_fold_suite(void);      /* test_quant_fold.c     */
 Suite *train_optim_suite(void);     /* test_train_optim.c    */
 Suite *train_loop_suite(void);      /* test_train.c          */
+Suite *train_sensitivity_suite(void); /* test_train_sensitivity.c */
 Suite *datasets_suite(void);        /* test_datasets.c       */
 Suite *datasets_image_suite(void);  /* test_datasets_image.c */
 Suite *export_suite(void);          /* test_export.c         */
 Suite *quant_ops_suite(void);       /* test_quant_ops.c      */
 Suite *quant_observer_suite(void);  /* test_quant_observer.c */
+Suite *quant_mixed_suite(void);     /* test_quant_mixed.c    */
 Suite *runtime_suite(void);         /* test_runtime.c        */
 Suite *onnx_suite(void);            /* test_onnx.c           */
 Suite *cli_plot_suite(void);        /* test_cli.c            */
+Suite *cli_mixed_suite(void);       /* test_cli_mixed.c      */
 
 /* Runs the suites with CK_FORK on; returns 0 when every test passed. */
 static inline int lb_run_suites(Suite **suites, int n)

@@ -3,6 +3,7 @@
 
 int main(void)
 {
-    Suite *suites[] = { quant_ops_suite(), quant_observer_suite(), quant_fold_suite() };
-    return lb_run_suites(suites, 3);
+    Suite *suites[] = { quant_ops_suite(), quant_observer_suite(), quant_fold_suite(),
+                        quant_mixed_suite() };
+    return lb_run_suites(suites, 4);
 }

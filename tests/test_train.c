@@ -705,6 +705,6 @@ Suite *train_loop_suite(void)
 
 int main(void)
 {
-    Suite *suites[] = { train_optim_suite(), train_loop_suite() };
-    return lb_run_suites(suites, 2);
+    Suite *suites[] = { train_optim_suite(), train_loop_suite(), train_sensitivity_suite() };
+    return lb_run_suites(suites, 3);
 }
