@@ -70,7 +70,7 @@ static lb_status panel(lb_plot *p, lb_node *nd, int idx, lb_graph *g, lb_qmode m
         lo = fminf(lo, x[i]);
         hi = fmaxf(hi, x[i]);
     }
-    if (scaled) { /* show the whole grid even when the weights do not reach its ends */
+    if (scaled && q->bits <= 4) { /* the whole (small) grid, even where no weight reaches */
         lo = fminf(lo, (float)q->qmin - 0.5f);
         hi = fmaxf(hi, (float)q->qmax + 0.5f);
     }
@@ -112,7 +112,7 @@ static lb_status panel(lb_plot *p, lb_node *nd, int idx, lb_graph *g, lb_qmode m
                "set ytics nomirror\nset y2tics\nset yrange [0:*]\nset y2range [0:*]\n"
                "set boxwidth %.6g absolute\n", bw * 0.95);
     fprintf(f, "plot $h%d using 1:2 with boxes fs solid 0.45 noborder lc rgb '#7f7f7f' "
-               "title 'float', $q%d using 1:2 axes x1y2 with impulses lw 3 lc rgb '#d62728' "
+               "title 'float', $q%d using 1:2 axes x1y2 with impulses lw 2.5 lc rgb '#d62728' "
                "title 'quantized'\n", idx, idx);
 done:
     free(scale);
@@ -173,7 +173,7 @@ lb_status lb_hist_write(const char *ckpt, const char *quant, const char *png, lb
     char top[600];
     snprintf(top, sizeof top, "%s: weights before (grey) and after (red) quantization", ckpt);
     (void)mb;
-    fprintf(p.f, "\nset key top right box opaque font ',9'\nset multiplot layout %d,%d title ",
+    fprintf(p.f, "\nset key top left box opaque font ',9'\nset border 11\nset multiplot layout %d,%d title ",
             rows, cols);
     lb_plot_quote(p.f, top);
     fprintf(p.f, " font ',12'\n");
@@ -192,6 +192,7 @@ lb_status lb_hist_write(const char *ckpt, const char *quant, const char *png, lb
     }
     fprintf(p.f, "unset multiplot\n");
     st = lb_plot_render(&p, err);
+    if (st) remove(png); /* gnuplot may leave a blank page; a rerun then makes it again */
 done:
     lb_graph_free(g);
     lb_model_free(m);
