@@ -96,6 +96,6 @@ Suite *cli_plot_suite(void)
 
 int main(void)
 {
-    Suite *suites[] = { cli_plot_suite() };
-    return lb_run_suites(suites, 1);
+    Suite *suites[] = { cli_plot_suite(), cli_ablate_suite() };
+    return lb_run_suites(suites, 2);
 }
