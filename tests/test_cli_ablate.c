@@ -2,7 +2,7 @@
  * with line numbers), grid expansion and the skipped combinations, command lines, mean/std,
  * the Pareto front, and the runner (with a stand-in shell script for lowbit): failures are
  * reported and the sweep goes on, runs of a failed base are not started, finished runs are
- * not run again, and the collected tables and plots appear. */
+ * not run again, and the collected tables and plots appear; and lowbit hist's PNGs. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "cli/ablate.h"
+#include "layers/model.h"
+#include "train/checkpoint.h"
 #include "tests/suites.h"
 
 static lb_abl_config *parse_ok(const char *text)
@@ -335,6 +337,41 @@ START_TEST(test_execute_resume)
 }
 END_TEST
 
+/* lowbit hist: a PNG for a float checkpoint quantized on the fly (LSQ, min/max per group,
+ * DoReFa), and a clear error when there is nothing quantized to show. */
+START_TEST(test_hist)
+{
+    strcpy(dir, "/tmp/lb_test_hist_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    lb_model *m = NULL;
+    lb_error err = { 0 };
+    ck_assert_msg(lb_model_build("input 1 8 8\nflatten\nlinear name=fc1 out=16\nrelu\n"
+                                 "linear name=fc2 out=4\n", "test", NULL, &m, &err) == LB_OK,
+                  "%s", err.msg);
+    lb_model_init_weights(m, 7);
+    char ckpt[128], png[128];
+    snprintf(ckpt, sizeof ckpt, "%s/float.ckpt", dir);
+    lb_ckpt_meta meta = { .test_acc = -1 };
+    ck_assert_msg(lb_checkpoint_save(ckpt, m, &meta, false, &err) == LB_OK, "%s", err.msg);
+    lb_model_free(m);
+    const char *specs[] = { "w4a4", "w3a8,wq=minmax,gran=group:16", "w2,wq=dorefa" };
+    for (int i = 0; i < 3; i++) {
+        snprintf(png, sizeof png, "%s/h%d.png", dir, i);
+        ck_assert_msg(lb_hist_write(ckpt, specs[i], png, &err) == LB_OK, "%s: %s", specs[i],
+                      err.msg);
+        FILE *f = fopen(png, "rb");
+        ck_assert_ptr_nonnull(f);
+        fseek(f, 0, SEEK_END);
+        ck_assert_int_gt(ftell(f), 5000);
+        fclose(f);
+    }
+    ck_assert_int_eq(lb_hist_write(ckpt, NULL, png, &err), LB_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "no layer has quantized weights"));
+    ck_assert_int_eq(lb_hist_write(ckpt, "w9", png, &err), LB_ERR_ARG);
+    rm_tmp();
+}
+END_TEST
+
 Suite *cli_ablate_suite(void)
 {
     Suite *s = suite_create("cli_ablate");
@@ -350,6 +387,7 @@ Suite *cli_ablate_suite(void)
     TCase *tr = tcase_create("runner");
     tcase_set_timeout(tr, 120);
     tcase_add_test(tr, test_execute_resume);
+    tcase_add_test(tr, test_hist);
     suite_add_tcase(s, tr);
     return s;
 }
