@@ -100,8 +100,10 @@ static lb_status panel(lb_plot *p, lb_node *nd, int idx, lb_graph *g, lb_qmode m
     }
     lb_plot_data_end(p);
     char qdesc[96], title[200];
-    snprintf(qdesc, sizeof qdesc, "%s %d-bit %s", lb_qmethod_name(q->method), q->bits,
-             q->gran == LB_QG_TENSOR ? "per tensor" : q->gran == LB_QG_CHANNEL ? "per channel" : "per group");
+    snprintf(qdesc, sizeof qdesc, "%s %d-bit%s", lb_qmethod_name(q->method), q->bits,
+             q->method == LB_QM_DOREFA ? " (tanh-normalised, in [-1, 1])"
+             : q->gran == LB_QG_TENSOR ? " per tensor" : q->gran == LB_QG_CHANNEL ? " per channel"
+                                                                                  : " per group");
     snprintf(title, sizeof title, "%s (%lld weights): %s, %d levels used", nd->name,
              (long long)n, qdesc, n_levels);
     fprintf(f, "set title ");
