@@ -246,8 +246,23 @@ static void write_md_block(FILE *f, const lb_abl_config *c, const group *gr, int
     fprintf(f, "\n");
 }
 
+/* The last non-empty line of a run's log.txt (why it failed), or "" when there is none. */
+static void last_log_line(const char *dir, char *buf, size_t cap)
+{
+    char path[2200], line[1024];
+    snprintf(path, sizeof path, "%s/log.txt", dir);
+    buf[0] = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (line[0] && snprintf(buf, cap, "%s", line) < 0) buf[0] = 0;
+    }
+    fclose(f);
+}
+
 static lb_status write_md(const lb_abl_config *c, const lb_abl_grid *g, const group *gr, int n,
-                          int n_ok, double secs, lb_error *err)
+                          const lb_abl_result *res, int n_ok, double secs, lb_error *err)
 {
     char path[1200], tmp[1300];
     snprintf(path, sizeof path, "%s/results.md", c->out);
@@ -258,6 +273,17 @@ static lb_status write_md(const lb_abl_config *c, const lb_abl_grid *g, const gr
                "(sum of each run's own time).\n\n", c->path, g->n, n_ok, secs / 60.0);
     for (int m = 0; m < c->n_models; m++)
         for (int d = 0; d < c->n_data; d++) write_md_block(f, c, gr, n, m, d);
+    if (n_ok < g->n) {
+        fprintf(f, "Runs without a result (left out of the means; the last line of their "
+                   "log.txt):\n\n");
+        for (int i = 0; i < g->n; i++) {
+            if (res[i].ok) continue;
+            char why[300];
+            last_log_line(g->runs[i].dir, why, sizeof why);
+            fprintf(f, "- `%s`: %s\n", g->runs[i].dir, why[0] ? why : "not run yet");
+        }
+        fprintf(f, "\n");
+    }
     if (g->n_notes) {
         fprintf(f, "Grid notes:\n\n");
         for (int i = 0; i < g->n_notes; i++) fprintf(f, "- %s\n", g->notes[i]);
@@ -304,20 +330,80 @@ static void line_title(const lb_abl_config *c, const lb_abl_run *r, bool with_mo
     }
 }
 
+/* The y axis of an accuracy plot: from a little below the lowest point within CLIP_POINTS of
+ * the FP32 base (or its error bar) up to 100. Points further down (a collapsed run) would
+ * squash the interesting range into a few pixels: they are drawn on the bottom edge with a
+ * down-pointing marker and their value printed. Without a base, gnuplot autoscales. */
+#define CLIP_POINTS 12.0
+
+typedef struct {
+    bool   on;          /* a clamp applies */
+    double lo, cutoff;  /* axis minimum; means below cutoff are off-scale */
+} yaxis;
+
+static yaxis y_axis(const group *B, const double *mean, const double *std, int n)
+{
+    yaxis y = { false, 0.0, 0.0 };
+    if (!B || B->n_ok == 0) return y;
+    y.on = true;
+    y.cutoff = B->mean - CLIP_POINTS;
+    double lo = B->mean - B->std;
+    for (int i = 0; i < n; i++)
+        if (mean[i] >= y.cutoff && mean[i] - std[i] < lo) lo = mean[i] - std[i];
+    y.lo = floor(lo - 0.08 * (100.0 - lo) - 0.2);
+    if (y.lo < 0) y.lo = 0;
+    return y;
+}
+
+static double y_clamped(const yaxis *y, double v)
+{
+    return y->on && v < y->cutoff ? y->lo + 0.025 * (100.0 - y->lo) : v;
+}
+
+static void y_range(FILE *f, const yaxis *y)
+{
+    if (y->on) fprintf(f, "set yrange [%g:100]\n", y->lo);
+    else fprintf(f, "set yrange [*:*<100]\nset offsets 0, 0, graph 0.06, 0\n");
+}
+
+/* The off-scale points of a plot: a marker on the bottom edge, and beside it the point's
+ * name and value, stacked upwards where several share an x. */
+static void clip_block(lb_plot *p, const yaxis *y, const double *x, const double *mean,
+                       char (*name)[96], int n, bool log_x, int *n_clipped)
+{
+    lb_plot_data_begin(p, "clip");
+    *n_clipped = 0;
+    for (int i = 0; i < n; i++) {
+        if (!y->on || mean[i] >= y->cutoff) continue;
+        int below = 0;
+        for (int j = 0; j < i; j++)
+            below += mean[j] < y->cutoff && (log_x ? fabs(log2(x[j] / x[i])) < 1.0
+                                                   : fabs(x[j] - x[i]) < 0.5);
+        fprintf(p->f, "%.4f %.4f %.4f \"%s: %.1f%%\"\n", x[i], y_clamped(y, mean[i]),
+                y_clamped(y, mean[i]) + below * 0.05 * (100.0 - y->lo), name[i], mean[i]);
+        (*n_clipped)++;
+    }
+    lb_plot_data_end(p);
+}
+
+static void clip_plot(FILE *f, int n_clipped)
+{
+    if (!n_clipped) return;
+    fprintf(f, ", $clip using 1:2 with points pt 11 ps 1.6 lc rgb '#000000' "
+               "title 'below the axis (value printed)', $clip using 1:3:4 with labels left "
+               "offset char 1.2,0 font ',9' notitle");
+}
+
 /* Accuracy against weight bits: one line per (mode, quantizer, gran[, abits]) of the modes
  * in want (bit mask of 1 << mode), error bars = std over seeds, the FP32 base dashed. */
 static lb_status plot_bits(const lb_abl_config *c, const group *gr, int n, int m, int d,
                            unsigned want, const char *png, const char *title, lb_error *err)
 {
     const group *B = base_of(gr, n, m, d);
-    lb_plot p;
-    lb_status st = lb_plot_open(&p, png, title,
-                                c->abits_same ? "bits (weights and activations)" : "weight bits",
-                                "top-1 test accuracy (%)", err);
-    if (st) return st;
-    FILE *f = p.f;
     int bits_seen[9] = { 0 };
-    int n_lines = 0, line_of[1024];
+    int n_lines = 0, line_of[1024], n_pts = 0;
+    double px[1024], pm[1024], ps[1024];
+    static char pname[1024][96];
     const int lim = n < 1024 ? n : 1024;
     for (int k = 0; k < lim; k++) {
         const lb_abl_run *r = gr[k].r;
@@ -329,12 +415,19 @@ static lb_status plot_bits(const lb_abl_config *c, const group *gr, int n, int m
         for (int j = 0; j < k && line_of[k] < 0; j++)
             if (line_of[j] >= 0 && same_line(c, gr[j].r, r)) line_of[k] = line_of[j];
         if (line_of[k] < 0) line_of[k] = n_lines++;
+        px[n_pts] = r->wbits;
+        line_title(c, r, want == ((1u << LB_ABL_QAT) | (1u << LB_ABL_PTQ)), pname[n_pts], 96);
+        pm[n_pts] = gr[k].mean;
+        ps[n_pts++] = gr[k].std;
     }
-    if (n_lines == 0) {
-        lb_plot_abort(&p);
-        remove(p.script);
-        return LB_OK;
-    }
+    if (n_lines == 0) return LB_OK;
+    const yaxis ya = y_axis(B, pm, ps, n_pts);
+    lb_plot p;
+    lb_status st = lb_plot_open(&p, png, title,
+                                c->abits_same ? "bits (weights and activations)" : "weight bits",
+                                "top-1 test accuracy (%)", err);
+    if (st) return st;
+    FILE *f = p.f;
     for (int L = 0; L < n_lines; L++) {
         char name[16];
         snprintf(name, sizeof name, "l%d", L);
@@ -342,9 +435,12 @@ static lb_status plot_bits(const lb_abl_config *c, const group *gr, int n, int m
         for (int b = 1; b <= 8; b++)
             for (int k = 0; k < lim; k++)
                 if (line_of[k] == L && gr[k].r->wbits == b)
-                    fprintf(f, "%d %.4f %.4f\n", b, gr[k].mean, gr[k].std);
+                    fprintf(f, "%d %.4f %.4f\n", b, y_clamped(&ya, gr[k].mean),
+                            gr[k].mean < ya.cutoff && ya.on ? 0.0 : gr[k].std);
         lb_plot_data_end(&p);
     }
+    int n_clipped;
+    clip_block(&p, &ya, px, pm, pname, n_pts, false, &n_clipped);
     fprintf(f, "set xrange [0.5:8.5]\nset xtics (");
     bool first = true;
     for (int b = 1; b <= 8; b++)
@@ -352,8 +448,9 @@ static lb_status plot_bits(const lb_abl_config *c, const group *gr, int n, int m
             fprintf(f, "%s%d", first ? "" : ", ", b);
             first = false;
         }
-    fprintf(f, ")\nset offsets 0, 0, graph 0.06, graph 0.06\nset key bottom right\n"
-               "set errorbars small\nplot ");
+    fprintf(f, ")\nset key bottom right\nset errorbars small\n");
+    y_range(f, &ya);
+    fprintf(f, "plot ");
     if (B && B->n_ok)
         fprintf(f, "%.4f with lines dt 2 lw 1.2 lc rgb '#444444' title 'FP32 (%.2f%%)', ",
                 B->mean, B->mean);
@@ -369,6 +466,7 @@ static lb_status plot_bits(const lb_abl_config *c, const group *gr, int n, int m
                 palette[color_of(c, qname(c, r))]);
         lb_plot_quote(f, t);
     }
+    clip_plot(f, n_clipped);
     fprintf(f, "\n");
     return lb_plot_render(&p, err);
 }
@@ -379,7 +477,8 @@ static lb_status plot_pareto(const lb_abl_config *c, const group *gr, int n, int
                              const char *png, const char *title, lb_error *err)
 {
     int idx[1024], k_n = 0;
-    double size[1024], acc[1024];
+    double size[1024], acc[1024], sd[1024];
+    static char pname[1024][96];
     bool front[1024];
     for (int k = 0; k < n && k_n < 1024; k++) {
         const lb_abl_run *r = gr[k].r;
@@ -387,10 +486,17 @@ static lb_status plot_pareto(const lb_abl_config *c, const group *gr, int n, int
         idx[k_n] = k;
         size[k_n] = gr[k].kib;
         acc[k_n] = gr[k].mean;
+        sd[k_n] = gr[k].std;
+        char wa[24];
+        wa_label(r, wa, sizeof wa);
+        if (r->mode == LB_ABL_FP32) snprintf(pname[k_n], 96, "FP32");
+        else snprintf(pname[k_n], 96, "%s %s %s", r->mode == LB_ABL_QAT ? "QAT" : "PTQ",
+                      qname(c, r), wa);
         k_n++;
     }
     if (k_n == 0) return LB_OK;
     lb_abl_pareto(size, acc, k_n, front);
+    const yaxis ya = y_axis(base_of(gr, n, m, d), acc, sd, k_n);
     lb_plot p;
     lb_status st = lb_plot_open(&p, png, title, "weight memory (KiB, log scale)",
                                 "top-1 test accuracy (%)", err);
@@ -400,11 +506,13 @@ static lb_status plot_pareto(const lb_abl_config *c, const group *gr, int n, int
     for (int mode = 0; mode < 3; mode++) {
         lb_plot_data_begin(&p, names[mode]);
         for (int j = 0; j < k_n; j++)
-            if (gr[idx[j]].r->mode == (lb_abl_mode)mode)
-                fprintf(f, "%.4f %.4f %.4f\n", size[j], acc[j], gr[idx[j]].std);
+            if (gr[idx[j]].r->mode == (lb_abl_mode)mode && !(ya.on && acc[j] < ya.cutoff))
+                fprintf(f, "%.4f %.4f\n", size[j], acc[j]);
         fprintf(f, "\n");
         lb_plot_data_end(&p);
     }
+    int n_clipped;
+    clip_block(&p, &ya, size, acc, pname, k_n, true, &n_clipped);
     /* the front, by size; its labels */
     int order[1024], n_f = 0;
     for (int j = 0; j < k_n; j++)
@@ -417,23 +525,23 @@ static lb_status plot_pareto(const lb_abl_config *c, const group *gr, int n, int
             order[pos] = j;
         }
     lb_plot_data_begin(&p, "front");
-    for (int t = 0; t < n_f; t++) {
-        const lb_abl_run *r = gr[idx[order[t]]].r;
-        char lab[96], wa[24];
-        wa_label(r, wa, sizeof wa);
-        if (r->mode == LB_ABL_FP32) snprintf(lab, sizeof lab, "FP32");
-        else snprintf(lab, sizeof lab, "%s %s %s", r->mode == LB_ABL_QAT ? "QAT" : "PTQ",
-                      qname(c, r), wa);
-        fprintf(f, "%.4f %.4f \"%s\"\n", size[order[t]], acc[order[t]], lab);
-    }
+    for (int t = 0; t < n_f; t++) /* off-scale front points are labelled by the clip block */
+        fprintf(f, "%.4f %.4f \"%s\"\n", size[order[t]], y_clamped(&ya, acc[order[t]]),
+                ya.on && acc[order[t]] < ya.cutoff ? "" : pname[order[t]]);
     lb_plot_data_end(&p);
-    fprintf(f, "set logscale x 2\nset format x '%%g'\nset offsets graph 0.02, graph 0.25, "
-               "graph 0.06, graph 0.06\nset key bottom right\n"
-               "plot $front using 1:2 with steps lw 2 lc rgb '#2ca02c' title 'Pareto front', "
-               "$front using 1:2:3 with labels left offset char 0.6,0.5 font ',9' notitle, "
+    fprintf(f, "set logscale x 2\nset format x '%%g'\nset offsets graph 0.03, graph 0.12, 0, 0\n"
+               "set key bottom right\n");
+    y_range(f, &ya);
+    if (ya.on) /* headroom above 100% for the slanted labels of the front */
+        fprintf(f, "set yrange [%g:%g]\nset ytics nomirror\n", ya.lo, 100.0 + 0.1 * (100.0 - ya.lo));
+    fprintf(f, "plot $front using 1:2 with steps lw 2 lc rgb '#2ca02c' title 'Pareto front', "
+               "$front using 1:2:3 with labels left rotate by 35 offset char 0.4,0.6 font ',9' "
+               "notitle, "
                "$qat using 1:2 with points pt 7 ps 1.2 lc rgb '#1f77b4' title 'QAT', "
                "$ptq using 1:2 with points pt 9 ps 1.3 lc rgb '#d62728' title 'PTQ', "
-               "$fp32 using 1:2 with points pt 5 ps 1.3 lc rgb '#000000' title 'FP32'\n");
+               "$fp32 using 1:2 with points pt 5 ps 1.3 lc rgb '#000000' title 'FP32'");
+    clip_plot(f, n_clipped);
+    fprintf(f, "\n");
     return lb_plot_render(&p, err);
 }
 
@@ -467,7 +575,7 @@ lb_status lb_abl_collect(const lb_abl_config *c, const lb_abl_grid *g, FILE *log
         goto done;
     }
     if ((st = write_csv(c, g, res, err))) goto done;
-    if ((st = write_md(c, g, gr, n, n_ok, secs, err))) goto done;
+    if ((st = write_md(c, g, gr, n, res, n_ok, secs, err))) goto done;
     char png[2048], title[1024], tag[400];
     for (int m = 0; m < c->n_models && !st; m++)
         for (int d = 0; d < c->n_data && !st; d++) {
