@@ -339,30 +339,35 @@ static void line_title(const lb_abl_config *c, const lb_abl_run *r, bool with_mo
 typedef struct {
     bool   on;          /* a clamp applies */
     double lo, cutoff;  /* axis minimum; means below cutoff are off-scale */
+    double hi;          /* axis maximum: a little above the highest point, at most 100 */
 } yaxis;
 
 static yaxis y_axis(const group *B, const double *mean, const double *std, int n)
 {
-    yaxis y = { false, 0.0, 0.0 };
+    yaxis y = { false, 0.0, 0.0, 100.0 };
     if (!B || B->n_ok == 0) return y;
     y.on = true;
     y.cutoff = B->mean - CLIP_POINTS;
-    double lo = B->mean - B->std;
-    for (int i = 0; i < n; i++)
+    double lo = B->mean - B->std, hi = B->mean + B->std;
+    for (int i = 0; i < n; i++) {
         if (mean[i] >= y.cutoff && mean[i] - std[i] < lo) lo = mean[i] - std[i];
-    y.lo = floor(lo - 0.08 * (100.0 - lo) - 0.2);
+        if (mean[i] + std[i] > hi) hi = mean[i] + std[i];
+    }
+    y.lo = floor(lo - 0.08 * (hi - lo) - 0.2);
     if (y.lo < 0) y.lo = 0;
+    y.hi = ceil(hi + 0.08 * (hi - lo) + 0.2);
+    if (y.hi > 100) y.hi = 100;
     return y;
 }
 
 static double y_clamped(const yaxis *y, double v)
 {
-    return y->on && v < y->cutoff ? y->lo + 0.025 * (100.0 - y->lo) : v;
+    return y->on && v < y->cutoff ? y->lo + 0.025 * (y->hi - y->lo) : v;
 }
 
 static void y_range(FILE *f, const yaxis *y)
 {
-    if (y->on) fprintf(f, "set yrange [%g:100]\n", y->lo);
+    if (y->on) fprintf(f, "set yrange [%g:%g]\n", y->lo, y->hi);
     else fprintf(f, "set yrange [*:*<100]\nset offsets 0, 0, graph 0.06, 0\n");
 }
 
@@ -380,7 +385,7 @@ static void clip_block(lb_plot *p, const yaxis *y, const double *x, const double
             below += mean[j] < y->cutoff && (log_x ? fabs(log2(x[j] / x[i])) < 1.0
                                                    : fabs(x[j] - x[i]) < 0.5);
         fprintf(p->f, "%.4f %.4f %.4f \"%s: %.1f%%\"\n", x[i], y_clamped(y, mean[i]),
-                y_clamped(y, mean[i]) + below * 0.05 * (100.0 - y->lo), name[i], mean[i]);
+                y_clamped(y, mean[i]) + below * 0.05 * (y->hi - y->lo), name[i], mean[i]);
         (*n_clipped)++;
     }
     lb_plot_data_end(p);
@@ -390,7 +395,7 @@ static void clip_plot(FILE *f, int n_clipped)
 {
     if (!n_clipped) return;
     fprintf(f, ", $clip using 1:2 with points pt 11 ps 1.6 lc rgb '#000000' "
-               "title 'below the axis (value printed)', $clip using 1:3:4 with labels left "
+               "title 'off the axis (value shown)', $clip using 1:3:4 with labels left "
                "offset char 1.2,0 font ',9' notitle");
 }
 
@@ -441,14 +446,17 @@ static lb_status plot_bits(const lb_abl_config *c, const group *gr, int n, int m
     }
     int n_clipped;
     clip_block(&p, &ya, px, pm, pname, n_pts, false, &n_clipped);
-    fprintf(f, "set xrange [0.5:8.5]\nset xtics (");
+    int max_bits = 1;
+    for (int b = 1; b <= 8; b++)
+        if (bits_seen[b]) max_bits = b;
+    fprintf(f, "set xrange [0.5:%d.5]\nset xtics (", max_bits);
     bool first = true;
     for (int b = 1; b <= 8; b++)
         if (bits_seen[b]) {
             fprintf(f, "%s%d", first ? "" : ", ", b);
             first = false;
         }
-    fprintf(f, ")\nset key bottom right\nset errorbars small\n");
+    fprintf(f, ")\nset key outside right top\nset errorbars small\n");
     y_range(f, &ya);
     fprintf(f, "plot ");
     if (B && B->n_ok)
@@ -461,9 +469,14 @@ static lb_status plot_bits(const lb_abl_config *c, const group *gr, int n, int m
         char t[128];
         line_title(c, r, want == ((1u << LB_ABL_QAT) | (1u << LB_ABL_PTQ)), t, sizeof t);
         const bool ptq = r->mode == LB_ABL_PTQ;
+        /* colour: quantizer; dashes: PTQ; crossed activation bits: marker and dash pattern */
+        int ai = 0;
+        while (!c->abits_same && ai < c->n_abits - 1 && c->abits[ai] != r->abits) ai++;
+        static const int pts[] = { 7, 5, 13, 11, 15 }, dts[] = { 1, 3, 4, 5, 1 };
+        const int pt = c->abits_same ? (ptq ? 9 : 7) : pts[ai % 5];
+        const int dt = ptq ? 2 : c->abits_same ? 1 : dts[ai % 5];
         fprintf(f, "%s$l%d using 1:2:3 with yerrorlines lw 2 pt %d ps 1.3 dt %d lc rgb '%s' "
-                   "title ", L ? ", " : "", L, ptq ? 9 : 7, ptq ? 2 : 1,
-                palette[color_of(c, qname(c, r))]);
+                   "title ", L ? ", " : "", L, pt, dt, palette[color_of(c, qname(c, r))]);
         lb_plot_quote(f, t);
     }
     clip_plot(f, n_clipped);
@@ -503,12 +516,14 @@ static lb_status plot_pareto(const lb_abl_config *c, const group *gr, int n, int
     if (st) return st;
     FILE *f = p.f;
     static const char *const names[] = { "fp32", "qat", "ptq" };
+    int n_mode[3] = { 0, 0, 0 };
     for (int mode = 0; mode < 3; mode++) {
         lb_plot_data_begin(&p, names[mode]);
         for (int j = 0; j < k_n; j++)
-            if (gr[idx[j]].r->mode == (lb_abl_mode)mode && !(ya.on && acc[j] < ya.cutoff))
+            if (gr[idx[j]].r->mode == (lb_abl_mode)mode && !(ya.on && acc[j] < ya.cutoff)) {
                 fprintf(f, "%.4f %.4f\n", size[j], acc[j]);
-        fprintf(f, "\n");
+                n_mode[mode]++;
+            }
         lb_plot_data_end(&p);
     }
     int n_clipped;
@@ -530,16 +545,19 @@ static lb_status plot_pareto(const lb_abl_config *c, const group *gr, int n, int
                 ya.on && acc[order[t]] < ya.cutoff ? "" : pname[order[t]]);
     lb_plot_data_end(&p);
     fprintf(f, "set logscale x 2\nset format x '%%g'\nset offsets graph 0.03, graph 0.12, 0, 0\n"
-               "set key bottom right\n");
+               "set key outside right top\n");
     y_range(f, &ya);
-    if (ya.on) /* headroom above 100% for the slanted labels of the front */
-        fprintf(f, "set yrange [%g:%g]\nset ytics nomirror\n", ya.lo, 100.0 + 0.1 * (100.0 - ya.lo));
+    if (ya.on) /* headroom for the slanted labels of the front */
+        fprintf(f, "set yrange [%g:%g]\n", ya.lo, ya.hi + 0.1 * (ya.hi - ya.lo));
     fprintf(f, "plot $front using 1:2 with steps lw 2 lc rgb '#2ca02c' title 'Pareto front', "
                "$front using 1:2:3 with labels left rotate by 35 offset char 0.4,0.6 font ',9' "
-               "notitle, "
-               "$qat using 1:2 with points pt 7 ps 1.2 lc rgb '#1f77b4' title 'QAT', "
-               "$ptq using 1:2 with points pt 9 ps 1.3 lc rgb '#d62728' title 'PTQ', "
-               "$fp32 using 1:2 with points pt 5 ps 1.3 lc rgb '#000000' title 'FP32'");
+               "notitle");
+    static const char *const style[] = { "pt 5 ps 1.3 lc rgb '#000000' title 'FP32'",
+                                         "pt 7 ps 1.2 lc rgb '#1f77b4' title 'QAT'",
+                                         "pt 9 ps 1.3 lc rgb '#d62728' title 'PTQ'" };
+    for (int mode = 1; mode < 4; mode++) /* QAT, PTQ, FP32: those with points */
+        if (n_mode[mode % 3])
+            fprintf(f, ", $%s using 1:2 with points %s", names[mode % 3], style[mode % 3]);
     clip_plot(f, n_clipped);
     fprintf(f, "\n");
     return lb_plot_render(&p, err);
@@ -583,19 +601,21 @@ lb_status lb_abl_collect(const lb_abl_config *c, const lb_abl_grid *g, FILE *log
             mb = mb ? mb + 1 : c->models[m];
             snprintf(tag, sizeof tag, "%.*s-%s", (int)strcspn(mb, "."), mb, c->data[d]);
             snprintf(png, sizeof png, "%s/acc_bits_%s.png", c->out, tag);
-            snprintf(title, sizeof title, "%s on %s: QAT accuracy against bits", mb, c->data[d]);
+            const int mlen = (int)strcspn(mb, ".");
+            snprintf(title, sizeof title, "%.*s on %s: QAT accuracy against bits", mlen, mb,
+                     c->data[d]);
             st = plot_bits(c, gr, n, m, d, 1u << LB_ABL_QAT, png, title, err);
             if (st) break;
             if (c->ptq) {
                 snprintf(png, sizeof png, "%s/ptq_qat_%s.png", c->out, tag);
-                snprintf(title, sizeof title, "%s on %s: PTQ (dashed) against QAT (solid)", mb,
-                         c->data[d]);
+                snprintf(title, sizeof title, "%.*s on %s: PTQ (dashed) against QAT (solid)",
+                         mlen, mb, c->data[d]);
                 st = plot_bits(c, gr, n, m, d, (1u << LB_ABL_QAT) | (1u << LB_ABL_PTQ), png,
                                title, err);
                 if (st) break;
             }
             snprintf(png, sizeof png, "%s/pareto_%s.png", c->out, tag);
-            snprintf(title, sizeof title, "%s on %s: accuracy against weight memory", mb,
+            snprintf(title, sizeof title, "%.*s on %s: accuracy against weight memory", mlen, mb,
                      c->data[d]);
             st = plot_pareto(c, gr, n, m, d, png, title, err);
         }

@@ -6,7 +6,8 @@
 # experiments/results/ablation_NAME.md (machine, commands, wall time, the tables) and copies
 # the plots and one weight histogram into experiments/results/ablation/.
 # Usage: experiments/ablate/run.sh [NAME ...]   JOBS=2 by default; LB_BUILD_DIR=DIR uses
-# that build (LB_NO_BUILD=1: as it is, without rebuilding).
+# that build (LB_NO_BUILD=1: as it is, without rebuilding); COLLECT_ONLY=1 runs nothing and
+# only remakes the tables, plots and result pages from the runs already there.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -20,13 +21,17 @@ for name in "${names[@]}"; do
     abl="experiments/ablate/$name.abl"
     out=$(awk '$1 == "out" { print $2 }' "$abl")
     cmd="nice -n 10 $build/lowbit ablate $abl -j $jobs --threads 1"
-    echo "== $cmd"
-    t0=$(date +%s)
-    status=0
-    $cmd || status=$?
-    t1=$(date +%s)
-    # wall time of this invocation; a resumed sweep adds its earlier invocations by hand
-    echo "$name $((t1 - t0)) $status $(date -u +%Y-%m-%dT%H:%MZ)" >> "$out/walltime.txt"
+    if [ -n "${COLLECT_ONLY:-}" ]; then
+        "$build/lowbit" ablate "$abl" --collect
+    else
+        echo "== $cmd"
+        t0=$(date +%s)
+        status=0
+        $cmd || status=$?
+        t1=$(date +%s)
+        # the wall time of every sweep invocation (a resumed sweep has several lines)
+        echo "$name $((t1 - t0)) $status $(date -u +%Y-%m-%dT%H:%MZ)" >> "$out/walltime.txt"
+    fi
     res="experiments/results/ablation_$name.md"
     {
         echo "# Ablation: $name"
