@@ -241,7 +241,8 @@ static void write_md_block(FILE *f, const lb_abl_config *c, const group *gr, int
             fprintf(f, " %+.2f |", G->mean - B->mean);
         else
             fprintf(f, " |");
-        fprintf(f, " %d/%d | %.1f | %.0f |\n", G->n_ok, G->n_runs, G->kib, G->secs);
+        if (G->n_ok) fprintf(f, " %d/%d | %.1f | %.0f |\n", G->n_ok, G->n_runs, G->kib, G->secs);
+        else fprintf(f, " 0/%d | – | – |\n", G->n_runs);
     }
     fprintf(f, "\n");
 }

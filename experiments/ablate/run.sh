@@ -37,7 +37,7 @@ for name in "${names[@]}"; do
         echo "# Ablation: $name"
         echo
         echo "Machine: $(uname -sr), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')),"
-        echo "shared with other jobs (a nice'd CIFAR-10 ResNet-20 training on both cores ran throughout)."
+        echo "shared with other jobs (a nice'd CIFAR-10 ResNet-20 training on both cores, another helper's runs)."
         echo "lowbit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u +%Y-%m-%d)."
         echo
         echo "Grid: [\`$abl\`](../ablate/$name.abl). Command (from the repository root):"
