@@ -757,7 +757,8 @@ static lb_status spawn_run(const lb_abl_config *c, const lb_abl_grid *g, int i, 
 }
 
 lb_status lb_abl_execute(const lb_abl_config *c, const lb_abl_grid *g, const char *exe,
-                         int jobs, FILE *log, int *n_failed, lb_error *err)
+                         int jobs, const volatile sig_atomic_t *stop, FILE *log, int *n_failed,
+                         lb_error *err)
 {
     *n_failed = 0;
     if (jobs < 1) jobs = 1;
@@ -782,8 +783,17 @@ lb_status lb_abl_execute(const lb_abl_config *c, const lb_abl_grid *g, const cha
             n_done, n_todo, jobs);
     fflush(log);
     char label[256];
+    bool stopping = false;
     for (;;) {
-        for (int i = 0; i < g->n && running < jobs; i++) {
+        if (stop && *stop && !stopping) { /* pass the signal on, start nothing more */
+            stopping = true;
+            fprintf(log, "ablate: stopping: %d running run%s asked to save and exit; rerun the "
+                         "same command to resume\n", running, running == 1 ? "" : "s");
+            fflush(log);
+            for (int i = 0; i < g->n; i++)
+                if (state[i] == ST_RUNNING) kill(pids[i], SIGTERM);
+        }
+        for (int i = 0; i < g->n && running < jobs && !stopping; i++) {
             if (state[i] != ST_PENDING) continue;
             const int dep = g->runs[i].dep;
             if (dep >= 0 && state[dep] == ST_FAILED) {
@@ -828,11 +838,14 @@ lb_status lb_abl_execute(const lb_abl_config *c, const lb_abl_grid *g, const cha
             if (WIFEXITED(ws) && WEXITSTATUS(ws)) snprintf(why, sizeof why, "exit status %d", WEXITSTATUS(ws));
             else if (WIFSIGNALED(ws)) snprintf(why, sizeof why, "signal %d", WTERMSIG(ws));
             else snprintf(why, sizeof why, "no result.json");
-            fprintf(log, "[%d/%d] FAILED   %s (%s; see %s/log.txt)\n", finished, n_todo, label,
-                    why, g->runs[i].dir);
+            fprintf(log, "[%d/%d] %s %s (%s; see %s/log.txt)\n", finished, n_todo,
+                    stopping ? "stopped " : "FAILED  ", label, why, g->runs[i].dir);
         }
         fflush(log);
     }
+    if (stopping)
+        st = lb_errorf(err, LB_ERR_INTERRUPTED, "interrupted; finished runs are kept, and the "
+                       "same command resumes the sweep");
     goto done;
 wait_all: /* the runner failed: let the children that are running finish */
     while (running > 0) {

@@ -26,13 +26,14 @@
  *     if (lb_abl_parse_file("mnist.abl", &c, &err)) ...      // "<file>:<line>: <what>"
  *     if (lb_abl_expand(c, &grid, &err)) ...                 // bases first, skipped combos noted
  *     lb_abl_list(c, &grid, "lowbit", LB_ABL_STAGE_ALL, stdout);
- *     lb_abl_execute(c, &grid, "/proc/self/exe", 2, stderr, &n_failed, &err);
+ *     lb_abl_execute(c, &grid, "/proc/self/exe", 2, NULL, stderr, &n_failed, &err);
  *     lb_abl_collect(c, &grid, stderr, &err);                // results.csv/.md, PNGs
  *     lb_abl_grid_free(&grid);  lb_abl_free(c);
  */
 #ifndef LB_ABLATE_H
 #define LB_ABLATE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -133,10 +134,14 @@ bool lb_abl_run_finished(const char *dir);
 /* Runs every unfinished run with at most jobs child processes of exe at once, each with
  * stdout and stderr in <dir>/log.txt, a run only after its base finished; skips finished
  * runs. A failed run (non-zero exit or no result.json) is reported on log and the sweep
- * goes on; runs of a failed base are not started. *n_failed counts both. Returns LB_OK
- * unless the runner itself failed (cannot create a folder, cannot spawn). */
+ * goes on; runs of a failed base are not started. *n_failed counts both. When *stop becomes
+ * non-zero (a signal handler sets it; stop may be NULL), no run is started any more, the
+ * running ones get SIGTERM (lowbit train then saves and exits) and are waited for, and the
+ * result is LB_ERR_INTERRUPTED. Otherwise LB_OK unless the runner itself failed (cannot
+ * create a folder, cannot spawn). */
 lb_status lb_abl_execute(const lb_abl_config *c, const lb_abl_grid *g, const char *exe,
-                         int jobs, FILE *log, int *n_failed, lb_error *err);
+                         int jobs, const volatile sig_atomic_t *stop, FILE *log, int *n_failed,
+                         lb_error *err);
 
 /* ---- results ------------------------------------------------------------------------- */
 

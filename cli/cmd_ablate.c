@@ -25,6 +25,11 @@ static const char ablate_help[] =
     "  --stage S       with --list: base (the FP32 runs) or quant (the rest)  [all]\n"
     "  --collect       only read the finished runs' results: tables and plots\n";
 
+/* SIGINT/SIGTERM: the runner stops starting runs, passes SIGTERM on and waits (ablate.h). */
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_stop(int sig) { stop_signal = sig; }
+
 static int usage(const char *fmt, const char *a)
 {
     fprintf(stderr, "lowbit ablate: ");
@@ -114,7 +119,19 @@ int lb_cmd_ablate(const char *argv0, int argc, char **argv)
         ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
         if (n > 0) exe[n] = 0;
         else snprintf(exe, sizeof exe, "%s", argv0);
-        if (lb_abl_execute(c, &g, exe, jobs, stdout, &n_failed, &err)) goto fail;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_stop; /* no SA_RESTART: waitpid returns to look at the flag */
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        lb_status st = lb_abl_execute(c, &g, exe, jobs, &stop_signal, stdout, &n_failed, &err);
+        if (st == LB_ERR_INTERRUPTED) {
+            fprintf(stderr, "lowbit ablate: %s\n", err.msg);
+            code = 128 + (int)stop_signal;
+            goto done;
+        }
+        if (st) goto fail;
     }
     if (lb_abl_collect(c, &g, stdout, &err)) goto fail;
     if (n_failed) {

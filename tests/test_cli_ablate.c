@@ -288,7 +288,7 @@ START_TEST(test_execute_resume)
     }
     FILE *log = fopen("/dev/null", "w");
     int n_failed = -1;
-    ck_assert_msg(lb_abl_execute(c, &g, exe, 2, log, &n_failed, &err) == LB_OK, "%s", err.msg);
+    ck_assert_msg(lb_abl_execute(c, &g, exe, 2, NULL, log, &n_failed, &err) == LB_OK, "%s", err.msg);
     ck_assert_int_eq(n_failed, expect_failed);
     ck_assert_int_eq(count_lines(calls), expect_calls);
     ck_assert(lb_abl_run_finished(g.runs[0].dir));  /* seed 1 base */
@@ -299,9 +299,14 @@ START_TEST(test_execute_resume)
     snprintf(logp, sizeof logp, "%s/log.txt", g.runs[w2].dir); /* its stderr */
     ck_assert_int_eq(count_lines(logp), 1);
     /* again: only the failed runs that can start are run */
-    ck_assert_msg(lb_abl_execute(c, &g, exe, 1, log, &n_failed, &err) == LB_OK, "%s", err.msg);
+    ck_assert_msg(lb_abl_execute(c, &g, exe, 1, NULL, log, &n_failed, &err) == LB_OK, "%s", err.msg);
     ck_assert_int_eq(count_lines(calls), expect_calls + again);
     ck_assert_int_eq(n_failed, expect_failed);
+    /* a stop request (a signal) before anything starts: nothing runs, the status says so */
+    volatile sig_atomic_t stop = SIGINT;
+    ck_assert_int_eq(lb_abl_execute(c, &g, exe, 2, &stop, log, &n_failed, &err),
+                     LB_ERR_INTERRUPTED);
+    ck_assert_int_eq(count_lines(calls), expect_calls + again);
     fclose(log);
     /* a result.json without an accuracy does not count as finished */
     char bad[2200];
