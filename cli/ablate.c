@@ -106,7 +106,8 @@ static char *read_text(const char *path, lb_error *err)
 /* ---- parsing ------------------------------------------------------------------------- */
 
 static const char *const known_keys =
-    "model data wbits abits quantizer ptq_quantizer gran mode seeds extra fp32 qat ptq args out";
+    "model data wbits abits quantizer ptq_quantizer gran mode seeds extra fp32 qat ptq args out "
+    "fp32_finetune";
 
 /* Options the runner sets itself, so a grid line may not. */
 static const char *const managed[] = { "--out", "--init", "--quant", "--seed", "--result",
@@ -193,7 +194,8 @@ static lb_status parse_line(pctx *p, lb_abl_config *c, char **tok, int n, unsign
 {
     static const char *const keys[] = { "model", "data", "wbits", "abits", "quantizer",
                                         "ptq_quantizer", "gran", "mode", "seeds", "extra",
-                                        "fp32", "qat", "ptq", "args", "out", NULL };
+                                        "fp32", "qat", "ptq", "args", "out", "fp32_finetune",
+                                        NULL };
     const char *key = tok[0];
     int k = 0;
     while (keys[k] && strcmp(keys[k], key)) k++;
@@ -285,6 +287,11 @@ static lb_status parse_line(pctx *p, lb_abl_config *c, char **tok, int n, unsign
     case 14:
         if (n != 1 || strlen(tok[0]) >= 512) return bad(p, "out: one folder name%s", "", "");
         strcpy(c->out, tok[0]);
+        break;
+    case 15:
+        if (n != 1 || (strcmp(tok[0], "yes") && strcmp(tok[0], "no")))
+            return bad(p, "fp32_finetune: yes or no%s%s", "", "");
+        c->fp32_finetune = tok[0][0] == 'y';
         break;
     }
     return st;
@@ -491,7 +498,24 @@ lb_status lb_abl_expand(const lb_abl_config *c, lb_abl_grid *g, lb_error *err)
                          r->seed);
             }
     g->n_base = g->n;
-    /* 2. QAT and PTQ runs from those bases */
+    /* 2. the control: each base fine-tuned with the QAT schedule, still at FP32, so the QAT
+     * rows can be told apart from the effect of training longer */
+    if (c->qat && c->fp32_finetune)
+        for (int b = 0; b < g->n_base; b++) {
+            lb_abl_run *r = push(g, &cap);
+            if (!r) goto oom;
+            const lb_abl_run *base = &g->runs[b];
+            r->mode = LB_ABL_QAT;
+            r->model = base->model;
+            r->data = base->data;
+            r->seed = base->seed;
+            r->dep = b;
+            strcpy(r->spec, "fp32");
+            char *slash = strrchr(strcpy(r->dir, base->dir), '/');
+            snprintf(slash + 1, sizeof r->dir - (size_t)(slash + 1 - r->dir), "qat-fp32");
+        }
+    const int n_control = g->n - g->n_base;
+    /* 3. QAT and PTQ runs from those bases */
     const int n_a = c->abits_same ? 1 : c->n_abits;
     for (int m = 0; m < c->n_models; m++)
         for (int d = 0; d < c->n_data; d++)
@@ -540,7 +564,7 @@ lb_status lb_abl_expand(const lb_abl_config *c, lb_abl_grid *g, lb_error *err)
                                 }
                             }
             }
-    if (g->n == g->n_base) {
+    if (g->n == g->n_base + n_control) {
         lb_abl_grid_free(g);
         return lb_errorf(err, LB_ERR_ARG, "%s: the grid has no quantized run (every "
                          "combination was skipped or only fp32 bits are listed)", c->path);
@@ -639,6 +663,10 @@ void lb_abl_run_label(const lb_abl_config *c, const lb_abl_run *r, char *buf, si
     tag_of(c->models[r->model], mtag, sizeof mtag);
     if (r->mode == LB_ABL_FP32) {
         snprintf(buf, cap, "%s %s fp32 s%ld", mtag, c->data[r->data], r->seed);
+        return;
+    }
+    if (r->quant < 0) { /* the FP32 fine-tune control */
+        snprintf(buf, cap, "%s %s qat fp32 fine-tune s%ld", mtag, c->data[r->data], r->seed);
         return;
     }
     const lb_abl_quant *q = r->mode == LB_ABL_QAT ? &c->quant[r->quant] : &c->ptq_quant[r->quant];

@@ -16,6 +16,7 @@
  *     qat       --epochs 3 --lr 0.01       # options of the QAT runs (lowbit train --init)
  *     ptq       --calib 20                 # options of the PTQ runs (lowbit ptq)
  *     out       runs/ablate-mnist
+ *     fp32_finetune yes                    # control: the base fine-tuned at FP32 like QAT
  *
  * Every (model, data, seed) gets one FP32 base run; every QAT and PTQ run starts from the
  * base of its seed. A run is one `lowbit` command line with its own folder under `out`; it
@@ -68,6 +69,7 @@ typedef struct lb_abl_config {
     /* extra options, whitespace-separated, for the FP32 base, QAT, PTQ, and every run */
     char fp32_args[1024], qat_args[1024], ptq_args[1024], all_args[1024];
     char out[1024];                                    /* folder of runs and results    */
+    bool fp32_finetune;    /* add a QAT-schedule fine-tune of each base at FP32 (a control) */
 } lb_abl_config;
 
 typedef enum lb_abl_mode { LB_ABL_FP32 = 0, LB_ABL_QAT, LB_ABL_PTQ } lb_abl_mode;
@@ -76,7 +78,8 @@ typedef struct lb_abl_run {
     lb_abl_mode mode;
     int   model, data;      /* indices into the config's lists                          */
     int   wbits, abits;     /* 0 = fp32                                                 */
-    int   quant;            /* index into quant (QAT) or ptq_quant (PTQ); -1 for FP32   */
+    int   quant;            /* index into quant (QAT) or ptq_quant (PTQ); -1 for FP32 and
+                               for the FP32 fine-tune control (mode QAT, spec "fp32")  */
     int   gran;             /* index into gran; -1 for FP32                             */
     long  seed;
     int   dep;              /* index of the FP32 base this run starts from, or -1       */

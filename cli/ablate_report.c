@@ -56,6 +56,7 @@ static bool same_config(const lb_abl_run *a, const lb_abl_run *b)
 static const char *qname(const lb_abl_config *c, const lb_abl_run *r)
 {
     if (r->mode == LB_ABL_FP32) return "-";
+    if (r->quant < 0) return "fp32 fine-tune"; /* the control: no quantizer */
     return r->mode == LB_ABL_QAT ? c->quant[r->quant].name : c->ptq_quant[r->quant].name;
 }
 
@@ -108,6 +109,16 @@ static const group *base_of(const group *gr, int n, int model, int data)
 {
     for (int k = 0; k < n; k++)
         if (gr[k].r->mode == LB_ABL_FP32 && gr[k].r->model == model && gr[k].r->data == data)
+            return &gr[k];
+    return NULL;
+}
+
+/* The FP32 fine-tune control group of a (model, data), or NULL. */
+static const group *finetune_of(const group *gr, int n, int model, int data)
+{
+    for (int k = 0; k < n; k++)
+        if (gr[k].r->mode == LB_ABL_QAT && gr[k].r->quant < 0 && gr[k].r->model == model &&
+            gr[k].r->data == data)
             return &gr[k];
     return NULL;
 }
@@ -174,11 +185,15 @@ static void write_md_block(FILE *f, const lb_abl_config *c, const group *gr, int
     if (B && B->n_ok)
         fprintf(f, "FP32 base: **%.2f ± %.2f %%** top-1 over %d seed%s, weights %.1f KiB.\n\n",
                 B->mean, B->std, B->n_ok, B->n_ok == 1 ? "" : "s", B->kib);
+    const group *T = finetune_of(gr, n, m, d);
+    if (T && T->n_ok)
+        fprintf(f, "FP32 base fine-tuned with the QAT schedule, unquantized (the control for "
+                   "the QAT rows): **%.2f ± %.2f %%**.\n\n", T->mean, T->std);
     /* the distinct (w, a) columns, wide first */
     int cw[64], ca[64], nc = 0;
     for (int k = 0; k < n; k++) {
         const lb_abl_run *r = gr[k].r;
-        if (r->model != m || r->data != d || r->mode == LB_ABL_FP32) continue;
+        if (r->model != m || r->data != d || r->mode == LB_ABL_FP32 || r->gran < 0) continue;
         int j = 0;
         while (j < nc && !(cw[j] == r->wbits && ca[j] == r->abits)) j++;
         if (j < nc || nc == 64) continue;
@@ -463,6 +478,10 @@ static lb_status plot_bits(const lb_abl_config *c, const group *gr, int n, int m
     if (B && B->n_ok)
         fprintf(f, "%.4f with lines dt 2 lw 1.2 lc rgb '#444444' title 'FP32 (%.2f%%)', ",
                 B->mean, B->mean);
+    const group *T = finetune_of(gr, n, m, d);
+    if (T && T->n_ok && (want & (1u << LB_ABL_QAT)))
+        fprintf(f, "%.4f with lines dt 3 lw 1.5 lc rgb '#888888' title 'FP32 + QAT schedule "
+                   "(%.2f%%)', ", T->mean, T->mean);
     for (int L = 0; L < n_lines; L++) {
         int k = 0;
         while (line_of[k] != L) k++;
@@ -504,6 +523,7 @@ static lb_status plot_pareto(const lb_abl_config *c, const group *gr, int n, int
         char wa[24];
         wa_label(r, wa, sizeof wa);
         if (r->mode == LB_ABL_FP32) snprintf(pname[k_n], 96, "FP32");
+        else if (r->quant < 0) snprintf(pname[k_n], 96, "FP32 + QAT schedule");
         else snprintf(pname[k_n], 96, "%s %s %s", r->mode == LB_ABL_QAT ? "QAT" : "PTQ",
                       qname(c, r), wa);
         k_n++;

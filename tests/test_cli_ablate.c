@@ -83,6 +83,7 @@ static const struct { const char *text, *want; } bad_files[] = {
     { "model a\nextra first=9\n", "t.abl:2: extra 'first=9'" },
     { "model a\nwbits\n", "t.abl:2: 'wbits' needs at least one value" },
     { "model a\nwbits 1 2 3 4 5 6 7 8 1 2 3 4 5 6 7 8 1\n", "t.abl:2: 'wbits': more than 16" },
+    { "model a\nfp32_finetune maybe\n", "t.abl:2: fp32_finetune: yes or no" },
 };
 
 START_TEST(test_parse_errors)
@@ -161,6 +162,23 @@ START_TEST(test_expand_counts)
         }
     ck_assert(binary);
     ck_assert(has_note(&g, "1-bit weights are binary"));
+    lb_abl_grid_free(&g);
+    lb_abl_free(c);
+
+    /* the FP32 fine-tune control: one per base, a QAT run at fp32 from it */
+    c = parse_ok("model m\ndata d\nwbits 4\nseeds 1 2\nfp32_finetune yes\nout o\n");
+    ck_assert_msg(lb_abl_expand(c, &g, &err) == LB_OK, "%s", err.msg);
+    ck_assert_int_eq(g.n, 2 + 2 + 2);
+    for (int i = 2; i < 4; i++) {
+        ck_assert_int_eq(g.runs[i].mode, LB_ABL_QAT);
+        ck_assert_int_eq(g.runs[i].quant, -1);
+        ck_assert_str_eq(g.runs[i].spec, "fp32");
+        ck_assert_int_eq(g.runs[g.runs[i].dep].seed, g.runs[i].seed);
+    }
+    ck_assert_str_eq(g.runs[3].dir, "o/m-d/s2/qat-fp32");
+    char label[128];
+    lb_abl_run_label(c, &g.runs[2], label, sizeof label);
+    ck_assert_str_eq(label, "m d qat fp32 fine-tune s1");
     lb_abl_grid_free(&g);
     lb_abl_free(c);
 
@@ -272,12 +290,12 @@ START_TEST(test_execute_resume)
     ck_assert_int_eq(chmod(exe, 0755), 0);
     snprintf(text, sizeof text, "model lenet5\ndata mnist\nwbits fp32 8 4 2\n"
                                 "quantizer minmax lsq\nmode qat ptq\nptq_quantizer minmax\n"
-                                "seeds 1 2\nout %s/out\n", dir);
+                                "seeds 1 2\nfp32_finetune yes\nout %s/out\n", dir);
     lb_abl_config *c = parse_ok(text);
     lb_abl_grid g;
     lb_error err = { 0 };
     ck_assert_msg(lb_abl_expand(c, &g, &err) == LB_OK, "%s", err.msg);
-    ck_assert_int_eq(g.n, 2 + 2 * (2 * 3 + 3));
+    ck_assert_int_eq(g.n, 2 + 2 + 2 * (2 * 3 + 3));
     int expect_calls = 0, expect_failed = 0, again = 0;
     for (int i = 0; i < g.n; i++) {
         const lb_abl_run *r = &g.runs[i];
@@ -330,6 +348,8 @@ START_TEST(test_execute_resume)
     fclose(f);
     ck_assert_ptr_nonnull(strstr(md, "| qat | lsq | channel | 90.00 | 90.00 | – |"));
     ck_assert_ptr_nonnull(strstr(md, "| W8A8 | 90.00 | +0.00 | 1/2 | 2.0 |"));
+    ck_assert_ptr_nonnull(strstr(md, "unquantized (the control for the QAT rows): **90.00 ± 0.00 %**"));
+    ck_assert_ptr_nonnull(strstr(md, "| qat | fp32 fine-tune | - | FP32 | 90.00 | +0.00 | 1/2 |"));
     const char *pngs[] = { "acc_bits_lenet5-mnist.png", "pareto_lenet5-mnist.png",
                            "ptq_qat_lenet5-mnist.png" };
     for (int i = 0; i < 3; i++) {
