@@ -1,4 +1,5 @@
-/* main.c: the `lowbit` command line: train, eval, inspect, models.
+/* main.c: the `lowbit` command line: train, eval, ptq, inspect, export, run, models (ablate and
+ * hist are in cmd_ablate.c).
  * Parses options, finds datasets, and prints results; all the work is in the libraries.
  * Exit status: 0 success, 1 failure (message on stderr), 2 usage error. */
 #include <errno.h>
