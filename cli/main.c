@@ -1,4 +1,5 @@
-/* main.c: the `lowbit` command line: train, eval, inspect, models.
+/* main.c: the `lowbit` command line: train, eval, ptq, inspect, export, run, models (ablate and
+ * hist are in cmd_ablate.c).
  * Parses options, finds datasets, and prints results; all the work is in the libraries.
  * Exit status: 0 success, 1 failure (message on stderr), 2 usage error. */
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include "autograd/blas.h"
 #include "autograd/parallel.h"
 #include "cli/cmd_mixed.h"
+#include "cli/ablate.h"
 #include "runtime/export/export.h"
 #include "runtime/export/onnx.h"
 #include "runtime/lbm.h"
@@ -234,6 +236,29 @@ static void json_str(FILE *f, const char *key, const char *v, bool comma)
     fprintf(f, "\"%s", comma ? "," : "");
 }
 
+/* The --json summary line, built in memory: printed last on stdout with --json, and written
+ * atomically to the --result file (what lowbit ablate reads) when one is given. */
+static FILE *json_begin(char **buf, size_t *len)
+{
+    *buf = NULL;
+    *len = 0;
+    FILE *f = open_memstream(buf, len);
+    if (f) fputc('{', f);
+    return f;
+}
+
+static lb_status json_end(FILE *f, char **buf, size_t *len, bool print, const char *result,
+                          lb_error *err)
+{
+    if (!f) return lb_errorf(err, LB_ERR_NOMEM, "out of memory (JSON summary)");
+    if (fclose(f) || !*buf) return lb_errorf(err, LB_ERR_NOMEM, "out of memory (JSON summary)");
+    if (print) fputs(*buf, stdout);
+    lb_status st = result ? lb_abl_write_atomic(result, *buf, *len, err) : LB_OK;
+    free(*buf);
+    *buf = NULL;
+    return st;
+}
+
 /* ---- train ----------------------------------------------------------------------------- */
 
 /* SIGINT/SIGTERM during training: the loop saves a checkpoint after the current step and
@@ -309,7 +334,8 @@ static const char train_help_data[] =
     "                      drops that step's update and goes on (skip; 100 skipped steps\n"
     "                      in a row stop it anyway); last.ckpt is never written with a\n"
     "                      NaN or Inf in it                                  [stop]\n"
-    "  --json              end stdout with one JSON summary line\n";
+    "  --json              end stdout with one JSON summary line\n"
+    "  --result FILE       also write that JSON line to FILE, atomically (lowbit ablate)\n";
 
 static int cmd_train(int argc, char **argv)
 {
@@ -319,7 +345,7 @@ static int cmd_train(int argc, char **argv)
                 O("threads"), O("out"), O("max-steps"), F("json"), O("quant"), O("init"),
                 O("fold-bn"), O("freeze-observers"), O("resume"), O("augment"),
                 F("skip-corrupt"), F("resize"), F("no-cache"), F("no-prefetch"), O("channels"),
-                O("nonfinite") };
+                O("nonfinite"), O("result") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
     int n_pos, rc = parse_opts("train", argc, argv, o, n, pos, 0, &n_pos);
@@ -490,25 +516,30 @@ static int cmd_train(int argc, char **argv)
     if (res.skipped_steps)
         printf("; %lld steps skipped (NaN/Inf)", (long long)res.skipped_steps);
     printf("\n");
-    if (json) {
-        printf("{");
-        json_str(stdout, "model", m->name, true);
-        json_str(stdout, "dataset", train.name, true);
-        json_str(stdout, "out", cfg.out_dir, true);
-        json_str(stdout, "quant", get(o, n, "quant") ? get(o, n, "quant") : "fp32", true);
-        json_str(stdout, "quant_desc", qdesc, true);
-        printf("\"weight_bytes\":%lld,\"fp32_weight_bytes\":%lld,", (long long)wbytes,
-               (long long)fbytes);
-        printf("\"test_acc\":%.6f,\"test_loss\":%.6f,\"train_loss\":%.6f,\"train_acc\":%.6f,"
-               "\"epochs\":%d,\"steps\":%lld,\"batch\":%lld,\"threads\":%d,\"seconds\":%.3f,"
-               "\"train_seconds\":%.3f,\"train_images_per_s\":%.1f,\"peak_rss_mb\":%.1f,"
-               "\"data_wait_s\":%.3f,\"data_wait_frac\":%.4f,\"params\":%lld,"
-               "\"skipped_steps\":%lld}\n",
-               res.test_acc, res.test_loss, res.train_loss, res.train_acc, res.epochs,
-               (long long)res.steps, (long long)cfg.batch, threads, res.seconds, res.train_seconds,
-               res.train_images_per_s, res.peak_rss_mb, res.data_wait_s,
-               res.train_seconds > 0 ? res.data_wait_s / res.train_seconds : 0.0,
-               (long long)lb_model_param_count(m), (long long)res.skipped_steps);
+    if (json || get(o, n, "result")) {
+        char *jb;
+        size_t jl;
+        FILE *js = json_begin(&jb, &jl);
+        if (js) {
+            json_str(js, "model", m->name, true);
+            json_str(js, "dataset", train.name, true);
+            json_str(js, "out", cfg.out_dir, true);
+            json_str(js, "quant", get(o, n, "quant") ? get(o, n, "quant") : "fp32", true);
+            json_str(js, "quant_desc", qdesc, true);
+            fprintf(js, "\"weight_bytes\":%lld,\"fp32_weight_bytes\":%lld,", (long long)wbytes,
+                    (long long)fbytes);
+            fprintf(js, "\"test_acc\":%.6f,\"test_loss\":%.6f,\"train_loss\":%.6f,\"train_acc\":%.6f,"
+                    "\"epochs\":%d,\"steps\":%lld,\"batch\":%lld,\"threads\":%d,\"seconds\":%.3f,"
+                    "\"train_seconds\":%.3f,\"train_images_per_s\":%.1f,\"peak_rss_mb\":%.1f,"
+                    "\"data_wait_s\":%.3f,\"data_wait_frac\":%.4f,\"params\":%lld,"
+                    "\"skipped_steps\":%lld}\n",
+                    res.test_acc, res.test_loss, res.train_loss, res.train_acc, res.epochs,
+                    (long long)res.steps, (long long)cfg.batch, threads, res.seconds,
+                    res.train_seconds, res.train_images_per_s, res.peak_rss_mb, res.data_wait_s,
+                    res.train_seconds > 0 ? res.data_wait_s / res.train_seconds : 0.0,
+                    (long long)lb_model_param_count(m), (long long)res.skipped_steps);
+        }
+        if (json_end(js, &jb, &jl, json, get(o, n, "result"), &err)) goto fail;
     }
     code = 0;
     goto done;
@@ -809,12 +840,13 @@ static const char ptq_help[] =
     "  --threads N        threads                                              [all cores]\n"
     "  --out PATH         quantized checkpoint                 [CKPT dir/ptq.ckpt]\n"
     "  --fold-bn          fold batch-norm into the preceding conv before quantizing\n"
-    "  --json             end stdout with one JSON summary line\n";
+    "  --json             end stdout with one JSON summary line\n"
+    "  --result FILE      also write that JSON line to FILE, atomically (lowbit ablate)\n";
 
 static int cmd_ptq(int argc, char **argv)
 {
     opt o[] = { O("quant"), O("calib"), O("batch"), O("data"), O("data-dir"), O("seed"),
-                O("threads"), O("out"), F("json"), F("fold-bn"), O("calib-method") };
+                O("threads"), O("out"), F("json"), F("fold-bn"), O("calib-method"), O("result") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
     int n_pos, rc = parse_opts("ptq", argc, argv, o, n, pos, 1, &n_pos);
@@ -847,6 +879,7 @@ static int cmd_ptq(int argc, char **argv)
         lb_errorf(&err, LB_ERR_NOMEM, "out of memory");
         goto fail;
     }
+    const double t_start = lb_now();
     if (load_qconfig(get(o, n, "quant"), qc, &err)) goto fail;
     if (model_from_checkpoint(pos[0], qc, &m, &meta, &err)) goto fail;
     const char *data = get(o, n, "data") ? get(o, n, "data") : meta.dataset[0] ? meta.dataset : "mnist";
@@ -914,16 +947,24 @@ static int cmd_ptq(int argc, char **argv)
            "test accuracy %.2f%% (float %.2f%%), weights %.1f KiB (float %.1f KiB); wrote %s\n",
            m->name, qdesc, calib, batch, calib_s, 100.0 * acc, 100.0 * fp_acc,
            (double)wbytes / 1024.0, (double)fbytes / 1024.0, out);
-    if (get(o, n, "json")) {
-        printf("{");
-        json_str(stdout, "checkpoint", out, true);
-        json_str(stdout, "model", m->name, true);
-        json_str(stdout, "dataset", test.name, true);
-        json_str(stdout, "quant", get(o, n, "quant"), true);
-        json_str(stdout, "quant_desc", qdesc, true);
-        printf("\"test_acc\":%.6f,\"test_loss\":%.6f,\"float_test_acc\":%.6f,\"calib_batches\":%ld,"
-               "\"weight_bytes\":%lld,\"fp32_weight_bytes\":%lld}\n",
-               acc, loss, fp_acc, calib, (long long)wbytes, (long long)fbytes);
+    if (get(o, n, "json") || get(o, n, "result")) {
+        char *jb;
+        size_t jl;
+        FILE *js = json_begin(&jb, &jl);
+        if (js) {
+            json_str(js, "checkpoint", out, true);
+            json_str(js, "model", m->name, true);
+            json_str(js, "dataset", test.name, true);
+            json_str(js, "quant", get(o, n, "quant"), true);
+            json_str(js, "quant_desc", qdesc, true);
+            fprintf(js, "\"test_acc\":%.6f,\"test_loss\":%.6f,\"float_test_acc\":%.6f,"
+                    "\"calib_batches\":%ld,\"weight_bytes\":%lld,\"fp32_weight_bytes\":%lld,"
+                    "\"seconds\":%.3f}\n",
+                    acc, loss, fp_acc, calib, (long long)wbytes, (long long)fbytes,
+                    lb_now() - t_start);
+        }
+        if (json_end(js, &jb, &jl, get(o, n, "json") != NULL, get(o, n, "result"), &err))
+            goto fail;
     }
     code = 0;
     goto done;
@@ -1207,6 +1248,8 @@ static const char main_help[] =
     "  inspect    list the layers of a checkpoint, zoo model, description file or .lbm\n"
     "  sensitivity  per-layer quantization sensitivity and Hessian traces of a checkpoint\n"
     "  mixed      per-layer bits under a weight-memory budget (writes a --quant file)\n"
+    "  ablate     run a bit-width ablation grid; tables and plots (docs/ablate.md)\n"
+    "  hist       per-layer weight histograms before and after quantization (PNG)\n"
     "  models     list the zoo\n"
     "\n"
     "lowbit COMMAND --help documents each command's options.\n";
@@ -1227,6 +1270,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "models")) return cmd_models();
     if (!strcmp(cmd, "sensitivity")) return lb_cmd_sensitivity(argc - 2, argv + 2);
     if (!strcmp(cmd, "mixed")) return lb_cmd_mixed(argc - 2, argv + 2);
+    if (!strcmp(cmd, "ablate")) return lb_cmd_ablate(argv[0], argc - 2, argv + 2);
+    if (!strcmp(cmd, "hist")) return lb_cmd_hist(argc - 2, argv + 2);
     fprintf(stderr, "lowbit: unknown command '%s'\n%s", cmd, main_help);
     return 2;
 }

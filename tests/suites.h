@@ -22,6 +22,7 @@ Suite *runtime_suite(void);         /* test_runtime.c        */
 Suite *onnx_suite(void);            /* test_onnx.c           */
 Suite *cli_plot_suite(void);        /* test_cli.c            */
 Suite *cli_mixed_suite(void);       /* test_cli_mixed.c      */
+Suite *cli_ablate_suite(void);      /* test_cli_ablate.c     */
 
 /* Runs the suites with CK_FORK on; returns 0 when every test passed. */
 static inline int lb_run_suites(Suite **suites, int n)

@@ -96,6 +96,6 @@ Suite *cli_plot_suite(void)
 
 int main(void)
 {
-    Suite *suites[] = { cli_plot_suite(), cli_mixed_suite() };
-    return lb_run_suites(suites, 2);
+    Suite *suites[] = { cli_plot_suite(), cli_mixed_suite(), cli_ablate_suite() };
+    return lb_run_suites(suites, 3);
 }
