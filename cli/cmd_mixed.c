@@ -1,7 +1,6 @@
 /* cmd_mixed.c: `lowbit sensitivity` (per-layer sensitivity: CSV, Markdown table, PNG chart)
  * and `lowbit mixed` (bit assignment under a weight-memory budget, written as a per-layer
- * configuration file). Option parsing is a small copy of main.c's, so that this file merges
- * independently of it. The measurements and the solver are in train/sensitivity.c. */
+ * configuration file). The measurements and the solver are in train/sensitivity.c. */
 #include "cli/cmd_mixed.h"
 
 #include <errno.h>
@@ -12,86 +11,12 @@
 #include <strings.h>
 
 #include "autograd/parallel.h"
+#include "cli/opts.h"
 #include "cli/plot.h"
 #include "datasets/dataset.h"
 #include "train/checkpoint.h"
 #include "train/loop.h"
 #include "train/sensitivity.h"
-
-/* ---- options --------------------------------------------------------------------------- */
-
-typedef struct {
-    const char *name;
-    bool        flag;
-    const char *value;
-} mopt;
-
-static int usage(const char *cmd, const char *fmt, const char *arg)
-{
-    fprintf(stderr, "lowbit %s: ", cmd);
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(see lowbit %s --help)\n", cmd);
-    return 2;
-}
-
-/* 0, 2 (usage error, reported), or -1 for --help. */
-static int parse(const char *cmd, int argc, char **argv, mopt *o, int n, const char **pos,
-                 int max_pos, int *n_pos)
-{
-    *n_pos = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return -1;
-        if (strncmp(a, "--", 2) != 0) {
-            if (*n_pos == max_pos) return usage(cmd, "unexpected argument '%s'", a);
-            pos[(*n_pos)++] = a;
-            continue;
-        }
-        const char *name = a + 2, *eq = strchr(name, '=');
-        const size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        mopt *p = NULL;
-        for (int k = 0; k < n; k++)
-            if (strlen(o[k].name) == len && !strncmp(o[k].name, name, len)) p = &o[k];
-        if (!p) return usage(cmd, "unknown option '%s'", a);
-        if (p->flag) {
-            if (eq) return usage(cmd, "option '%s' takes no value", a);
-            p->value = "1";
-        } else if (eq) {
-            p->value = eq + 1;
-        } else {
-            if (i + 1 >= argc) return usage(cmd, "option '%s' needs a value", a);
-            p->value = argv[++i];
-        }
-    }
-    return 0;
-}
-
-static const char *val(const mopt *o, int n, const char *name)
-{
-    for (int k = 0; k < n; k++)
-        if (!strcmp(o[k].name, name)) return o[k].value;
-    return NULL;
-}
-
-static bool to_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    const long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-static bool to_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    const double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
-    *out = v;
-    return true;
-}
 
 lb_status lb_budget_parse(const char *s, lb_budget *out, lb_error *err)
 {
@@ -177,36 +102,36 @@ done:
     "  --threads N       threads                                                   [1]\n"
 
 /* Fills cfg and calib_n from the shared options; 0 or a usage error (2). */
-static int sens_options(const char *cmd, const mopt *o, int n, lb_sens_cfg *cfg, long *calib_n)
+static int sens_options(const char *cmd, const lb_cli_opt *o, int n, lb_sens_cfg *cfg, long *calib_n)
 {
     const char *s;
     long v;
     double d;
     *calib_n = 1000;
-    if ((s = val(o, n, "calib")) && !to_long(s, 1, 1L << 30, calib_n))
-        return usage(cmd, "--calib %s: expected a number of images >= 1", s);
-    if ((s = val(o, n, "samples"))) {
-        if (!to_long(s, 0, 100000, &v)) return usage(cmd, "--samples %s: expected 0..100000", s);
+    if ((s = lb_cli_get(o, n, "calib")) && !lb_cli_long(s, 1, 1L << 30, calib_n))
+        return lb_cli_usage(cmd, "--calib %s: expected a number of images >= 1", s);
+    if ((s = lb_cli_get(o, n, "samples"))) {
+        if (!lb_cli_long(s, 0, 100000, &v)) return lb_cli_usage(cmd, "--samples %s: expected 0..100000", s);
         cfg->hutch_samples = (int)v;
     }
-    if ((s = val(o, n, "eps"))) {
-        if (!to_double(s, 1e-6, 1.0, &d)) return usage(cmd, "--eps %s: expected 1e-6..1", s);
+    if ((s = lb_cli_get(o, n, "eps"))) {
+        if (!lb_cli_double(s, 1e-6, 1.0, &d)) return lb_cli_usage(cmd, "--eps %s: expected 1e-6..1", s);
         cfg->hutch_eps = (float)d;
     }
-    if ((s = val(o, n, "batch"))) {
-        if (!to_long(s, 1, 1 << 20, &v)) return usage(cmd, "--batch %s: expected 1..1048576", s);
+    if ((s = lb_cli_get(o, n, "batch"))) {
+        if (!lb_cli_long(s, 1, 1 << 20, &v)) return lb_cli_usage(cmd, "--batch %s: expected 1..1048576", s);
         cfg->batch = v;
     }
-    if ((s = val(o, n, "seed"))) {
-        if (!to_long(s, 0, 2147483647L, &v)) return usage(cmd, "--seed %s: expected 0..2^31-1", s);
+    if ((s = lb_cli_get(o, n, "seed"))) {
+        if (!lb_cli_long(s, 0, 2147483647L, &v)) return lb_cli_usage(cmd, "--seed %s: expected 0..2^31-1", s);
         cfg->seed = (uint64_t)v;
     }
     lb_error e = { 0 };
-    if ((s = val(o, n, "hessian")) && lb_hess_method_parse(s, &cfg->hess, &e))
-        return usage(cmd, "--hessian: %s", e.msg);
+    if ((s = lb_cli_get(o, n, "hessian")) && lb_hess_method_parse(s, &cfg->hess, &e))
+        return lb_cli_usage(cmd, "--hessian: %s", e.msg);
     long threads = 1;
-    if ((s = val(o, n, "threads")) && !to_long(s, 1, 256, &threads))
-        return usage(cmd, "--threads %s: expected 1..256", s);
+    if ((s = lb_cli_get(o, n, "threads")) && !lb_cli_long(s, 1, 256, &threads))
+        return lb_cli_usage(cmd, "--threads %s: expected 1..256", s);
     if (lb_parallel_set_threads((int)threads, &e) != LB_OK)
         fprintf(stderr, "lowbit: warning: %s\n", e.msg);
     return 0;
@@ -316,25 +241,25 @@ static const char sensitivity_help[] =
 
 int lb_cmd_sensitivity(int argc, char **argv)
 {
-    mopt o[] = { SENS_OPTS, { "bits", false, NULL }, { "out", false, NULL },
+    lb_cli_opt o[] = { SENS_OPTS, { "bits", false, NULL }, { "out", false, NULL },
                  { "no-hessian", true, NULL } };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1] = { NULL };
-    int n_pos, rc = parse("sensitivity", argc, argv, o, n, pos, 1, &n_pos);
+    int n_pos, rc = lb_cli_parse("sensitivity", argc, argv, o, n, pos, 1, &n_pos);
     if (rc == -1) return fputs(sensitivity_help, stdout), 0;
     if (rc) return rc;
-    if (n_pos != 1) return usage("sensitivity", "%s", "needs a checkpoint path");
+    if (n_pos != 1) return lb_cli_usage("sensitivity", "%s", "needs a checkpoint path");
     lb_error err = { 0 };
     lb_sens_cfg cfg = lb_sens_cfg_default();
     cfg.log = stdout;
     const char *s;
-    if ((s = val(o, n, "bits")) && lb_sens_parse_bits(s, &cfg, &err))
-        return usage("sensitivity", "--bits: %s", err.msg);
+    if ((s = lb_cli_get(o, n, "bits")) && lb_sens_parse_bits(s, &cfg, &err))
+        return lb_cli_usage("sensitivity", "--bits: %s", err.msg);
     long calib_n;
     if ((rc = sens_options("sensitivity", o, n, &cfg, &calib_n))) return rc;
-    if (val(o, n, "no-hessian")) cfg.hutch_samples = 0;
+    if (lb_cli_get(o, n, "no-hessian")) cfg.hutch_samples = 0;
     char prefix[4000];
-    if ((s = val(o, n, "out"))) {
+    if ((s = lb_cli_get(o, n, "out"))) {
         snprintf(prefix, sizeof prefix, "%s", s);
     } else {
         snprintf(prefix, sizeof prefix, "%s", pos[0]);
@@ -345,7 +270,7 @@ int lb_cmd_sensitivity(int argc, char **argv)
     sens_input in;
     lb_sens_result r = { 0 };
     int code = 1;
-    if (sens_load(pos[0], val(o, n, "data"), val(o, n, "data-dir"), calib_n, &in, &err)) {
+    if (sens_load(pos[0], lb_cli_get(o, n, "data"), lb_cli_get(o, n, "data-dir"), calib_n, &in, &err)) {
         fprintf(stderr, "lowbit sensitivity: %s\n", err.msg);
         return 1;
     }
@@ -394,37 +319,37 @@ static const char mixed_help[] =
 
 int lb_cmd_mixed(int argc, char **argv)
 {
-    mopt o[] = { SENS_OPTS, { "budget", false, NULL }, { "choices", false, NULL },
+    lb_cli_opt o[] = { SENS_OPTS, { "budget", false, NULL }, { "choices", false, NULL },
                  { "objective", false, NULL }, { "abits", false, NULL }, { "out", false, NULL },
                  { "json", true, NULL } };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1] = { NULL };
-    int n_pos, rc = parse("mixed", argc, argv, o, n, pos, 1, &n_pos);
+    int n_pos, rc = lb_cli_parse("mixed", argc, argv, o, n, pos, 1, &n_pos);
     if (rc == -1) return fputs(mixed_help, stdout), 0;
     if (rc) return rc;
-    if (n_pos != 1) return usage("mixed", "%s", "needs a checkpoint path");
+    if (n_pos != 1) return lb_cli_usage("mixed", "%s", "needs a checkpoint path");
     lb_error err = { 0 };
     const char *s;
     lb_budget budget;
-    if (!(s = val(o, n, "budget"))) return usage("mixed", "%s", "needs --budget SIZE (e.g. 24KB or 3.0)");
-    if (lb_budget_parse(s, &budget, &err)) return usage("mixed", "--budget: %s", err.msg);
+    if (!(s = lb_cli_get(o, n, "budget"))) return lb_cli_usage("mixed", "%s", "needs --budget SIZE (e.g. 24KB or 3.0)");
+    if (lb_budget_parse(s, &budget, &err)) return lb_cli_usage("mixed", "--budget: %s", err.msg);
     lb_sens_cfg cfg = lb_sens_cfg_default();
-    if (lb_sens_parse_bits(val(o, n, "choices") ? val(o, n, "choices") : "2,3,4,6,8", &cfg, &err))
-        return usage("mixed", "--choices: %s", err.msg);
+    if (lb_sens_parse_bits(lb_cli_get(o, n, "choices") ? lb_cli_get(o, n, "choices") : "2,3,4,6,8", &cfg, &err))
+        return lb_cli_usage("mixed", "--choices: %s", err.msg);
     lb_mixed_objective obj = LB_MIXED_OBJ_HAWQ;
-    if ((s = val(o, n, "objective")) && lb_mixed_objective_parse(s, &obj, &err))
-        return usage("mixed", "--objective: %s", err.msg);
+    if ((s = lb_cli_get(o, n, "objective")) && lb_mixed_objective_parse(s, &obj, &err))
+        return lb_cli_usage("mixed", "--objective: %s", err.msg);
     long abits = 8;
-    if ((s = val(o, n, "abits")) && (!to_long(s, 0, 8, &abits) || abits == 1))
-        return usage("mixed", "--abits %s: expected 0 (float) or 2..8", s);
+    if ((s = lb_cli_get(o, n, "abits")) && (!lb_cli_long(s, 0, 8, &abits) || abits == 1))
+        return lb_cli_usage("mixed", "--abits %s: expected 0 (float) or 2..8", s);
     long calib_n;
     if ((rc = sens_options("mixed", o, n, &cfg, &calib_n))) return rc;
     if (obj == LB_MIXED_OBJ_HAWQ && cfg.hutch_samples == 0)
-        return usage("mixed", "%s", "--objective hawq needs Hessian traces (--samples >= 1)");
+        return lb_cli_usage("mixed", "%s", "--objective hawq needs Hessian traces (--samples >= 1)");
     cfg.measure_loss = obj == LB_MIXED_OBJ_LOSS;
-    if (obj == LB_MIXED_OBJ_LOSS && !val(o, n, "samples")) cfg.hutch_samples = 0; /* unused */
+    if (obj == LB_MIXED_OBJ_LOSS && !lb_cli_get(o, n, "samples")) cfg.hutch_samples = 0; /* unused */
     char out[4096];
-    if ((s = val(o, n, "out"))) {
+    if ((s = lb_cli_get(o, n, "out"))) {
         snprintf(out, sizeof out, "%s", s);
     } else {
         snprintf(out, sizeof out, "%s", pos[0]);
@@ -439,7 +364,7 @@ int lb_cmd_mixed(int argc, char **argv)
         fprintf(stderr, "lowbit mixed: out of memory\n");
         return 1;
     }
-    if (sens_load(pos[0], val(o, n, "data"), val(o, n, "data-dir"), calib_n, &in, &err)) {
+    if (sens_load(pos[0], lb_cli_get(o, n, "data"), lb_cli_get(o, n, "data-dir"), calib_n, &in, &err)) {
         fprintf(stderr, "lowbit mixed: %s\n", err.msg);
         free(qc);
         return 1;
@@ -473,7 +398,7 @@ int lb_cmd_mixed(int argc, char **argv)
             goto fail;
         }
         fprintf(f, "# lowbit mixed %s --budget %s, objective %s, choices", pos[0],
-                val(o, n, "budget"), lb_mixed_objective_name(obj));
+                lb_cli_get(o, n, "budget"), lb_mixed_objective_name(obj));
         for (int k = 0; k < cfg.n_bits; k++) fprintf(f, "%s%d", k ? "," : " ", cfg.bits[k]);
         fprintf(f, "\n# weights %.2f KiB (budget %.2f KiB), %.3f bits per weight on average\n",
                 (double)plan.weight_bits / 8192.0, (double)budget_bits / 8192.0, plan.avg_bits);
@@ -496,7 +421,7 @@ int lb_cmd_mixed(int argc, char **argv)
     }
     printf("weights %.2f KiB, %.3f bits per weight on average, summed objective %.4g; wrote %s\n",
            (double)plan.weight_bits / 8192.0, plan.avg_bits, plan.objective, out);
-    if (val(o, n, "json")) {
+    if (lb_cli_get(o, n, "json")) {
         printf("{\"config\":\"%s\",\"objective\":\"%s\",\"budget_bytes\":%lld,"
                "\"weight_bytes\":%lld,\"avg_bits\":%.4f,\"sum_objective\":%.6g,\"bits\":{",
                out, lb_mixed_objective_name(obj), (long long)(budget_bits / 8),

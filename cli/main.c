@@ -23,85 +23,9 @@
 #include "layers/model.h"
 #include "train/checkpoint.h"
 #include "train/loop.h"
+#include "cli/opts.h"
 
-/* ---- option parsing ------------------------------------------------------------------- */
-
-typedef struct {
-    const char *name;  /* without the leading "--"                         */
-    bool        flag;  /* takes no value                                    */
-    const char *value; /* set by parse_opts: the value, or "1" for a flag   */
-} opt;
-
-#define O(name) { name, false, NULL }
-#define F(name) { name, true, NULL }
-
-static int usage_error(const char *cmd, const char *fmt, const char *arg)
-{
-    fprintf(stderr, "lowbit %s: ", cmd);
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(see lowbit %s --help)\n", cmd);
-    return 2;
-}
-
-/* Fills opts[] from argv; positional arguments go to pos[] (at most max_pos).
- * Returns 0, 2 on a usage error, or -1 when --help was given. */
-static int parse_opts(const char *cmd, int argc, char **argv, opt *opts, int n_opts,
-                      const char **pos, int max_pos, int *n_pos)
-{
-    *n_pos = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return -1;
-        if (strncmp(a, "--", 2) != 0) {
-            if (*n_pos == max_pos) return usage_error(cmd, "unexpected argument '%s'", a);
-            pos[(*n_pos)++] = a;
-            continue;
-        }
-        const char *name = a + 2, *eq = strchr(name, '=');
-        size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        opt *o = NULL;
-        for (int k = 0; k < n_opts; k++)
-            if (strlen(opts[k].name) == len && !strncmp(opts[k].name, name, len)) o = &opts[k];
-        if (!o) return usage_error(cmd, "unknown option '%s'", a);
-        if (o->flag) {
-            if (eq) return usage_error(cmd, "option '%s' takes no value", a);
-            o->value = "1";
-        } else if (eq) {
-            o->value = eq + 1;
-        } else {
-            if (i + 1 >= argc) return usage_error(cmd, "option '%s' needs a value", a);
-            o->value = argv[++i];
-        }
-    }
-    return 0;
-}
-
-static const char *get(const opt *opts, int n, const char *name)
-{
-    for (int k = 0; k < n; k++)
-        if (!strcmp(opts[k].name, name)) return opts[k].value;
-    return NULL;
-}
-
-static bool to_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-static bool to_float(const char *s, float lo, float hi, float *out)
-{
-    char *end;
-    errno = 0;
-    float v = strtof(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
-    *out = v;
-    return true;
-}
+/* ---- option parsing: cli/opts.h ------------------------------------------------------ */
 
 static int default_threads(void)
 {
@@ -339,16 +263,16 @@ static const char train_help_data[] =
 
 static int cmd_train(int argc, char **argv)
 {
-    opt o[] = { O("model"), O("data"), O("data-dir"), O("epochs"), O("batch"), O("optim"),
-                O("lr"), O("lr-min"), O("momentum"), F("no-nesterov"), O("wd"),
-                O("schedule"), O("warmup"), O("step-epochs"), O("gamma"), O("seed"),
-                O("threads"), O("out"), O("max-steps"), F("json"), O("quant"), O("init"),
-                O("fold-bn"), O("freeze-observers"), O("resume"), O("augment"),
-                F("skip-corrupt"), F("resize"), F("no-cache"), F("no-prefetch"), O("channels"),
-                O("nonfinite"), O("result") };
+    lb_cli_opt o[] = { LB_OPT("model"), LB_OPT("data"), LB_OPT("data-dir"), LB_OPT("epochs"), LB_OPT("batch"), LB_OPT("optim"),
+                LB_OPT("lr"), LB_OPT("lr-min"), LB_OPT("momentum"), LB_FLAG("no-nesterov"), LB_OPT("wd"),
+                LB_OPT("schedule"), LB_OPT("warmup"), LB_OPT("step-epochs"), LB_OPT("gamma"), LB_OPT("seed"),
+                LB_OPT("threads"), LB_OPT("out"), LB_OPT("max-steps"), LB_FLAG("json"), LB_OPT("quant"), LB_OPT("init"),
+                LB_OPT("fold-bn"), LB_OPT("freeze-observers"), LB_OPT("resume"), LB_OPT("augment"),
+                LB_FLAG("skip-corrupt"), LB_FLAG("resize"), LB_FLAG("no-cache"), LB_FLAG("no-prefetch"), LB_OPT("channels"),
+                LB_OPT("nonfinite"), LB_OPT("result") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
-    int n_pos, rc = parse_opts("train", argc, argv, o, n, pos, 0, &n_pos);
+    int n_pos, rc = lb_cli_parse("train", argc, argv, o, n, pos, 0, &n_pos);
     if (rc == -1) return fputs(train_help, stdout), fputs(train_help_data, stdout), 0;
     if (rc) return rc;
 
@@ -357,79 +281,79 @@ static int cmd_train(int argc, char **argv)
     long v;
     float f;
     const char *s;
-    const char *model_name = get(o, n, "model") ? get(o, n, "model") : "lenet5";
-    const char *data = get(o, n, "data") ? get(o, n, "data") : "mnist";
+    const char *model_name = lb_cli_get(o, n, "model") ? lb_cli_get(o, n, "model") : "lenet5";
+    const char *data = lb_cli_get(o, n, "data") ? lb_cli_get(o, n, "data") : "mnist";
     int threads = default_threads();
-    if ((s = get(o, n, "epochs"))) {
-        if (!to_long(s, 1, 100000, &v)) return usage_error("train", "--epochs %s: expected 1..100000", s);
+    if ((s = lb_cli_get(o, n, "epochs"))) {
+        if (!lb_cli_long(s, 1, 100000, &v)) return lb_cli_usage("train", "--epochs %s: expected 1..100000", s);
         cfg.epochs = (int)v;
     }
-    if ((s = get(o, n, "batch"))) {
-        if (!to_long(s, 1, 1 << 20, &v)) return usage_error("train", "--batch %s: expected 1..1048576", s);
+    if ((s = lb_cli_get(o, n, "batch"))) {
+        if (!lb_cli_long(s, 1, 1 << 20, &v)) return lb_cli_usage("train", "--batch %s: expected 1..1048576", s);
         cfg.batch = v;
     }
-    if ((s = get(o, n, "optim")) && lb_optim_parse_kind(s, &cfg.optim.kind, &err))
-        return usage_error("train", "%s", err.msg);
+    if ((s = lb_cli_get(o, n, "optim")) && lb_optim_parse_kind(s, &cfg.optim.kind, &err))
+        return lb_cli_usage("train", "%s", err.msg);
     if (cfg.optim.kind != LB_OPTIM_SGD) {
         cfg.sched.lr_max = 1e-3f;
         cfg.optim.momentum = 0.0f;
         cfg.optim.nesterov = false;
     }
-    if ((s = get(o, n, "lr")) && !to_float(s, 0.0f, 100.0f, &cfg.sched.lr_max))
-        return usage_error("train", "--lr %s: expected a number in [0, 100]", s);
-    if ((s = get(o, n, "lr-min")) && !to_float(s, 0.0f, 100.0f, &cfg.sched.lr_min))
-        return usage_error("train", "--lr-min %s: expected a number in [0, 100]", s);
-    if ((s = get(o, n, "momentum")) && !to_float(s, 0.0f, 0.9999f, &cfg.optim.momentum))
-        return usage_error("train", "--momentum %s: expected a number in [0, 1)", s);
-    if (get(o, n, "no-nesterov") || cfg.optim.momentum == 0.0f) cfg.optim.nesterov = false;
-    if ((s = get(o, n, "wd")) && !to_float(s, 0.0f, 1.0f, &cfg.optim.weight_decay))
-        return usage_error("train", "--wd %s: expected a number in [0, 1]", s);
-    if ((s = get(o, n, "schedule")) && lb_schedule_parse_kind(s, &cfg.sched.kind, &err))
-        return usage_error("train", "%s", err.msg);
-    if ((s = get(o, n, "warmup")) && !to_float(s, 0.0f, 1e5f, &cfg.warmup_epochs))
-        return usage_error("train", "--warmup %s: expected epochs >= 0", s);
+    if ((s = lb_cli_get(o, n, "lr")) && !lb_cli_float(s, 0.0f, 100.0f, &cfg.sched.lr_max))
+        return lb_cli_usage("train", "--lr %s: expected a number in [0, 100]", s);
+    if ((s = lb_cli_get(o, n, "lr-min")) && !lb_cli_float(s, 0.0f, 100.0f, &cfg.sched.lr_min))
+        return lb_cli_usage("train", "--lr-min %s: expected a number in [0, 100]", s);
+    if ((s = lb_cli_get(o, n, "momentum")) && !lb_cli_float(s, 0.0f, 0.9999f, &cfg.optim.momentum))
+        return lb_cli_usage("train", "--momentum %s: expected a number in [0, 1)", s);
+    if (lb_cli_get(o, n, "no-nesterov") || cfg.optim.momentum == 0.0f) cfg.optim.nesterov = false;
+    if ((s = lb_cli_get(o, n, "wd")) && !lb_cli_float(s, 0.0f, 1.0f, &cfg.optim.weight_decay))
+        return lb_cli_usage("train", "--wd %s: expected a number in [0, 1]", s);
+    if ((s = lb_cli_get(o, n, "schedule")) && lb_schedule_parse_kind(s, &cfg.sched.kind, &err))
+        return lb_cli_usage("train", "%s", err.msg);
+    if ((s = lb_cli_get(o, n, "warmup")) && !lb_cli_float(s, 0.0f, 1e5f, &cfg.warmup_epochs))
+        return lb_cli_usage("train", "--warmup %s: expected epochs >= 0", s);
     float step_epochs = 1.0f;
-    if ((s = get(o, n, "step-epochs")) && !to_float(s, 1e-3f, 1e5f, &step_epochs))
-        return usage_error("train", "--step-epochs %s: expected epochs > 0", s);
+    if ((s = lb_cli_get(o, n, "step-epochs")) && !lb_cli_float(s, 1e-3f, 1e5f, &step_epochs))
+        return lb_cli_usage("train", "--step-epochs %s: expected epochs > 0", s);
     cfg.sched.gamma = 0.1f;
-    if ((s = get(o, n, "gamma")) && !to_float(s, 0.0f, 1.0f, &cfg.sched.gamma))
-        return usage_error("train", "--gamma %s: expected a number in [0, 1]", s);
-    if ((s = get(o, n, "seed"))) {
-        if (!to_long(s, 0, 2147483647L, &v)) return usage_error("train", "--seed %s: expected 0..2^31-1", s);
+    if ((s = lb_cli_get(o, n, "gamma")) && !lb_cli_float(s, 0.0f, 1.0f, &cfg.sched.gamma))
+        return lb_cli_usage("train", "--gamma %s: expected a number in [0, 1]", s);
+    if ((s = lb_cli_get(o, n, "seed"))) {
+        if (!lb_cli_long(s, 0, 2147483647L, &v)) return lb_cli_usage("train", "--seed %s: expected 0..2^31-1", s);
         cfg.seed = (uint64_t)v;
     }
-    if ((s = get(o, n, "threads"))) {
-        if (!to_long(s, 1, 256, &v)) return usage_error("train", "--threads %s: expected 1..256", s);
+    if ((s = lb_cli_get(o, n, "threads"))) {
+        if (!lb_cli_long(s, 1, 256, &v)) return lb_cli_usage("train", "--threads %s: expected 1..256", s);
         threads = (int)v;
     }
-    if ((s = get(o, n, "fold-bn"))) {
-        if (!to_long(s, 1, 100000, &v)) return usage_error("train", "--fold-bn %s: expected an epoch >= 1", s);
+    if ((s = lb_cli_get(o, n, "fold-bn"))) {
+        if (!lb_cli_long(s, 1, 100000, &v)) return lb_cli_usage("train", "--fold-bn %s: expected an epoch >= 1", s);
         cfg.fold_bn_epoch = (int)v;
     }
-    if ((s = get(o, n, "max-steps"))) {
-        if (!to_long(s, 1, 1L << 40, &v)) return usage_error("train", "--max-steps %s: expected >= 1", s);
+    if ((s = lb_cli_get(o, n, "max-steps"))) {
+        if (!lb_cli_long(s, 1, 1L << 40, &v)) return lb_cli_usage("train", "--max-steps %s: expected >= 1", s);
         cfg.max_steps = v;
     }
-    if ((s = get(o, n, "nonfinite"))) {
+    if ((s = lb_cli_get(o, n, "nonfinite"))) {
         if (strcmp(s, "stop") && strcmp(s, "skip"))
-            return usage_error("train", "--nonfinite %s: expected stop or skip", s);
+            return lb_cli_usage("train", "--nonfinite %s: expected stop or skip", s);
         cfg.nonfinite = s[1] == 'k' ? LB_NONFINITE_SKIP : LB_NONFINITE_STOP;
     }
     (void)f;
     bool augment_given = false;
-    if ((s = get(o, n, "augment"))) {
-        if (lb_augment_parse(s, &cfg.augment, &err)) return usage_error("train", "%s", err.msg);
+    if ((s = lb_cli_get(o, n, "augment"))) {
+        if (lb_augment_parse(s, &cfg.augment, &err)) return lb_cli_usage("train", "%s", err.msg);
         augment_given = true;
     }
-    data_opts.skip_corrupt = get(o, n, "skip-corrupt") != NULL;
-    data_opts.resize = get(o, n, "resize") != NULL;
-    data_opts.use_cache = get(o, n, "no-cache") == NULL;
-    if ((s = get(o, n, "channels"))) {
-        if (!to_long(s, 1, 3, &v) || v == 2) return usage_error("train", "--channels %s: expected 1 or 3", s);
+    data_opts.skip_corrupt = lb_cli_get(o, n, "skip-corrupt") != NULL;
+    data_opts.resize = lb_cli_get(o, n, "resize") != NULL;
+    data_opts.use_cache = lb_cli_get(o, n, "no-cache") == NULL;
+    if ((s = lb_cli_get(o, n, "channels"))) {
+        if (!lb_cli_long(s, 1, 3, &v) || v == 2) return lb_cli_usage("train", "--channels %s: expected 1 or 3", s);
         data_opts.channels = (int)v;
     }
-    cfg.prefetch = get(o, n, "no-prefetch") == NULL;
-    const bool json = get(o, n, "json") != NULL;
+    cfg.prefetch = lb_cli_get(o, n, "no-prefetch") == NULL;
+    const bool json = lb_cli_get(o, n, "json") != NULL;
     set_threads(threads);
 
     lb_dataset train = { 0 }, test = { 0 };
@@ -437,34 +361,34 @@ static int cmd_train(int argc, char **argv)
     int code = 1;
     lb_qconfig *qc = malloc(sizeof *qc);
     lb_ckpt_meta init_meta = { 0 };
-    const char *init = get(o, n, "init");
+    const char *init = lb_cli_get(o, n, "init");
     if (!qc) {
         lb_errorf(&err, LB_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    if (load_qconfig(get(o, n, "quant"), qc, &err)) goto fail;
-    const char *resume = get(o, n, "resume");
+    if (load_qconfig(lb_cli_get(o, n, "quant"), qc, &err)) goto fail;
+    const char *resume = lb_cli_get(o, n, "resume");
     char resume_path[4096];
     if (resume) { /* the model, its quantization and its training state from DIR/last.ckpt */
         snprintf(resume_path, sizeof resume_path, "%s/last.ckpt", resume);
         if (lb_checkpoint_load(resume_path, &m, &init_meta, &err)) goto fail;
-        if (!get(o, n, "data") && init_meta.dataset[0]) data = init_meta.dataset;
+        if (!lb_cli_get(o, n, "data") && init_meta.dataset[0]) data = init_meta.dataset;
         cfg.resume = &init_meta;
         init = resume_path;
     } else if (init) { /* architecture and weights from a checkpoint, dataset too unless given */
         if (model_from_checkpoint(init, qc, &m, &init_meta, &err)) goto fail;
-        if (!get(o, n, "data") && init_meta.dataset[0]) data = init_meta.dataset;
+        if (!lb_cli_get(o, n, "data") && init_meta.dataset[0]) data = init_meta.dataset;
     }
-    if (load_data(data, get(o, n, "data-dir"), get(o, n, "data") == NULL && !init, &train, &test,
+    if (load_data(data, lb_cli_get(o, n, "data-dir"), lb_cli_get(o, n, "data") == NULL && !init, &train, &test,
                   &err))
         goto fail;
     if (!init) {
         if (build_model(model_name, &train, qc, &m, &err)) goto fail;
         lb_model_init_weights(m, cfg.seed);
     }
-    if ((s = get(o, n, "freeze-observers"))) {
-        if (!to_long(s, 0, 1L << 40, &v)) {
-            code = usage_error("train", "--freeze-observers %s: expected steps >= 0", s);
+    if ((s = lb_cli_get(o, n, "freeze-observers"))) {
+        if (!lb_cli_long(s, 0, 1L << 40, &v)) {
+            code = lb_cli_usage("train", "--freeze-observers %s: expected steps >= 0", s);
             goto done;
         }
         lb_model_set_observer_freeze(m, v);
@@ -477,7 +401,7 @@ static int cmd_train(int argc, char **argv)
     lb_model_weight_bytes(m, &wbytes, &fbytes);
     char out_default[256];
     snprintf(out_default, sizeof out_default, "runs/%s-%s", m->name, train.name);
-    cfg.out_dir = resume ? resume : get(o, n, "out") ? get(o, n, "out") : out_default;
+    cfg.out_dir = resume ? resume : lb_cli_get(o, n, "out") ? lb_cli_get(o, n, "out") : out_default;
     cfg.dataset = train.name;
     cfg.log = stdout;
     cfg.log_tty = isatty(STDOUT_FILENO);
@@ -516,7 +440,7 @@ static int cmd_train(int argc, char **argv)
     if (res.skipped_steps)
         printf("; %lld steps skipped (NaN/Inf)", (long long)res.skipped_steps);
     printf("\n");
-    if (json || get(o, n, "result")) {
+    if (json || lb_cli_get(o, n, "result")) {
         char *jb;
         size_t jl;
         FILE *js = json_begin(&jb, &jl);
@@ -524,7 +448,7 @@ static int cmd_train(int argc, char **argv)
             json_str(js, "model", m->name, true);
             json_str(js, "dataset", train.name, true);
             json_str(js, "out", cfg.out_dir, true);
-            json_str(js, "quant", get(o, n, "quant") ? get(o, n, "quant") : "fp32", true);
+            json_str(js, "quant", lb_cli_get(o, n, "quant") ? lb_cli_get(o, n, "quant") : "fp32", true);
             json_str(js, "quant_desc", qdesc, true);
             fprintf(js, "\"weight_bytes\":%lld,\"fp32_weight_bytes\":%lld,", (long long)wbytes,
                     (long long)fbytes);
@@ -539,7 +463,7 @@ static int cmd_train(int argc, char **argv)
                     res.train_seconds > 0 ? res.data_wait_s / res.train_seconds : 0.0,
                     (long long)lb_model_param_count(m), (long long)res.skipped_steps);
         }
-        if (json_end(js, &jb, &jl, json, get(o, n, "result"), &err)) goto fail;
+        if (json_end(js, &jb, &jl, json, lb_cli_get(o, n, "result"), &err)) goto fail;
     }
     code = 0;
     goto done;
@@ -569,19 +493,19 @@ static const char eval_help[] =
 
 static int cmd_eval(int argc, char **argv)
 {
-    opt o[] = { O("data"), O("data-dir"), O("batch"), O("threads"), O("predictions"), F("json") };
+    lb_cli_opt o[] = { LB_OPT("data"), LB_OPT("data-dir"), LB_OPT("batch"), LB_OPT("threads"), LB_OPT("predictions"), LB_FLAG("json") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
-    int n_pos, rc = parse_opts("eval", argc, argv, o, n, pos, 1, &n_pos);
+    int n_pos, rc = lb_cli_parse("eval", argc, argv, o, n, pos, 1, &n_pos);
     if (rc == -1) return fputs(eval_help, stdout), 0;
     if (rc) return rc;
-    if (n_pos != 1) return usage_error("eval", "%s", "needs a checkpoint path");
+    if (n_pos != 1) return lb_cli_usage("eval", "%s", "needs a checkpoint path");
     long batch = 500, threads = default_threads();
     const char *s;
-    if ((s = get(o, n, "batch")) && !to_long(s, 1, 1 << 20, &batch))
-        return usage_error("eval", "--batch %s: expected 1..1048576", s);
-    if ((s = get(o, n, "threads")) && !to_long(s, 1, 256, &threads))
-        return usage_error("eval", "--threads %s: expected 1..256", s);
+    if ((s = lb_cli_get(o, n, "batch")) && !lb_cli_long(s, 1, 1 << 20, &batch))
+        return lb_cli_usage("eval", "--batch %s: expected 1..1048576", s);
+    if ((s = lb_cli_get(o, n, "threads")) && !lb_cli_long(s, 1, 256, &threads))
+        return lb_cli_usage("eval", "--threads %s: expected 1..256", s);
     set_threads((int)threads);
     lb_error err = { 0 };
     lb_model *m = NULL;
@@ -591,9 +515,9 @@ static int cmd_eval(int argc, char **argv)
     int code = 1;
     double acc, loss;
     if (lb_checkpoint_load(pos[0], &m, &meta, &err)) goto fail;
-    const char *data = get(o, n, "data") ? get(o, n, "data") : meta.dataset[0] ? meta.dataset : "mnist";
-    if (load_split(data, get(o, n, "data-dir"), LB_SPLIT_TEST, &test, &err)) goto fail;
-    const char *pred_path = get(o, n, "predictions");
+    const char *data = lb_cli_get(o, n, "data") ? lb_cli_get(o, n, "data") : meta.dataset[0] ? meta.dataset : "mnist";
+    if (load_split(data, lb_cli_get(o, n, "data-dir"), LB_SPLIT_TEST, &test, &err)) goto fail;
+    const char *pred_path = lb_cli_get(o, n, "predictions");
     if (pred_path && !(pred = malloc((size_t)test.n * sizeof *pred))) {
         lb_errorf(&err, LB_ERR_NOMEM, "out of memory");
         goto fail;
@@ -617,7 +541,7 @@ static int cmd_eval(int argc, char **argv)
     lb_model_weight_bytes(m, &wbytes, &fbytes);
     printf("%s: %s (%s) on %s test set: accuracy %.2f%%, loss %.4f (%lld images, %.2f s)\n",
            pos[0], m->name, qdesc, test.name, 100.0 * acc, loss, (long long)test.n, secs);
-    if (get(o, n, "json")) {
+    if (lb_cli_get(o, n, "json")) {
         printf("{");
         json_str(stdout, "checkpoint", pos[0], true);
         json_str(stdout, "model", m->name, true);
@@ -719,25 +643,25 @@ static const char inspect_help[] =
 
 static int cmd_inspect(int argc, char **argv)
 {
-    opt o[] = { O("input"), O("classes"), F("spec"), O("quant") };
+    lb_cli_opt o[] = { LB_OPT("input"), LB_OPT("classes"), LB_FLAG("spec"), LB_OPT("quant") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
-    int n_pos, rc = parse_opts("inspect", argc, argv, o, n, pos, 1, &n_pos);
+    int n_pos, rc = lb_cli_parse("inspect", argc, argv, o, n, pos, 1, &n_pos);
     if (rc == -1) return fputs(inspect_help, stdout), 0;
     if (rc) return rc;
-    if (n_pos != 1) return usage_error("inspect", "%s", "needs a checkpoint, model name or file");
+    if (n_pos != 1) return lb_cli_usage("inspect", "%s", "needs a checkpoint, model name or file");
     lb_error err = { 0 };
     lb_model *m = NULL;
     lb_ckpt_meta meta = { .test_acc = -1 };
     int c = 1, h = 28, w = 28;
     long classes = 10;
     const char *s;
-    if ((s = get(o, n, "input")) && sscanf(s, "%d,%d,%d", &c, &h, &w) != 3)
-        return usage_error("inspect", "--input %s: expected C,H,W", s);
-    if ((s = get(o, n, "classes")) && !to_long(s, 1, 100000, &classes))
-        return usage_error("inspect", "--classes %s: expected 1..100000", s);
+    if ((s = lb_cli_get(o, n, "input")) && sscanf(s, "%d,%d,%d", &c, &h, &w) != 3)
+        return lb_cli_usage("inspect", "--input %s: expected C,H,W", s);
+    if ((s = lb_cli_get(o, n, "classes")) && !lb_cli_long(s, 1, 100000, &classes))
+        return lb_cli_usage("inspect", "--classes %s: expected 1..100000", s);
     lb_qconfig *qc = malloc(sizeof *qc);
-    lb_status st = qc ? load_qconfig(get(o, n, "quant"), qc, &err)
+    lb_status st = qc ? load_qconfig(lb_cli_get(o, n, "quant"), qc, &err)
                       : lb_errorf(&err, LB_ERR_NOMEM, "out of memory");
     bool is_ckpt = false;
     if (!st && is_file(pos[0])) {
@@ -751,7 +675,7 @@ static int cmd_inspect(int argc, char **argv)
             free(qc);
             return inspect_lbm(pos[0]);
         }
-        if (is_ckpt && get(o, n, "quant")) st = model_from_checkpoint(pos[0], qc, &m, &meta, &err);
+        if (is_ckpt && lb_cli_get(o, n, "quant")) st = model_from_checkpoint(pos[0], qc, &m, &meta, &err);
         else if (is_ckpt) st = lb_checkpoint_load(pos[0], &m, &meta, &err);
         else st = lb_model_build_file(pos[0], qc, &m, &err);
     } else if (!st) {
@@ -762,7 +686,7 @@ static int cmd_inspect(int argc, char **argv)
         fprintf(stderr, "lowbit inspect: %s\n", err.msg);
         return 1;
     }
-    if (get(o, n, "spec")) {
+    if (lb_cli_get(o, n, "spec")) {
         fputs(m->spec, stdout);
         lb_model_free(m);
         return 0;
@@ -845,25 +769,25 @@ static const char ptq_help[] =
 
 static int cmd_ptq(int argc, char **argv)
 {
-    opt o[] = { O("quant"), O("calib"), O("batch"), O("data"), O("data-dir"), O("seed"),
-                O("threads"), O("out"), F("json"), F("fold-bn"), O("calib-method"), O("result") };
+    lb_cli_opt o[] = { LB_OPT("quant"), LB_OPT("calib"), LB_OPT("batch"), LB_OPT("data"), LB_OPT("data-dir"), LB_OPT("seed"),
+                LB_OPT("threads"), LB_OPT("out"), LB_FLAG("json"), LB_FLAG("fold-bn"), LB_OPT("calib-method"), LB_OPT("result") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
-    int n_pos, rc = parse_opts("ptq", argc, argv, o, n, pos, 1, &n_pos);
+    int n_pos, rc = lb_cli_parse("ptq", argc, argv, o, n, pos, 1, &n_pos);
     if (rc == -1) return fputs(ptq_help, stdout), 0;
     if (rc) return rc;
-    if (n_pos != 1) return usage_error("ptq", "%s", "needs a checkpoint path");
-    if (!get(o, n, "quant")) return usage_error("ptq", "%s", "needs --quant");
+    if (n_pos != 1) return lb_cli_usage("ptq", "%s", "needs a checkpoint path");
+    if (!lb_cli_get(o, n, "quant")) return lb_cli_usage("ptq", "%s", "needs --quant");
     long calib = 20, batch = 64, seed = 42, threads = default_threads();
     const char *s;
-    if ((s = get(o, n, "calib")) && !to_long(s, 1, 1 << 20, &calib))
-        return usage_error("ptq", "--calib %s: expected >= 1", s);
-    if ((s = get(o, n, "batch")) && !to_long(s, 1, 1 << 20, &batch))
-        return usage_error("ptq", "--batch %s: expected 1..1048576", s);
-    if ((s = get(o, n, "seed")) && !to_long(s, 0, 2147483647L, &seed))
-        return usage_error("ptq", "--seed %s: expected 0..2^31-1", s);
-    if ((s = get(o, n, "threads")) && !to_long(s, 1, 256, &threads))
-        return usage_error("ptq", "--threads %s: expected 1..256", s);
+    if ((s = lb_cli_get(o, n, "calib")) && !lb_cli_long(s, 1, 1 << 20, &calib))
+        return lb_cli_usage("ptq", "--calib %s: expected >= 1", s);
+    if ((s = lb_cli_get(o, n, "batch")) && !lb_cli_long(s, 1, 1 << 20, &batch))
+        return lb_cli_usage("ptq", "--batch %s: expected 1..1048576", s);
+    if ((s = lb_cli_get(o, n, "seed")) && !lb_cli_long(s, 0, 2147483647L, &seed))
+        return lb_cli_usage("ptq", "--seed %s: expected 0..2^31-1", s);
+    if ((s = lb_cli_get(o, n, "threads")) && !lb_cli_long(s, 1, 256, &threads))
+        return lb_cli_usage("ptq", "--threads %s: expected 1..256", s);
     set_threads((int)threads);
     lb_error err = { 0 };
     lb_model *m = NULL;
@@ -880,10 +804,10 @@ static int cmd_ptq(int argc, char **argv)
         goto fail;
     }
     const double t_start = lb_now();
-    if (load_qconfig(get(o, n, "quant"), qc, &err)) goto fail;
+    if (load_qconfig(lb_cli_get(o, n, "quant"), qc, &err)) goto fail;
     if (model_from_checkpoint(pos[0], qc, &m, &meta, &err)) goto fail;
-    const char *data = get(o, n, "data") ? get(o, n, "data") : meta.dataset[0] ? meta.dataset : "mnist";
-    if (load_data(data, get(o, n, "data-dir"), false, &train, &test, &err)) goto fail;
+    const char *data = lb_cli_get(o, n, "data") ? lb_cli_get(o, n, "data") : meta.dataset[0] ? meta.dataset : "mnist";
+    if (load_data(data, lb_cli_get(o, n, "data-dir"), false, &train, &test, &err)) goto fail;
     double fp_acc, fp_loss, acc, loss;
     {   /* the float model's accuracy, for comparison: quantizers bypassed by a float copy */
         lb_model *fm = NULL;
@@ -901,16 +825,16 @@ static int cmd_ptq(int argc, char **argv)
         lb_errorf(&err, LB_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    if (get(o, n, "fold-bn")) lb_model_fold_bn(m);
-    if ((s = get(o, n, "calib-method"))) {
+    if (lb_cli_get(o, n, "fold-bn")) lb_model_fold_bn(m);
+    if ((s = lb_cli_get(o, n, "calib-method"))) {
         float pct = 99.99f;
         if (!strcmp(s, "minmax")) lb_model_set_calibration(m, LB_CALIB_MINMAX, 0);
         else if (!strcmp(s, "mse")) lb_model_set_calibration(m, LB_CALIB_MSE, 0);
         else if (!strncmp(s, "percentile", 10) &&
-                 (s[10] == 0 || (s[10] == ':' && to_float(s + 11, 0.0f, 100.0f, &pct))))
+                 (s[10] == 0 || (s[10] == ':' && lb_cli_float(s + 11, 0.0f, 100.0f, &pct))))
             lb_model_set_calibration(m, LB_CALIB_PERCENTILE, pct);
         else {
-            code = usage_error("ptq", "--calib-method %s: expected minmax, percentile[:P] or mse", s);
+            code = lb_cli_usage("ptq", "--calib-method %s: expected minmax, percentile[:P] or mse", s);
             goto done;
         }
     }
@@ -930,8 +854,8 @@ static int cmd_ptq(int argc, char **argv)
     const double calib_s = lb_now() - t0;
     if (lb_evaluate(m, &test, 500, &acc, &loss, &err)) goto fail;
     char out[4096];
-    if (get(o, n, "out")) {
-        snprintf(out, sizeof out, "%s", get(o, n, "out"));
+    if (lb_cli_get(o, n, "out")) {
+        snprintf(out, sizeof out, "%s", lb_cli_get(o, n, "out"));
     } else {
         snprintf(out, sizeof out, "%s", pos[0]);
         char *slash = strrchr(out, '/');
@@ -947,7 +871,7 @@ static int cmd_ptq(int argc, char **argv)
            "test accuracy %.2f%% (float %.2f%%), weights %.1f KiB (float %.1f KiB); wrote %s\n",
            m->name, qdesc, calib, batch, calib_s, 100.0 * acc, 100.0 * fp_acc,
            (double)wbytes / 1024.0, (double)fbytes / 1024.0, out);
-    if (get(o, n, "json") || get(o, n, "result")) {
+    if (lb_cli_get(o, n, "json") || lb_cli_get(o, n, "result")) {
         char *jb;
         size_t jl;
         FILE *js = json_begin(&jb, &jl);
@@ -955,7 +879,7 @@ static int cmd_ptq(int argc, char **argv)
             json_str(js, "checkpoint", out, true);
             json_str(js, "model", m->name, true);
             json_str(js, "dataset", test.name, true);
-            json_str(js, "quant", get(o, n, "quant"), true);
+            json_str(js, "quant", lb_cli_get(o, n, "quant"), true);
             json_str(js, "quant_desc", qdesc, true);
             fprintf(js, "\"test_acc\":%.6f,\"test_loss\":%.6f,\"float_test_acc\":%.6f,"
                     "\"calib_batches\":%ld,\"weight_bytes\":%lld,\"fp32_weight_bytes\":%lld,"
@@ -963,7 +887,7 @@ static int cmd_ptq(int argc, char **argv)
                     acc, loss, fp_acc, calib, (long long)wbytes, (long long)fbytes,
                     lb_now() - t_start);
         }
-        if (json_end(js, &jb, &jl, get(o, n, "json") != NULL, get(o, n, "result"), &err))
+        if (json_end(js, &jb, &jl, lb_cli_get(o, n, "json") != NULL, lb_cli_get(o, n, "result"), &err))
             goto fail;
     }
     code = 0;
@@ -1052,17 +976,17 @@ static lb_status write_c_array(const char *base, const uint8_t *file, size_t siz
 
 static int cmd_export(int argc, char **argv)
 {
-    opt o[] = { O("out"), O("format"), O("data") };
+    lb_cli_opt o[] = { LB_OPT("out"), LB_OPT("format"), LB_OPT("data") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
-    int n_pos, rc = parse_opts("export", argc, argv, o, n, pos, 1, &n_pos);
+    int n_pos, rc = lb_cli_parse("export", argc, argv, o, n, pos, 1, &n_pos);
     if (rc == -1) return fputs(export_help, stdout), 0;
     if (rc) return rc;
-    if (n_pos != 1) return usage_error("export", "%s", "needs a checkpoint path");
-    const char *out = get(o, n, "out"), *format = get(o, n, "format") ? get(o, n, "format") : "lbm";
-    if (!out) return usage_error("export", "%s", "needs --out FILE");
+    if (n_pos != 1) return lb_cli_usage("export", "%s", "needs a checkpoint path");
+    const char *out = lb_cli_get(o, n, "out"), *format = lb_cli_get(o, n, "format") ? lb_cli_get(o, n, "format") : "lbm";
+    if (!out) return lb_cli_usage("export", "%s", "needs --out FILE");
     if (strcmp(format, "lbm") && strcmp(format, "c") && strcmp(format, "onnx"))
-        return usage_error("export", "--format %s: expected lbm, c or onnx", format);
+        return lb_cli_usage("export", "--format %s: expected lbm, c or onnx", format);
     lb_error err = { 0 };
     lb_model *m = NULL;
     lb_ckpt_meta meta;
@@ -1070,7 +994,7 @@ static int cmd_export(int argc, char **argv)
     size_t size = 0;
     int code = 1;
     if (lb_checkpoint_load(pos[0], &m, &meta, &err)) goto fail;
-    const char *data = get(o, n, "data") ? get(o, n, "data") : meta.dataset;
+    const char *data = lb_cli_get(o, n, "data") ? lb_cli_get(o, n, "data") : meta.dataset;
     lb_export_opts eo = lb_export_opts_for(data);
     eo.test_acc = meta.test_acc;
     if (!strcmp(format, "onnx") ? lb_export_onnx(m, &eo, &file, &size, &err)
@@ -1115,17 +1039,17 @@ static const char run_help[] =
 
 static int cmd_run(int argc, char **argv)
 {
-    opt o[] = { O("data"), O("data-dir"), O("compare"), O("limit"), F("json") };
+    lb_cli_opt o[] = { LB_OPT("data"), LB_OPT("data-dir"), LB_OPT("compare"), LB_OPT("limit"), LB_FLAG("json") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
-    int n_pos, rc = parse_opts("run", argc, argv, o, n, pos, 1, &n_pos);
+    int n_pos, rc = lb_cli_parse("run", argc, argv, o, n, pos, 1, &n_pos);
     if (rc == -1) return fputs(run_help, stdout), 0;
     if (rc) return rc;
-    if (n_pos != 1) return usage_error("run", "%s", "needs a .lbm model");
+    if (n_pos != 1) return lb_cli_usage("run", "%s", "needs a .lbm model");
     long limit = 0;
     const char *s;
-    if ((s = get(o, n, "limit")) && !to_long(s, 1, 1L << 30, &limit))
-        return usage_error("run", "--limit %s: expected >= 1", s);
+    if ((s = lb_cli_get(o, n, "limit")) && !lb_cli_long(s, 1, 1L << 30, &limit))
+        return lb_cli_usage("run", "--limit %s: expected >= 1", s);
     lb_error err = { 0 };
     uint8_t *buf = NULL, *arena = NULL;
     size_t size = 0;
@@ -1144,16 +1068,16 @@ static int cmd_run(int argc, char **argv)
     size_t len;
     const char *v = lbm_meta(&lm, "dataset", &len);
     if (v && len < sizeof data) memcpy(data, v, len), data[len] = 0;
-    if (get(o, n, "data")) snprintf(data, sizeof data, "%s", get(o, n, "data"));
-    if (load_split(data, get(o, n, "data-dir"), LB_SPLIT_TEST, &test, &err)) goto fail;
+    if (lb_cli_get(o, n, "data")) snprintf(data, sizeof data, "%s", lb_cli_get(o, n, "data"));
+    if (load_split(data, lb_cli_get(o, n, "data-dir"), LB_SPLIT_TEST, &test, &err)) goto fail;
     if ((uint64_t)test.c * test.h * test.w != lm.input_bytes) {
         lb_errorf(&err, LB_ERR_SHAPE, "%s: model input is %u bytes, %s images are %dx%dx%d", pos[0],
                   lm.input_bytes, test.name, test.c, test.h, test.w);
         goto fail;
     }
     const int64_t N = limit && limit < test.n ? limit : test.n;
-    if (get(o, n, "compare")) {
-        if (lb_checkpoint_load(get(o, n, "compare"), &ref, NULL, &err)) goto fail;
+    if (lb_cli_get(o, n, "compare")) {
+        if (lb_checkpoint_load(lb_cli_get(o, n, "compare"), &ref, NULL, &err)) goto fail;
         rpred = malloc((size_t)test.n * sizeof *rpred);
         if (!rpred) {
             lb_errorf(&err, LB_ERR_NOMEM, "out of memory");
@@ -1191,9 +1115,9 @@ static int cmd_run(int argc, char **argv)
            arena_bytes, size);
     if (rpred)
         printf("agreement with %s: %.2f%% of predictions (framework accuracy %.2f%%)\n",
-               get(o, n, "compare"), 100.0 * (double)agree / (double)N,
+               lb_cli_get(o, n, "compare"), 100.0 * (double)agree / (double)N,
                100.0 * (double)ref_correct / (double)N);
-    if (get(o, n, "json")) {
+    if (lb_cli_get(o, n, "json")) {
         printf("{");
         json_str(stdout, "model", pos[0], true);
         json_str(stdout, "dataset", test.name, true);
