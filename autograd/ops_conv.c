@@ -130,90 +130,78 @@ static void d_pad(const dgeom *g, const float *restrict x, float *restrict xp)
 #include <immintrin.h>
 #define LB_DIRECT_AVX2 1
 
+/* The 12 accumulators of a DO x DT tile, one tap's multiply-adds (3 vectors of input at
+ * src, DO weights at wt), and the stores of the tile. */
+#define TILE_ACCS                                                                              \
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;              \
+    __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0
+#define TILE_TAP(src, wt)                                                                      \
+    do {                                                                                       \
+        const __m256 x0 = _mm256_loadu_ps(src), x1 = _mm256_loadu_ps((src) + 8),                \
+                     x2 = _mm256_loadu_ps((src) + 16);                                         \
+        __m256 b = _mm256_broadcast_ss(wt);                                                    \
+        a0 = _mm256_fmadd_ps(b, x0, a0), a1 = _mm256_fmadd_ps(b, x1, a1);                      \
+        a2 = _mm256_fmadd_ps(b, x2, a2);                                                       \
+        b = _mm256_broadcast_ss((wt) + 1);                                                     \
+        a3 = _mm256_fmadd_ps(b, x0, a3), a4 = _mm256_fmadd_ps(b, x1, a4);                      \
+        a5 = _mm256_fmadd_ps(b, x2, a5);                                                       \
+        b = _mm256_broadcast_ss((wt) + 2);                                                     \
+        a6 = _mm256_fmadd_ps(b, x0, a6), a7 = _mm256_fmadd_ps(b, x1, a7);                      \
+        a8 = _mm256_fmadd_ps(b, x2, a8);                                                       \
+        b = _mm256_broadcast_ss((wt) + 3);                                                     \
+        a9 = _mm256_fmadd_ps(b, x0, a9), a10 = _mm256_fmadd_ps(b, x1, a10);                    \
+        a11 = _mm256_fmadd_ps(b, x2, a11);                                                     \
+    } while (0)
+#define TILE_STORE(out, ld)                                                                    \
+    do {                                                                                       \
+        float *o_ = (out);                                                                     \
+        _mm256_storeu_ps(o_, a0), _mm256_storeu_ps(o_ + 8, a1), _mm256_storeu_ps(o_ + 16, a2); \
+        o_ += (ld);                                                                            \
+        _mm256_storeu_ps(o_, a3), _mm256_storeu_ps(o_ + 8, a4), _mm256_storeu_ps(o_ + 16, a5); \
+        o_ += (ld);                                                                            \
+        _mm256_storeu_ps(o_, a6), _mm256_storeu_ps(o_ + 8, a7), _mm256_storeu_ps(o_ + 16, a8); \
+        o_ += (ld);                                                                            \
+        _mm256_storeu_ps(o_, a9), _mm256_storeu_ps(o_ + 8, a10),                               \
+            _mm256_storeu_ps(o_ + 16, a11);                                                    \
+    } while (0)
+
 /* out (DO rows of ld) [0, DT) = the DO x DT tile at xp: see "direct" above. */
 __attribute__((target("avx2,fma")))
 static void tile_avx2(const float *restrict xp, int64_t plane, int64_t C, int64_t kh, int64_t kw,
                       int64_t Wp, const float *restrict w, float *restrict out, int64_t ld)
 {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
-    __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    TILE_ACCS;
     for (int64_t c = 0; c < C; c++, xp += plane)
-        for (int64_t i = 0; i < kh; i++) {
-            const float *restrict xr = xp + i * Wp;
-            for (int64_t j = 0; j < kw; j++, w += DO) {
-                const __m256 x0 = _mm256_loadu_ps(xr + j), x1 = _mm256_loadu_ps(xr + j + 8),
-                             x2 = _mm256_loadu_ps(xr + j + 16);
-                __m256 b = _mm256_broadcast_ss(w);
-                a0 = _mm256_fmadd_ps(b, x0, a0), a1 = _mm256_fmadd_ps(b, x1, a1);
-                a2 = _mm256_fmadd_ps(b, x2, a2);
-                b = _mm256_broadcast_ss(w + 1);
-                a3 = _mm256_fmadd_ps(b, x0, a3), a4 = _mm256_fmadd_ps(b, x1, a4);
-                a5 = _mm256_fmadd_ps(b, x2, a5);
-                b = _mm256_broadcast_ss(w + 2);
-                a6 = _mm256_fmadd_ps(b, x0, a6), a7 = _mm256_fmadd_ps(b, x1, a7);
-                a8 = _mm256_fmadd_ps(b, x2, a8);
-                b = _mm256_broadcast_ss(w + 3);
-                a9 = _mm256_fmadd_ps(b, x0, a9), a10 = _mm256_fmadd_ps(b, x1, a10);
-                a11 = _mm256_fmadd_ps(b, x2, a11);
-            }
-        }
-    _mm256_storeu_ps(out, a0), _mm256_storeu_ps(out + 8, a1), _mm256_storeu_ps(out + 16, a2);
-    out += ld;
-    _mm256_storeu_ps(out, a3), _mm256_storeu_ps(out + 8, a4), _mm256_storeu_ps(out + 16, a5);
-    out += ld;
-    _mm256_storeu_ps(out, a6), _mm256_storeu_ps(out + 8, a7), _mm256_storeu_ps(out + 16, a8);
-    out += ld;
-    _mm256_storeu_ps(out, a9), _mm256_storeu_ps(out + 8, a10), _mm256_storeu_ps(out + 16, a11);
+        for (int64_t i = 0; i < kh; i++)
+            for (int64_t j = 0; j < kw; j++, w += DO) TILE_TAP(xp + i * Wp + j, w);
+    TILE_STORE(out, ld);
 }
 
 /* tile_avx2 for 3x3 kernels, the 9 taps of a channel unrolled (no inner loop overhead). */
-#define TAP3(off, wo)                                                                          \
-    do {                                                                                       \
-        const __m256 x0 = _mm256_loadu_ps(xp + (off)), x1 = _mm256_loadu_ps(xp + (off) + 8),    \
-                     x2 = _mm256_loadu_ps(xp + (off) + 16);                                    \
-        __m256 b = _mm256_broadcast_ss(w + (wo));                                              \
-        a0 = _mm256_fmadd_ps(b, x0, a0), a1 = _mm256_fmadd_ps(b, x1, a1);                      \
-        a2 = _mm256_fmadd_ps(b, x2, a2);                                                       \
-        b = _mm256_broadcast_ss(w + (wo) + 1);                                                 \
-        a3 = _mm256_fmadd_ps(b, x0, a3), a4 = _mm256_fmadd_ps(b, x1, a4);                      \
-        a5 = _mm256_fmadd_ps(b, x2, a5);                                                       \
-        b = _mm256_broadcast_ss(w + (wo) + 2);                                                 \
-        a6 = _mm256_fmadd_ps(b, x0, a6), a7 = _mm256_fmadd_ps(b, x1, a7);                      \
-        a8 = _mm256_fmadd_ps(b, x2, a8);                                                       \
-        b = _mm256_broadcast_ss(w + (wo) + 3);                                                 \
-        a9 = _mm256_fmadd_ps(b, x0, a9), a10 = _mm256_fmadd_ps(b, x1, a10);                    \
-        a11 = _mm256_fmadd_ps(b, x2, a11);                                                     \
-    } while (0)
-
 __attribute__((target("avx2,fma")))
 static void tile33_avx2(const float *restrict xp, int64_t plane, int64_t C, int64_t kh,
                         int64_t kw, int64_t Wp, const float *restrict w, float *restrict out,
                         int64_t ld)
 {
     (void)kh, (void)kw;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
-    __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    TILE_ACCS;
     const int64_t W2 = 2 * Wp;
     for (int64_t c = 0; c < C; c++, xp += plane, w += 9 * DO) {
-        TAP3(0, 0);
-        TAP3(1, 4);
-        TAP3(2, 8);
-        TAP3(Wp, 12);
-        TAP3(Wp + 1, 16);
-        TAP3(Wp + 2, 20);
-        TAP3(W2, 24);
-        TAP3(W2 + 1, 28);
-        TAP3(W2 + 2, 32);
+        TILE_TAP(xp, w);
+        TILE_TAP(xp + 1, w + 4);
+        TILE_TAP(xp + 2, w + 8);
+        TILE_TAP(xp + Wp, w + 12);
+        TILE_TAP(xp + Wp + 1, w + 16);
+        TILE_TAP(xp + Wp + 2, w + 20);
+        TILE_TAP(xp + W2, w + 24);
+        TILE_TAP(xp + W2 + 1, w + 28);
+        TILE_TAP(xp + W2 + 2, w + 32);
     }
-    _mm256_storeu_ps(out, a0), _mm256_storeu_ps(out + 8, a1), _mm256_storeu_ps(out + 16, a2);
-    out += ld;
-    _mm256_storeu_ps(out, a3), _mm256_storeu_ps(out + 8, a4), _mm256_storeu_ps(out + 16, a5);
-    out += ld;
-    _mm256_storeu_ps(out, a6), _mm256_storeu_ps(out + 8, a7), _mm256_storeu_ps(out + 16, a8);
-    out += ld;
-    _mm256_storeu_ps(out, a9), _mm256_storeu_ps(out + 8, a10), _mm256_storeu_ps(out + 16, a11);
+    TILE_STORE(out, ld);
 }
-#undef TAP3
+#undef TILE_ACCS
+#undef TILE_TAP
+#undef TILE_STORE
 
 /* The same with 2 vectors: a DO x 16 tile in 8 accumulators. */
 __attribute__((target("avx2,fma")))
