@@ -75,6 +75,19 @@ typedef struct grad_ctx {
     int32_t          *y;
 } grad_ctx;
 
+/* Resets the graph and puts the next calibration batch on it as the leaf *x; returns its
+ * size, 0 at the end of the split or when x cannot be allocated (sticky graph error). */
+static int64_t next_batch(grad_ctx *c, lb_batcher *b, lb_tensor **x)
+{
+    lb_graph_reset(c->g);
+    const lb_dataset *ds = c->ds;
+    *x = lb_leaf(c->g, (int64_t[]){ c->batch, ds->c, ds->h, ds->w }, 4, false);
+    if (!*x) return 0;
+    const int64_t n = lb_batcher_next(b, (*x)->data, c->y);
+    (*x)->shape[0] = n;
+    return n;
+}
+
 /* g = d(mean loss over ds)/d(params), in eval mode (running BN statistics, no dropout), at
  * the parameter values m->params->values (which lb_hutchinson_trace perturbs in place). */
 static lb_status calib_grad(void *vctx, const float *w, float *gout, lb_error *err)
@@ -91,13 +104,9 @@ static lb_status calib_grad(void *vctx, const float *w, float *gout, lb_error *e
     lb_batcher_start_epoch(&b);
     const double N = (double)c->ds->n;
     for (;;) {
-        lb_graph_reset(c->g);
-        const lb_dataset *ds = c->ds;
-        lb_tensor *x = lb_leaf(c->g, (int64_t[]){ c->batch, ds->c, ds->h, ds->w }, 4, false);
-        if (!x) break;
-        const int64_t n = lb_batcher_next(&b, x->data, c->y);
-        if (n == 0) break;
-        x->shape[0] = n;
+        lb_tensor *x;
+        const int64_t n = next_batch(c, &b, &x);
+        if (n == 0) break; /* the end, or no memory for x (lb_graph_status says which) */
         lb_tensor *loss = lb_softmax_ce(c->g, lb_model_forward(c->m, c->g, x, NULL), c->y);
         if ((st = lb_graph_status(c->g, err))) break;
         lb_params_zero_grad(ps);
@@ -125,13 +134,9 @@ static lb_status calib_logits(void *vctx, const float *w, float *z, lb_error *er
     const int64_t C = c->m->n_classes;
     int64_t seen = 0;
     for (;;) {
-        lb_graph_reset(c->g);
-        const lb_dataset *ds = c->ds;
-        lb_tensor *x = lb_leaf(c->g, (int64_t[]){ c->batch, ds->c, ds->h, ds->w }, 4, false);
-        if (!x) break;
-        const int64_t n = lb_batcher_next(&b, x->data, c->y);
-        if (n == 0) break;
-        x->shape[0] = n;
+        lb_tensor *x;
+        const int64_t n = next_batch(c, &b, &x);
+        if (n == 0) break; /* the end, or no memory for x (lb_graph_status says which) */
         lb_tensor *logits = lb_model_forward(c->m, c->g, x, NULL);
         if ((st = lb_graph_status(c->g, err))) break;
         memcpy(z + seen * C, logits->data, (size_t)(n * C) * sizeof *z);
