@@ -125,14 +125,26 @@ static const group *finetune_of(const group *gr, int n, int model, int data)
 
 /* ---- files --------------------------------------------------------------------------- */
 
+/* Closes the text built in memory by f and writes it to path atomically. */
+static lb_status finish_memstream(FILE *f, char **buf, size_t *len, const char *path,
+                                  lb_error *err)
+{
+    const int bad = ferror(f);
+    lb_status st = fclose(f) || bad
+                       ? lb_errorf(err, LB_ERR_NOMEM, "%s: out of memory", path)
+                       : lb_abl_write_atomic(path, *buf, *len, err);
+    free(*buf);
+    return st;
+}
+
 static lb_status write_csv(const lb_abl_config *c, const lb_abl_grid *g, const lb_abl_result *res,
                            lb_error *err)
 {
-    char path[1200], tmp[1300];
+    char path[1200], *buf = NULL;
+    size_t len = 0;
     snprintf(path, sizeof path, "%s/results.csv", c->out);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return lb_errorf(err, LB_ERR_IO, "%s: %s", tmp, strerror(errno));
+    FILE *f = open_memstream(&buf, &len); /* written out at once, atomically */
+    if (!f) return lb_errorf(err, LB_ERR_NOMEM, "%s: %s", path, strerror(errno));
     fprintf(f, "model,data,mode,quantizer,gran,wbits,abits,seed,spec,status,test_acc,"
                "weight_bytes,fp32_weight_bytes,seconds,dir\n");
     for (int i = 0; i < g->n; i++) {
@@ -150,10 +162,7 @@ static lb_status write_csv(const lb_abl_config *c, const lb_abl_grid *g, const l
             fprintf(f, ",,,,");
         fprintf(f, "%s\n", r->dir);
     }
-    int bad = ferror(f);
-    if (fclose(f) || bad || rename(tmp, path))
-        return lb_errorf(err, LB_ERR_IO, "%s: write failed", path);
-    return LB_OK;
+    return finish_memstream(f, &buf, &len, path, err);
 }
 
 static void cell(FILE *f, const group *G)
@@ -280,11 +289,11 @@ static void last_log_line(const char *dir, char *buf, size_t cap)
 static lb_status write_md(const lb_abl_config *c, const lb_abl_grid *g, const group *gr, int n,
                           const lb_abl_result *res, int n_ok, double secs, lb_error *err)
 {
-    char path[1200], tmp[1300];
+    char path[1200], *buf = NULL;
+    size_t len = 0;
     snprintf(path, sizeof path, "%s/results.md", c->out);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return lb_errorf(err, LB_ERR_IO, "%s: %s", tmp, strerror(errno));
+    FILE *f = open_memstream(&buf, &len); /* written out at once, atomically */
+    if (!f) return lb_errorf(err, LB_ERR_NOMEM, "%s: %s", path, strerror(errno));
     fprintf(f, "# Ablation: %s\n\n%d runs, %d with a result; the runs took %.1f min together "
                "(sum of each run's own time).\n\n", c->path, g->n, n_ok, secs / 60.0);
     for (int m = 0; m < c->n_models; m++)
@@ -305,10 +314,7 @@ static lb_status write_md(const lb_abl_config *c, const lb_abl_grid *g, const gr
         for (int i = 0; i < g->n_notes; i++) fprintf(f, "- %s\n", g->notes[i]);
         fprintf(f, "\n");
     }
-    int bad = ferror(f);
-    if (fclose(f) || bad || rename(tmp, path))
-        return lb_errorf(err, LB_ERR_IO, "%s: write failed", path);
-    return LB_OK;
+    return finish_memstream(f, &buf, &len, path, err);
 }
 
 /* ---- plots --------------------------------------------------------------------------- */
