@@ -8,28 +8,13 @@
 
 #include "train/loop.h"
 #include "train/sensitivity.h"
+#include "tests/quadrants.h"
 #include "tests/suites.h"
 
-/* 4 classes of 8x8 gray images: class k has a bright 4x4 quadrant k plus noise. */
+/* The quadrants toy problem (tests/quadrants.h), noise 120, quadrant +110. */
 static void quad_dataset(lb_dataset *ds, int64_t n, uint64_t seed)
 {
-    memset(ds, 0, sizeof *ds);
-    snprintf(ds->name, sizeof ds->name, "quadrants");
-    snprintf(ds->source, sizeof ds->source, "memory");
-    ds->n = n, ds->c = 1, ds->h = 8, ds->w = 8, ds->n_classes = 4;
-    ds->images = malloc((size_t)n * 64);
-    ds->labels = malloc((size_t)n * sizeof(int32_t));
-    ds->mean[0] = 0.3f, ds->std[0] = 0.3f;
-    lb_rng r = lb_rng_make(seed);
-    for (int64_t i = 0; i < n; i++) {
-        const int k = (int)lb_rng_below(&r, 4);
-        ds->labels[i] = k;
-        for (int y = 0; y < 8; y++)
-            for (int x = 0; x < 8; x++) {
-                const bool on = (y / 4) * 2 + (x / 4) == k;
-                ds->images[i * 64 + y * 8 + x] = (uint8_t)(lb_rng_below(&r, 120) + (on ? 110 : 0));
-            }
-    }
+    quadrants_dataset(ds, "quadrants", n, seed, 120, 110);
 }
 
 static const char *net_spec = "model net\ninput 1 8 8\nconv name=c1 out=4 k=3 pad=1\nrelu\n"
