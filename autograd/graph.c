@@ -171,9 +171,10 @@ lb_tensor *lb_graph_record_inplace(lb_graph *g, const lb_op_def *def, lb_tensor 
     return record(g, def, src[0]->shape, src[0]->n_dims, src, n_src, saved, src[0]->data);
 }
 
-/* A zeroed gradient buffer for n floats: the smallest released one that fits, else new arena
- * memory. Buffers are multiples of 64 bytes, so a released one can hold its header. */
-static float *grad_get(lb_graph *g, int64_t n)
+/* A gradient buffer for n floats, zeroed unless the caller will overwrite it: the smallest
+ * released one that fits, else new arena memory. Buffers are multiples of 64 bytes, so a
+ * released one can hold its header. */
+static float *grad_get(lb_graph *g, int64_t n, bool zero)
 {
     const size_t bytes = ((size_t)n * sizeof(float) + 63) & ~(size_t)63;
     grad_block **best = NULL;
@@ -187,7 +188,7 @@ static float *grad_get(lb_graph *g, int64_t n)
         p = lb_graph_alloc(g, bytes);
         if (!p) return NULL;
     }
-    memset(p, 0, bytes);
+    if (zero) memset(p, 0, bytes);
     return p;
 }
 
@@ -216,18 +217,24 @@ lb_status lb_backward(lb_graph *g, lb_tensor *loss, lb_error *err)
      * own backward, for the next one to reuse; so the pass holds a few gradients at a time,
      * not one per activation. Leaves keep theirs (callers read them); parameters own theirs.
      * A node no consumer reached has a zero gradient: its backward is skipped. */
-    if (!loss->grad && !(loss->grad = grad_get(g, 1))) return lb_graph_status(g, err);
+    if (!loss->grad && !(loss->grad = grad_get(g, 1, true))) return lb_graph_status(g, err);
     loss->grad[0] += 1.0f;
     for (lb_tensor *t = g->tape; t; t = t->tape_prev) {
         if (!t->op || !t->requires_grad || !t->grad) continue;
         for (int i = 0; i < LB_MAX_SRC; i++) {
             lb_tensor *s = t->src[i];
             if (!s || !s->requires_grad || s->grad) continue;
-            s->grad = s->op ? grad_get(g, lb_numel(s))
+            /* the op overwrites s's fresh gradient, unless s is also another of its operands */
+            bool write = s->op && (t->op->overwrite >> i & 1u);
+            for (int k = 0; k < LB_MAX_SRC && write; k++) write = k == i || t->src[k] != s;
+            s->grad = s->op ? grad_get(g, lb_numel(s), !write)
                             : lb_graph_calloc(g, (size_t)lb_numel(s) * sizeof(float));
             if (!s->grad) return lb_graph_status(g, err);
+            s->grad_fresh = write;
         }
         t->op->backward(t);
+        for (int i = 0; i < LB_MAX_SRC; i++)
+            if (t->src[i]) t->src[i]->grad_fresh = false;
         if (t != loss) grad_put(g, t);
     }
     return LB_OK;

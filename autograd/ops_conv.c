@@ -675,20 +675,22 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
             }
         }
         if (!dx) continue;
+        const bool fresh = j->x->grad_fresh; /* dX_n is written, not added to */
         if (p->flip) { /* dX_n += conv(dY_n padded by k - 1 - pad, flipped w) */
             float *yt = col + dg_xp_floats(&p->gt);
             d_pad(&p->gt, dy, col);
             d_forward_image(&p->gt, p->wpk_t, col, yt);
-            d_store(&p->gt, yt, dx, true);
+            d_store(&p->gt, yt, dx, !fresh);
         } else if (p->col) {
             /* dcol (K, S) = Wᵀ (K, O) · dY_n (O, S); overwrites the unrolled image */
             lb_sgemm(true, false, j->K, j->S, j->O, 1.0f, j->w->data, j->K, dy, j->S, 0.0f, col,
                      j->S);
+            if (fresh) memset(dx, 0, (size_t)j->CHW * sizeof(float));
             col2im_add(p, col, j->S, dx);
         } else {
             /* 1x1 path: dX_n (C, S) += Wᵀ (C, O) · dY_n (O, S) */
-            lb_sgemm(true, false, j->K, j->S, j->O, 1.0f, j->w->data, j->K, dy, j->S, 1.0f, dx,
-                     j->S);
+            lb_sgemm(true, false, j->K, j->S, j->O, 1.0f, j->w->data, j->K, dy, j->S,
+                     fresh ? 0.0f : 1.0f, dx, j->S);
         }
     }
 }
@@ -713,7 +715,8 @@ static void conv2d_backward(lb_tensor *y)
     }
 }
 
-static const lb_op_def conv2d_def = { "conv2d", conv2d_forward, conv2d_backward };
+static const lb_op_def conv2d_def = { "conv2d", conv2d_forward, conv2d_backward,
+                                      .overwrite = 1u };
 
 lb_tensor *lb_conv2d(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor *b, int stride, int pad)
 {

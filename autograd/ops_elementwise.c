@@ -30,25 +30,49 @@ static void add_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 
 static void add_forward(lb_tensor *y) { lb_parallel_for(lb_numel(y), PAR_MIN, add_forward_part, y); }
 
+typedef struct {
+    lb_tensor   *y;
+    const float *dy;
+    int          taken; /* the operand that took y's gradient buffer, or -1 */
+} add_bwd;
+
 LB_CLONES
 static void add_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;
-    lb_tensor *y = ctx;
-    const float *restrict dy = y->grad;
+    const add_bwd *j = ctx;
+    const float *restrict dy = j->dy;
     for (int k = 0; k < 2; k++) {
-        float *restrict d = y->src[k]->grad;
-        if (d)
+        const lb_tensor *s = j->y->src[k];
+        float *restrict d = s->grad;
+        if (!d || k == j->taken) continue;
+        if (s->grad_fresh) memcpy(d + lo, dy + lo, (size_t)(hi - lo) * sizeof(float));
+        else
             for (int64_t i = lo; i < hi; i++) d[i] += dy[i];
     }
 }
 
+/* An operand whose gradient is fresh takes y's gradient buffer itself (the two buffers are
+ * swapped; lb_backward releases y's right after), so the identity gradient is not copied.
+ * Not for tiny tensors, which may be the loss whose gradient callers read. */
 static void add_backward(lb_tensor *y)
 {
-    lb_parallel_for(lb_numel(y), PAR_MIN, add_backward_part, y);
+    add_bwd j = { y, y->grad, -1 };
+    for (int k = 0; k < 2 && lb_numel(y) >= 1024; k++) {
+        lb_tensor *s = y->src[k];
+        if (s->grad && s->grad_fresh) {
+            float *t = s->grad;
+            s->grad = y->grad;
+            y->grad = t;
+            j.taken = k;
+            break;
+        }
+    }
+    if (j.taken < 0 || (j.taken == 0 && y->src[1]->grad))
+        lb_parallel_for(lb_numel(y), PAR_MIN, add_backward_part, &j);
 }
 
-static const lb_op_def add_def = { "add", add_forward, add_backward };
+static const lb_op_def add_def = { "add", add_forward, add_backward, .overwrite = 3u };
 
 lb_tensor *lb_add(lb_graph *g, lb_tensor *a, lb_tensor *b)
 {
@@ -73,7 +97,8 @@ static void add_inplace_forward(lb_tensor *y)
     lb_parallel_for(lb_numel(y), PAR_MIN, add_inplace_forward_part, y);
 }
 
-static const lb_op_def add_inplace_def = { "add_inplace", add_inplace_forward, add_backward };
+static const lb_op_def add_inplace_def = { "add_inplace", add_inplace_forward, add_backward,
+                                           .overwrite = 3u };
 
 lb_tensor *lb_add_inplace(lb_graph *g, lb_tensor *a, lb_tensor *b)
 {
@@ -101,7 +126,7 @@ static void mul_backward(lb_tensor *y)
         for (int64_t i = 0; i < n; i++) b->grad[i] += y->grad[i] * a->data[i]; /* db = dy * a */
 }
 
-static const lb_op_def mul_def = { "mul", mul_forward, mul_backward };
+static const lb_op_def mul_def = { "mul", mul_forward, mul_backward, 0 };
 
 lb_tensor *lb_mul(lb_graph *g, lb_tensor *a, lb_tensor *b)
 {
@@ -127,15 +152,24 @@ static void relu_forward(lb_tensor *y)
     lb_parallel_for(lb_numel(y), PAR_MIN, relu_forward_part, y);
 }
 
-/* dx[i] += dy[i] where v[i] > 0, branch-free: dy is masked with the bits of (v > 0), which
- * the compiler vectorizes (with a select it emits a branch, and the sign is random, so that
- * branch mispredicts half the time). Adding +0.0f where v <= 0 leaves dx unchanged, as
- * skipping the add would, except that -0.0f becomes +0.0f. v is relu's input, or its output
- * when in place (positive at the same places). */
+/* dx[i] += dy[i] where v[i] > 0 (dx[i] = that, or 0, when dx is fresh), branch-free: dy is
+ * masked with the bits of (v > 0), which the compiler vectorizes (with a select it emits a
+ * branch, and the sign is random, so that branch mispredicts half the time). Adding +0.0f
+ * where v <= 0 leaves dx unchanged, as skipping the add would, except that -0.0f becomes
+ * +0.0f. v is relu's input, or its output when in place (positive at the same places). */
 LB_CLONES
 static void relu_mask_add(float *restrict dx, const float *restrict dy,
-                          const float *restrict v, int64_t lo, int64_t hi)
+                          const float *restrict v, int64_t lo, int64_t hi, bool fresh)
 {
+    if (fresh) {
+        for (int64_t i = lo; i < hi; i++) {
+            uint32_t d;
+            memcpy(&d, &dy[i], sizeof d);
+            d &= -(uint32_t)(v[i] > 0.0f);
+            memcpy(&dx[i], &d, sizeof d);
+        }
+        return;
+    }
     for (int64_t i = lo; i < hi; i++) {
         uint32_t d;
         memcpy(&d, &dy[i], sizeof d);
@@ -150,7 +184,7 @@ static void relu_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;
     lb_tensor *y = ctx;
-    relu_mask_add(y->src[0]->grad, y->grad, y->src[0]->data, lo, hi);
+    relu_mask_add(y->src[0]->grad, y->grad, y->src[0]->data, lo, hi, y->src[0]->grad_fresh);
 }
 
 static void relu_backward(lb_tensor *y)
@@ -158,14 +192,14 @@ static void relu_backward(lb_tensor *y)
     if (y->src[0]->grad) lb_parallel_for(lb_numel(y), PAR_MIN, relu_backward_part, y);
 }
 
-static const lb_op_def relu_def = { "relu", relu_forward, relu_backward };
+static const lb_op_def relu_def = { "relu", relu_forward, relu_backward, .overwrite = 1u };
 
 /* In place: the mask comes from the output (y > 0 exactly where x > 0). */
 static void relu_inplace_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;
     lb_tensor *y = ctx;
-    relu_mask_add(y->src[0]->grad, y->grad, y->data, lo, hi);
+    relu_mask_add(y->src[0]->grad, y->grad, y->data, lo, hi, y->src[0]->grad_fresh);
 }
 
 static void relu_inplace_backward(lb_tensor *y)
@@ -187,7 +221,7 @@ static void relu_inplace_forward(lb_tensor *y)
 }
 
 static const lb_op_def relu_inplace_def = { "relu_inplace", relu_inplace_forward,
-                                            relu_inplace_backward };
+                                            relu_inplace_backward, .overwrite = 1u };
 
 lb_tensor *lb_relu_inplace(lb_graph *g, lb_tensor *x)
 {
@@ -215,7 +249,7 @@ static void reshape_backward(lb_tensor *y)
     for (int64_t i = 0, n = lb_numel(y); i < n; i++) x->grad[i] += y->grad[i];
 }
 
-static const lb_op_def reshape_def = { "reshape", reshape_forward, reshape_backward };
+static const lb_op_def reshape_def = { "reshape", reshape_forward, reshape_backward, 0 };
 
 lb_tensor *lb_reshape(lb_graph *g, lb_tensor *x, const int64_t *shape, int n_dims)
 {
@@ -253,7 +287,7 @@ static void dropout_backward(lb_tensor *y)
     for (int64_t i = 0, n = lb_numel(y); i < n; i++) x->grad[i] += y->grad[i] * mask[i];
 }
 
-static const lb_op_def dropout_def = { "dropout", dropout_forward, dropout_backward };
+static const lb_op_def dropout_def = { "dropout", dropout_forward, dropout_backward, 0 };
 
 lb_tensor *lb_dropout(lb_graph *g, lb_tensor *x, float p, lb_rng *rng)
 {
@@ -287,7 +321,7 @@ static void sum_backward(lb_tensor *y)
     for (int64_t i = 0, n = lb_numel(x); i < n; i++) x->grad[i] += y->grad[0];
 }
 
-static const lb_op_def sum_def = { "sum", sum_forward, sum_backward };
+static const lb_op_def sum_def = { "sum", sum_forward, sum_backward, 0 };
 
 lb_tensor *lb_sum(lb_graph *g, lb_tensor *x)
 {

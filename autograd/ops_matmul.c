@@ -25,7 +25,7 @@ static void matmul_nt_backward(lb_tensor *y)
     if (w->grad) lb_sgemm_par(true, false, N, K, B, 1.0f, y->grad, N, x->data, K, 1.0f, w->grad, K);
 }
 
-static const lb_op_def matmul_nt_def = { "matmul_nt", matmul_nt_forward, matmul_nt_backward };
+static const lb_op_def matmul_nt_def = { "matmul_nt", matmul_nt_forward, matmul_nt_backward, 0 };
 
 lb_tensor *lb_matmul_nt(lb_graph *g, lb_tensor *x, lb_tensor *w)
 {
@@ -81,7 +81,7 @@ static void add_bias_backward(lb_tensor *y)
             }
 }
 
-static const lb_op_def add_bias_def = { "add_bias", add_bias_forward, add_bias_backward };
+static const lb_op_def add_bias_def = { "add_bias", add_bias_forward, add_bias_backward, 0 };
 
 lb_tensor *lb_add_bias(lb_graph *g, lb_tensor *y, lb_tensor *b)
 {

@@ -34,23 +34,81 @@ static void bn_dims(const lb_tensor *x, int64_t *B, int64_t *C, int64_t *S)
     *S = x->n_dims == 4 ? x->shape[2] * x->shape[3] : 1;
 }
 
-/* Sums over one row of S values, in 8 float lanes that the compiler vectorizes; callers add
- * the row sums in double, so a channel's sum never accumulates more than S floats in single
+/* Row sums over S values, in 8 float lanes (lane k takes the values at s = k mod 8, the
+ * same order in the portable and the AVX2 code, so both give the same bits); callers add the
+ * row sums in double, so a channel's sum never accumulates more than S floats in single
  * precision. */
+static inline double lanes_sum(const float *l)
+{
+    return ((double)l[0] + l[1] + l[2] + l[3]) + ((double)l[4] + l[5] + l[6] + l[7]);
+}
+
+#if LB_HAVE_AVX2
+/* One kernel for the three row sums: a[k] += x (with dy == NULL and m unused: sum of x),
+ * b[k] += (x - m)^2 (sq), or a[k] += dy, b[k] += dy * (x - m) (with dy). */
+LB_AVX2 static void row_lanes_avx2(const float *restrict x, const float *restrict dy, int64_t S,
+                                   float m, bool sq, float *restrict la, float *restrict lb)
+{
+    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+    const __m256 vm = _mm256_set1_ps(m);
+    int64_t s = 0;
+    if (dy)
+        for (; s + 8 <= S; s += 8) {
+            const __m256 d = _mm256_loadu_ps(dy + s);
+            a = _mm256_add_ps(a, d);
+            b = _mm256_add_ps(b, _mm256_mul_ps(d, _mm256_sub_ps(_mm256_loadu_ps(x + s), vm)));
+        }
+    else if (sq)
+        for (; s + 8 <= S; s += 8) {
+            const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + s), vm);
+            b = _mm256_add_ps(b, _mm256_mul_ps(d, d));
+        }
+    else
+        for (; s + 8 <= S; s += 8) a = _mm256_add_ps(a, _mm256_loadu_ps(x + s));
+    _mm256_storeu_ps(la, a);
+    _mm256_storeu_ps(lb, b);
+    for (; s < S; s++) {
+        const float d = x[s] - m;
+        if (dy) {
+            la[s & 7] += dy[s];
+            lb[s & 7] += dy[s] * d;
+        } else if (sq) {
+            lb[s & 7] += d * d;
+        } else {
+            la[s & 7] += x[s];
+        }
+    }
+}
+#endif
+
 static inline double row_sum(const float *restrict x, int64_t S)
 {
     float l[8] = { 0 };
+#if LB_HAVE_AVX2
+    if (lb_cpu_avx2()) {
+        float u[8];
+        row_lanes_avx2(x, NULL, S, 0.0f, false, l, u);
+        return lanes_sum(l);
+    }
+#endif
     int64_t s = 0;
     for (; s + 8 <= S; s += 8)
         for (int k = 0; k < 8; k++) l[k] += x[s + k];
     for (; s < S; s++) l[s & 7] += x[s];
-    return ((double)l[0] + l[1] + l[2] + l[3]) + ((double)l[4] + l[5] + l[6] + l[7]);
+    return lanes_sum(l);
 }
 
 /* Sum of (x - m)^2 over a row. */
 static inline double row_sq_dev(const float *restrict x, int64_t S, float m)
 {
     float l[8] = { 0 };
+#if LB_HAVE_AVX2
+    if (lb_cpu_avx2()) {
+        float u[8];
+        row_lanes_avx2(x, NULL, S, m, true, u, l);
+        return lanes_sum(l);
+    }
+#endif
     int64_t s = 0;
     for (; s + 8 <= S; s += 8)
         for (int k = 0; k < 8; k++) {
@@ -61,7 +119,7 @@ static inline double row_sq_dev(const float *restrict x, int64_t S, float m)
         const float d = x[s] - m;
         l[s & 7] += d * d;
     }
-    return ((double)l[0] + l[1] + l[2] + l[3]) + ((double)l[4] + l[5] + l[6] + l[7]);
+    return lanes_sum(l);
 }
 
 /* Sums of dy and of dy * (x - m) over a row. */
@@ -69,6 +127,14 @@ static inline void row_dy_sums(const float *restrict dy, const float *restrict x
                                float m, double *sum_dy, double *sum_dy_xc)
 {
     float a[8] = { 0 }, b[8] = { 0 };
+#if LB_HAVE_AVX2
+    if (lb_cpu_avx2()) {
+        row_lanes_avx2(x, dy, S, m, false, a, b);
+        *sum_dy += lanes_sum(a);
+        *sum_dy_xc += lanes_sum(b);
+        return;
+    }
+#endif
     int64_t s = 0;
     for (; s + 8 <= S; s += 8)
         for (int k = 0; k < 8; k++) {
@@ -79,8 +145,8 @@ static inline void row_dy_sums(const float *restrict dy, const float *restrict x
         a[s & 7] += dy[s];
         b[s & 7] += dy[s] * (x[s] - m);
     }
-    *sum_dy += ((double)a[0] + a[1] + a[2] + a[3]) + ((double)a[4] + a[5] + a[6] + a[7]);
-    *sum_dy_xc += ((double)b[0] + b[1] + b[2] + b[3]) + ((double)b[4] + b[5] + b[6] + b[7]);
+    *sum_dy += lanes_sum(a);
+    *sum_dy_xc += lanes_sum(b);
 }
 
 /* Channels [lo, hi) of the forward pass; the op is split over channels. */
@@ -163,7 +229,10 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
             const float *restrict xp = x->data + (n * C + c) * S;
             const float *restrict dy = y->grad + (n * C + c) * S;
             float *restrict dx = x->grad + (n * C + c) * S;
-            for (int64_t s = 0; s < S; s++) dx[s] += k * (dy[s] - mean_dy - (xp[s] - mean) * q);
+            if (x->grad_fresh) /* the first gradient to reach x: written, not added */
+                for (int64_t s = 0; s < S; s++) dx[s] = k * (dy[s] - mean_dy - (xp[s] - mean) * q);
+            else
+                for (int64_t s = 0; s < S; s++) dx[s] += k * (dy[s] - mean_dy - (xp[s] - mean) * q);
         }
     }
 }
@@ -173,7 +242,8 @@ static void batchnorm_backward(lb_tensor *y)
     lb_parallel_for(y->src[0]->shape[1], 1, backward_part, y);
 }
 
-static const lb_op_def batchnorm_def = { "batchnorm", batchnorm_forward, batchnorm_backward };
+static const lb_op_def batchnorm_def = { "batchnorm", batchnorm_forward, batchnorm_backward,
+                                         .overwrite = 1u };
 
 lb_tensor *lb_batchnorm(lb_graph *g, lb_tensor *x, lb_tensor *gamma, lb_tensor *beta,
                         lb_tensor *running_mean, lb_tensor *running_var, float momentum,

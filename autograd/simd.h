@@ -13,8 +13,16 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && defined(__linux__) \
     && !defined(LB_NO_CLONES)
 #define LB_CLONES __attribute__((target_clones("avx2", "default")))
+/* Hand-written AVX2 (intrinsics from <immintrin.h>), for loops the compiler vectorizes badly:
+ * a function marked LB_AVX2 may only be called when lb_cpu_avx2() is true. Like the clones
+ * it uses no FMA, so it rounds as the portable code does. */
+#define LB_HAVE_AVX2 1
+#define LB_AVX2 __attribute__((target("avx2")))
+#include <immintrin.h>
+static inline int lb_cpu_avx2(void) { return __builtin_cpu_supports("avx2"); }
 #else
 #define LB_CLONES
+#define LB_HAVE_AVX2 0
 #endif
 
 #endif

@@ -35,6 +35,8 @@ typedef struct lb_tensor {
     int64_t           shape[LB_MAX_DIMS];
     int32_t           n_dims;
     bool              requires_grad;     /* a gradient flows back to this tensor          */
+    bool              grad_fresh;        /* backward only: grad is uninitialised and the
+                                            running op may write it (see lb_op_def)      */
     const lb_op_def  *op;                /* NULL for leaves (inputs, parameters)          */
     struct lb_tensor *src[LB_MAX_SRC];   /* operands, in op-specific order                */
     void             *saved;             /* op-private data kept for backward (arena)     */
@@ -48,6 +50,11 @@ struct lb_op_def {
     const char *name;
     void (*forward)(lb_tensor *y);  /* reads y->src[], y->saved; writes y->data              */
     void (*backward)(lb_tensor *y); /* reads y->grad; does src[i]->grad += ... if non-NULL   */
+    /* Bit i set: when src[i]->grad_fresh, backward writes every element of src[i]->grad
+     * (= instead of +=), which is then uninitialised memory. lb_backward sets grad_fresh only
+     * for the first consumer to reach a tensor, and only if the tensor is not also another of
+     * its operands; it saves zeroing the buffer first. 0 (the default): grads arrive zeroed. */
+    unsigned overwrite;
 };
 
 int64_t lb_numel(const lb_tensor *t);

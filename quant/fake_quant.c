@@ -200,7 +200,7 @@ static void fake_quant_backward(lb_tensor *y)
     }
 }
 
-static const lb_op_def fake_quant_def = { "fake_quant", fake_quant_forward, fake_quant_backward };
+static const lb_op_def fake_quant_def = { "fake_quant", fake_quant_forward, fake_quant_backward, 0 };
 
 lb_tensor *lb_fake_quant(lb_graph *g, lb_tensor *x, const lb_qparams *qp, lb_ste ste)
 {
@@ -295,31 +295,65 @@ static void lsq_forward(lb_tensor *y)
     }
 }
 
-/* Elements [i0, i1) under step sc: dx += dy inside the grid, and returns the float sum of the
- * step-gradient terms. Branch-free so it vectorizes: per element, with v = x/s, r = round(v),
+#if LB_HAVE_AVX2
+/* lsq_block's whole groups of 8 in AVX2, the same operations in the same order per lane (the
+ * compiler leaves the portable loop scalar). Returns the index where the scalar tail starts;
+ * acc holds the lanes. */
+LB_AVX2 static int64_t lsq_block_avx2(float lo, float hi, const float *restrict x,
+                                      const float *restrict dyv, float *restrict dx, bool fresh,
+                                      float sc, int64_t i0, int64_t i1, float *acc)
+{
+    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi), vsc = _mm256_set1_ps(sc);
+    const __m256 magic = _mm256_set1_ps(12582912.0f), one = _mm256_set1_ps(1.0f);
+    __m256 a = _mm256_loadu_ps(acc);
+    int64_t i = i0;
+    for (; i + 8 <= i1; i += 8) {
+        const __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + i), vsc), dy = _mm256_loadu_ps(dyv + i);
+        const __m256 in = _mm256_and_ps(_mm256_and_ps(_mm256_cmp_ps(v, vlo, _CMP_GE_OQ),
+                                                      _mm256_cmp_ps(v, vhi, _CMP_LE_OQ)), one);
+        const __m256 r = _mm256_sub_ps(_mm256_add_ps(v, magic), magic); /* round_even */
+        /* clampf: r < lo ? lo : (r > hi ? hi : r), NaN kept */
+        __m256 c = _mm256_blendv_ps(r, vhi, _mm256_cmp_ps(r, vhi, _CMP_GT_OQ));
+        c = _mm256_blendv_ps(c, vlo, _mm256_cmp_ps(r, vlo, _CMP_LT_OQ));
+        a = _mm256_add_ps(a, _mm256_mul_ps(dy, _mm256_sub_ps(c, _mm256_mul_ps(in, v))));
+        if (dx) {
+            const __m256 g = _mm256_mul_ps(dy, in);
+            _mm256_storeu_ps(dx + i, fresh ? _mm256_add_ps(_mm256_setzero_ps(), g)
+                                           : _mm256_add_ps(_mm256_loadu_ps(dx + i), g));
+        }
+    }
+    _mm256_storeu_ps(acc, a);
+    return i;
+}
+#endif
+
+/* Elements [i0, i1) under step sc: dx += dy inside the grid (dx = that, or 0, when fresh),
+ * and returns the float sum of the step-gradient terms. Per element, with v = x/s, r = round(v),
  *   inside [qmin, qmax]: ds term r - v, dx += dy;  below: qmin;  above: qmax
  * (clamp(r) is qmin below and qmax above, and r inside). */
-LB_CLONES
 static float lsq_block(const lsq_saved *p, const float *restrict x, const float *restrict dyv,
-                       float *restrict dx, float sc, int64_t i0, int64_t i1)
+                       float *restrict dx, bool fresh, float sc, int64_t i0, int64_t i1)
 {
     const float lo = (float)p->qmin, hi = (float)p->qmax;
     /* eight partial sums, one per lane: a single float accumulator would be a reduction the
      * compiler may not reorder, and the loop would not vectorize */
     float acc[8] = { 0 };
     int64_t i = i0;
+#if LB_HAVE_AVX2
+    if (lb_cpu_avx2()) i = lsq_block_avx2(lo, hi, x, dyv, dx, fresh, sc, i0, i1, acc);
+#endif
     for (; i + 8 <= i1; i += 8)
         for (int k = 0; k < 8; k++) {
             const float v = x[i + k] / sc, dy = dyv[i + k];
             const float inside = (v >= lo && v <= hi) ? 1.0f : 0.0f;
             acc[k] += dy * (clampf(round_even(v), lo, hi) - inside * v);
-            if (dx) dx[i + k] += dy * inside;
+            if (dx) dx[i + k] = (fresh ? 0.0f : dx[i + k]) + dy * inside;
         }
     for (; i < i1; i++) {
         const float v = x[i] / sc, dy = dyv[i];
         const float inside = (v >= lo && v <= hi) ? 1.0f : 0.0f;
         acc[i & 7] += dy * (clampf(round_even(v), lo, hi) - inside * v);
-        if (dx) dx[i] += dy * inside;
+        if (dx) dx[i] = (fresh ? 0.0f : dx[i]) + dy * inside;
     }
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
@@ -333,7 +367,7 @@ static void lsq_backward_part(void *ctx, int64_t lo_b, int64_t hi_b, int tid)
     const int64_t n = lb_numel(y);
     for (int64_t b = lo_b; b < hi_b; b++) {
         const int64_t i0 = b * LSQ_BLOCK, i1 = i0 + LSQ_BLOCK < n ? i0 + LSQ_BLOCK : n;
-        p->part[b] = lsq_block(p, x->data, y->grad, x->grad, y->src[1]->data[0], i0, i1);
+        p->part[b] = lsq_block(p, x->data, y->grad, x->grad, x->grad_fresh, y->src[1]->data[0], i0, i1);
     }
 }
 
@@ -356,13 +390,13 @@ static void lsq_backward(lb_tensor *y)
         layout_run(&p->L, s, &i0, &i1);
         for (int64_t b0 = i0; b0 < i1; b0 += LSQ_BLOCK) {
             const int64_t b1 = i1 - b0 < LSQ_BLOCK ? i1 : b0 + LSQ_BLOCK;
-            ds += (double)lsq_block(p, x->data, y->grad, x->grad, step->data[s], b0, b1);
+            ds += (double)lsq_block(p, x->data, y->grad, x->grad, x->grad_fresh, step->data[s], b0, b1);
         }
         if (step->grad) step->grad[s] += (float)(p->grad_scale * ds);
     }
 }
 
-static const lb_op_def lsq_def = { "fake_quant_lsq", lsq_forward, lsq_backward };
+static const lb_op_def lsq_def = { "fake_quant_lsq", lsq_forward, lsq_backward, .overwrite = 1u };
 
 lb_tensor *lb_fake_quant_lsq(lb_graph *g, lb_tensor *x, lb_tensor *step, lb_qgran gran,
                              int64_t group, int32_t qmin, int32_t qmax, float grad_scale)
@@ -449,7 +483,7 @@ static void pact_backward(lb_tensor *y)
     }
 }
 
-static const lb_op_def pact_def = { "pact", pact_forward, pact_backward };
+static const lb_op_def pact_def = { "pact", pact_forward, pact_backward, 0 };
 
 lb_tensor *lb_pact(lb_graph *g, lb_tensor *x, lb_tensor *alpha, int bits)
 {
@@ -511,7 +545,7 @@ static void dorefa_backward(lb_tensor *y)
     }
 }
 
-static const lb_op_def dorefa_def = { "dorefa_weight", dorefa_forward, dorefa_backward };
+static const lb_op_def dorefa_def = { "dorefa_weight", dorefa_forward, dorefa_backward, 0 };
 
 lb_tensor *lb_dorefa_weight(lb_graph *g, lb_tensor *w, int bits)
 {
@@ -559,7 +593,7 @@ static void binary_backward(lb_tensor *y)
         if (fabsf(w->data[i]) <= 1.0f) w->grad[i] += y->grad[i];
 }
 
-static const lb_op_def binary_def = { "binary_weight", binary_forward, binary_backward };
+static const lb_op_def binary_def = { "binary_weight", binary_forward, binary_backward, 0 };
 
 /* TENSOR or CHANNEL layout for the binary and ternary ops (sticky LB_ERR_ARG otherwise). */
 static bool check_weight_gran(lb_graph *g, const char *op, const lb_tensor *w, lb_qgran gran,
@@ -621,7 +655,7 @@ static void ternary_backward(lb_tensor *y)
     for (int64_t i = 0, n = lb_numel(y); i < n; i++) w->grad[i] += y->grad[i];
 }
 
-static const lb_op_def ternary_def = { "ternary_weight", ternary_forward, ternary_backward };
+static const lb_op_def ternary_def = { "ternary_weight", ternary_forward, ternary_backward, 0 };
 
 lb_tensor *lb_ternary_weight(lb_graph *g, lb_tensor *w, lb_qgran gran, float thresh)
 {

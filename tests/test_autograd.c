@@ -160,6 +160,37 @@ START_TEST(test_diamond_exact)
 }
 END_TEST
 
+/* Ops that overwrite a fresh gradient (lb_op_def.overwrite) instead of adding to a zeroed
+ * one: h = x*x feeds relu (overwrites) and add(h, h) (h twice: must add), in both tape
+ * orders, and a buffer reused from an earlier node holds stale values that must not leak.
+ * l = sum(relu(h) + (h + h) + x*x), so dl/dh = 3 where h > 0 and dl/dx = 8x. */
+START_TEST(test_fresh_gradients)
+{
+    const float xs[] = { -2, 0.5f, 3, 1.25f };
+    for (int order = 0; order < 2; order++) {
+        lb_graph *g = lb_graph_new(0);
+        lb_tensor *x = lb_leaf_from(g, xs, (int64_t[]){ 4 }, 1, true);
+        lb_tensor *h = lb_mul(g, x, x), *a, *b;
+        if (order == 0) {
+            a = lb_relu(g, h);
+            b = lb_add(g, h, h);
+        } else {
+            b = lb_add(g, h, h);
+            a = lb_relu(g, h);
+        }
+        /* the gradients of the adds below are released (holding ones) before h's is taken,
+         * so h's buffer is a reused one with stale values */
+        lb_tensor *l = lb_sum(g, lb_add(g, lb_add(g, a, b), lb_mul(g, x, x)));
+        lb_error err = { 0 };
+        ck_assert_int_eq(lb_backward(g, l, &err), LB_OK);
+        for (int i = 0; i < 4; i++)
+            ck_assert_msg(x->grad[i] == 8.0f * xs[i], "order %d: dx[%d] = %g, expected %g", order,
+                          i, (double)x->grad[i], 8.0 * xs[i]);
+        lb_graph_free(g);
+    }
+}
+END_TEST
+
 /* parameters (lb_params) accumulate across two backward passes until zeroed */
 START_TEST(test_param_grad_accumulates)
 {
@@ -418,6 +449,7 @@ Suite *autograd_core_suite(void)
     TCase *grad = tcase_create("gradients");
     tcase_add_loop_test(grad, test_op_gradient, 0, (int)(sizeof cases / sizeof cases[0]));
     tcase_add_test(grad, test_diamond_exact);
+    tcase_add_test(grad, test_fresh_gradients);
     tcase_add_test(grad, test_param_grad_accumulates);
     tcase_add_test(grad, test_relu_inplace_matches_relu);
     suite_add_tcase(s, grad);
