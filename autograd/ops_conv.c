@@ -103,6 +103,7 @@ static void d_pack(const float *w, int64_t O, int64_t C, int64_t kh, int64_t kw,
 
 /* xp = x (C, H, W) zero-padded by (ph, pw), plus the zeroed tail the kernels read. Only
  * the padding is zeroed, not the whole plane first. */
+LB_CLONES
 static void d_pad(const dgeom *g, const float *restrict x, float *restrict xp)
 {
     const int64_t n = dg_xp_floats(g), Wp = g->Wp, W = g->W, pw = g->pw;
@@ -365,6 +366,7 @@ static void d_forward_image(const dgeom *g, const float *wpk, const float *xp, f
 }
 
 /* y (O, Ho, Wo) = (or +=, with add) the valid columns of yt. */
+LB_CLONES
 static void d_store(const dgeom *g, const float *restrict yt, float *restrict y, bool add)
 {
     for (int64_t o = 0; o < g->O; o++)
@@ -380,6 +382,7 @@ static void d_store(const dgeom *g, const float *restrict yt, float *restrict y,
 }
 
 /* dyp (nob*DO, Tw) = dy (O, Ho, Wo) in padded-width layout, zero elsewhere. */
+LB_CLONES
 static void d_dy_layout(const dgeom *g, const float *restrict dy, float *restrict dyp)
 {
     const int64_t Wo = g->Wo, Wp = g->Wp;
@@ -756,8 +759,10 @@ lb_tensor *lb_conv2d(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor *b, int 
                        .direct = !one && stride == 1 };
     if (p->direct) {
         p->gf = dgeom_make(C, H, W, P, P, kh, kw, O);
-        /* dx as a stride-1 correlation of dy needs the padding k - 1 - pad >= 0 */
-        p->flip = x->requires_grad && pad <= kh - 1 && pad <= kw - 1;
+        /* dx as a stride-1 correlation of dy needs the padding k - 1 - pad >= 0; its tiles
+         * compute DO of x's channels at a time, so an input of 1 or 2 channels (an image)
+         * would waste most of them: there, dx goes through col2im */
+        p->flip = x->requires_grad && pad <= kh - 1 && pad <= kw - 1 && C >= 3;
         if (p->flip) p->gt = dgeom_make(O, Ho, Wo, kh - 1 - P, kw - 1 - P, kh, kw, C);
         else p->col = true; /* dx through col2im */
         p->wpk = lb_graph_alloc(g, (size_t)dg_wpk_floats(&p->gf) * sizeof(float));

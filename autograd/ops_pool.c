@@ -9,6 +9,7 @@
  * Legend: B batch, C channels, H W input size, Ho Wo output size, S = Ho*Wo, k window size.
  */
 #include <math.h>
+#include <string.h>
 
 #include "autograd/simd.h"
 #include "autograd/ops.h"
@@ -135,6 +136,7 @@ static void maxpool2d_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
         float *dx = x->grad + pl * HW;            /* (H, W)   */
         const float *dy = y->grad + pl * S;       /* (Ho, Wo) */
         const int32_t *ap = p->argmax + pl * S;   /* (Ho, Wo) */
+        if (x->grad_fresh) memset(dx, 0, (size_t)HW * sizeof(float)); /* a plane, in cache */
         for (int64_t s = 0; s < S; s++) dx[ap[s]] += dy[s]; /* only the winner gets dy */
     }
 }
@@ -145,7 +147,8 @@ static void maxpool2d_backward(lb_tensor *y)
     lb_parallel_for(x->shape[0] * x->shape[1], 16, maxpool2d_backward_part, y);
 }
 
-static const lb_op_def maxpool2d_def = { "maxpool2d", maxpool2d_forward, maxpool2d_backward, 0 };
+static const lb_op_def maxpool2d_def = { "maxpool2d", maxpool2d_forward, maxpool2d_backward,
+                                         .overwrite = 1u };
 
 lb_tensor *lb_maxpool2d(lb_graph *g, lb_tensor *x, int k, int stride, int pad)
 {
