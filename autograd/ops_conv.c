@@ -33,17 +33,23 @@
  * one tap's DO weights are adjacent.
  * dW[o][c][i][j] = sum_t dy[o][t] xp[c][t + i*Wp + j], with dy laid out the same way (garbage
  * columns zero): per (channel block, c, i), DO x 3 taps in 12 accumulators, reduced at the end.
- * dx is this same forward kernel run on dy padded by k - 1 - pad with the flipped kernel. */
+ * dx is this same forward kernel run on dy padded by k - 1 - pad with the flipped kernel.
+ * With only 1 or 2 output channels (dx of an image input, 1 or 2 channels) most of a DO-channel
+ * tile would be zero weights: there a "wide" tile computes one channel x DTW positions, in
+ * 12 accumulators as well (12 loads and one broadcast for 12 multiply-adds). */
 #define DO 4                      /* output channels per micro-tile */
 #define DV 3                      /* vectors of 8 positions per micro-tile (at most) */
 #define DT (8 * DV)               /* positions per micro-tile (at most) */
+#define DVW 12                    /* vectors of 8 positions per wide tile */
+#define DTW (8 * DVW)             /* positions per wide tile */
 
 typedef struct {
     int64_t C, H, W, ph, pw, kh, kw, O; /* input, padding, kernel, output channels */
     int64_t Hp, Wp, Ho, Wo, plane;      /* padded input; output; Hp*Wp */
     int64_t T, Tt, Tw;  /* Ho*Wp positions; T rounded up to 8*dv (forward), to 8 (dW) */
     int64_t nob;        /* output channel blocks of DO */
-    int     dv;         /* vectors per tile: 3, or 2 where that wastes less (8x8 images) */
+    int     dv;         /* vectors per tile: 3, or 2 where that wastes less (8x8 images), or
+                           DVW (wide tiles, one channel each) when O <= 2 */
 } dgeom;
 
 static dgeom dgeom_make(int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, int64_t kh,
@@ -59,13 +65,21 @@ static dgeom dgeom_make(int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw,
     const int64_t t3 = (g.T + 23) / 24 * 24, t2 = (g.T + 15) / 16 * 16;
     g.dv = (double)t2 * 1.1 < (double)t3 ? 2 : 3;
     g.Tt = g.dv == 3 ? t3 : t2;
+    if (O <= 2) { /* wide tiles */
+        g.dv = DVW;
+        g.Tt = (g.T + DTW - 1) / DTW * DTW;
+    }
     g.Tw = (g.T + 7) / 8 * 8;
     g.nob = (O + DO - 1) / DO;
     return g;
 }
 
-/* Floats of the padded image: the kernels read up to DT + kw + 8 past the last plane. */
-static int64_t dg_xp_floats(const dgeom *g) { return g->C * g->plane + DT + g->kw + 8; }
+/* Floats of the padded image: the kernels read up to one tile (8*dv) + kw + 8 past the last
+ * plane. */
+static int64_t dg_xp_floats(const dgeom *g)
+{
+    return g->C * g->plane + 8 * (g->dv > DV ? g->dv : DV) + g->kw + 8;
+}
 /* Floats of the padded-width output (nob*DO, Tt); dW's dy uses (nob*DO, Tw), no more. */
 static int64_t dg_y_floats(const dgeom *g) { return g->nob * DO * g->Tt; }
 static int64_t dg_wpk_floats(const dgeom *g) { return g->nob * DO * g->C * g->kh * g->kw; }
@@ -235,6 +249,39 @@ static void tile2_avx2(const float *restrict xp, int64_t plane, int64_t C, int64
     _mm256_storeu_ps(out, a9), _mm256_storeu_ps(out + 8, a10);
 }
 
+/* The wide tile: one output channel x DTW positions in 12 accumulators; w advances by DO per
+ * tap (the packed layout), of which the kernel reads the first. */
+__attribute__((target("avx2,fma")))
+static void tile1_avx2(const float *restrict xp, int64_t plane, int64_t C, int64_t kh, int64_t kw,
+                       int64_t Wp, const float *restrict w, float *restrict out, int64_t ld)
+{
+    (void)ld;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+    __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    for (int64_t c = 0; c < C; c++, xp += plane)
+        for (int64_t i = 0; i < kh; i++)
+            for (int64_t j = 0; j < kw; j++, w += DO) {
+                const float *restrict r = xp + i * Wp + j;
+                const __m256 b = _mm256_broadcast_ss(w);
+                a0 = _mm256_fmadd_ps(b, _mm256_loadu_ps(r), a0);
+                a1 = _mm256_fmadd_ps(b, _mm256_loadu_ps(r + 8), a1);
+                a2 = _mm256_fmadd_ps(b, _mm256_loadu_ps(r + 16), a2);
+                a3 = _mm256_fmadd_ps(b, _mm256_loadu_ps(r + 24), a3);
+                a4 = _mm256_fmadd_ps(b, _mm256_loadu_ps(r + 32), a4);
+                a5 = _mm256_fmadd_ps(b, _mm256_loadu_ps(r + 40), a5);
+                a6 = _mm256_fmadd_ps(b, _mm256_loadu_ps(r + 48), a6);
+                a7 = _mm256_fmadd_ps(b, _mm256_loadu_ps(r + 56), a7);
+                a8 = _mm256_fmadd_ps(b, _mm256_loadu_ps(r + 64), a8);
+                a9 = _mm256_fmadd_ps(b, _mm256_loadu_ps(r + 72), a9);
+                a10 = _mm256_fmadd_ps(b, _mm256_loadu_ps(r + 80), a10);
+                a11 = _mm256_fmadd_ps(b, _mm256_loadu_ps(r + 88), a11);
+            }
+    _mm256_storeu_ps(out, a0), _mm256_storeu_ps(out + 8, a1), _mm256_storeu_ps(out + 16, a2);
+    _mm256_storeu_ps(out + 24, a3), _mm256_storeu_ps(out + 32, a4), _mm256_storeu_ps(out + 40, a5);
+    _mm256_storeu_ps(out + 48, a6), _mm256_storeu_ps(out + 56, a7), _mm256_storeu_ps(out + 64, a8);
+    _mm256_storeu_ps(out + 72, a9), _mm256_storeu_ps(out + 80, a10), _mm256_storeu_ps(out + 88, a11);
+}
+
 /* The 8 lane sums of a..h, in one vector: (sum a, sum b, ..., sum h). */
 __attribute__((target("avx2,fma")))
 static inline __m256 hsum8x8(__m256 a, __m256 b, __m256 c, __m256 d, __m256 e, __m256 f,
@@ -304,6 +351,20 @@ static void tile2_c(const float *restrict xp, int64_t plane, int64_t C, int64_t 
     tile_n_c(xp, plane, C, kh, kw, Wp, w, out, ld, 16);
 }
 
+static void tile1_c(const float *restrict xp, int64_t plane, int64_t C, int64_t kh, int64_t kw,
+                    int64_t Wp, const float *restrict w, float *restrict out, int64_t ld)
+{
+    (void)ld;
+    float a[DTW] = { 0 };
+    for (int64_t c = 0; c < C; c++, xp += plane)
+        for (int64_t i = 0; i < kh; i++)
+            for (int64_t j = 0; j < kw; j++, w += DO) {
+                const float *restrict xr = xp + i * Wp + j;
+                for (int t = 0; t < DTW; t++) a[t] += w[0] * xr[t];
+            }
+    memcpy(out, a, sizeof a);
+}
+
 static void dw_tile_c(const float *restrict dy, int64_t ldy, const float *restrict xr,
                       int64_t Tw, int G, int64_t gs, float *restrict acc)
 {
@@ -341,12 +402,23 @@ static bool have_avx2_fma(void)
 /* yt (nob*DO, Tt) = the padded-width output of the padded image xp. */
 static void d_forward_image(const dgeom *g, const float *wpk, const float *xp, float *yt)
 {
+    const int64_t wblock = g->C * g->kh * g->kw * DO, step = 8 * g->dv;
+    if (g->dv == DVW) { /* wide tiles: each of the (at most 2) channels on its own */
+        tile_fn wide = tile1_c;
+#ifdef LB_DIRECT_AVX2
+        if (have_avx2_fma()) wide = tile1_avx2;
+#endif
+        for (int64_t t = 0; t < g->Tt; t += step)
+            for (int64_t k = 0; k < g->O; k++)
+                wide(xp + t, g->plane, g->C, g->kh, g->kw, g->Wp, wpk + k, yt + k * g->Tt + t,
+                     g->Tt);
+        return;
+    }
     tile_fn tile = g->dv == 3 ? tile_c : tile2_c;
 #ifdef LB_DIRECT_AVX2
     if (have_avx2_fma())
         tile = g->dv == 3 ? (g->kh == 3 && g->kw == 3 ? tile33_avx2 : tile_avx2) : tile2_avx2;
 #endif
-    const int64_t wblock = g->C * g->kh * g->kw * DO, step = 8 * g->dv;
     /* The operand that is swept again for every step of the outer loop should be the one
      * that stays in cache: with positions outside, all the weights are read per tile (fine
      * while they are smaller than the image: ResNet's 16 channels at 32x32); with channel
@@ -759,10 +831,8 @@ lb_tensor *lb_conv2d(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor *b, int 
                        .direct = !one && stride == 1 };
     if (p->direct) {
         p->gf = dgeom_make(C, H, W, P, P, kh, kw, O);
-        /* dx as a stride-1 correlation of dy needs the padding k - 1 - pad >= 0; its tiles
-         * compute DO of x's channels at a time, so an input of 1 or 2 channels (an image)
-         * would waste most of them: there, dx goes through col2im */
-        p->flip = x->requires_grad && pad <= kh - 1 && pad <= kw - 1 && C >= 3;
+        /* dx as a stride-1 correlation of dy needs the padding k - 1 - pad >= 0 */
+        p->flip = x->requires_grad && pad <= kh - 1 && pad <= kw - 1;
         if (p->flip) p->gt = dgeom_make(O, Ho, Wo, kh - 1 - P, kw - 1 - P, kh, kw, C);
         else p->col = true; /* dx through col2im */
         p->wpk = lb_graph_alloc(g, (size_t)dg_wpk_floats(&p->gf) * sizeof(float));

@@ -277,22 +277,34 @@ static void lsq_forward_part(void *ctx, int64_t lo_b, int64_t hi_b, int tid)
         y->data[i] = clampf(round_even(x[i] / sc), lo, hi) * sc;
 }
 
-static void lsq_forward(lb_tensor *y)
+/* Scales [lo_s, hi_s) of a per-channel or per-group step. */
+LB_CLONES
+static void lsq_forward_scales(void *ctx, int64_t lo_s, int64_t hi_s, int tid)
 {
+    (void)tid;
+    lb_tensor *y = ctx;
     const lsq_saved *p = y->saved;
-    const float *x = y->src[0]->data, *step = y->src[1]->data; /* (N, ...), (n) */
+    const float *x = y->src[0]->data, *step = y->src[1]->data;
     const float lo = (float)p->qmin, hi = (float)p->qmax;
-    if (p->L.n == 1) {
-        const int64_t n = lb_numel(y);
-        lb_parallel_for((n + LSQ_BLOCK - 1) / LSQ_BLOCK, 16, lsq_forward_part, y);
-        return;
-    }
-    for (int64_t s = 0; s < p->L.n; s++) {
+    for (int64_t s = lo_s; s < hi_s; s++) {
         const float sc = step[s];
         int64_t i0, i1;
         layout_run(&p->L, s, &i0, &i1);
         for (int64_t i = i0; i < i1; i++) y->data[i] = clampf(round_even(x[i] / sc), lo, hi) * sc;
     }
+}
+
+static void lsq_forward(lb_tensor *y)
+{
+    const lsq_saved *p = y->saved;
+    if (p->L.n == 1) {
+        const int64_t n = lb_numel(y);
+        lb_parallel_for((n + LSQ_BLOCK - 1) / LSQ_BLOCK, 16, lsq_forward_part, y);
+        return;
+    }
+    /* per channel or group: the scales are split over the pool (min. 8192 elements a part) */
+    const int64_t per = p->L.G < 1 ? 1 : p->L.G;
+    lb_parallel_for(p->L.n, (8192 + per - 1) / per, lsq_forward_scales, y);
 }
 
 #if LB_HAVE_AVX2
@@ -371,6 +383,26 @@ static void lsq_backward_part(void *ctx, int64_t lo_b, int64_t hi_b, int tid)
     }
 }
 
+/* Scales [lo_s, hi_s) of a per-channel or per-group step: each scale's gradient is summed by
+ * one thread in a fixed order, so it does not depend on the thread count. */
+static void lsq_backward_scales(void *ctx, int64_t lo_s, int64_t hi_s, int tid)
+{
+    (void)tid;
+    lb_tensor *y = ctx;
+    const lsq_saved *p = y->saved;
+    lb_tensor *x = y->src[0], *step = y->src[1];
+    for (int64_t s = lo_s; s < hi_s; s++) {
+        double ds = 0.0; /* one scale may cover a whole row: blocks of float, then double */
+        int64_t i0, i1;
+        layout_run(&p->L, s, &i0, &i1);
+        for (int64_t b0 = i0; b0 < i1; b0 += LSQ_BLOCK) {
+            const int64_t b1 = i1 - b0 < LSQ_BLOCK ? i1 : b0 + LSQ_BLOCK;
+            ds += (double)lsq_block(p, x->data, y->grad, x->grad, x->grad_fresh, step->data[s], b0, b1);
+        }
+        if (step->grad) step->grad[s] += (float)(p->grad_scale * ds);
+    }
+}
+
 static void lsq_backward(lb_tensor *y)
 {
     lb_tensor *x = y->src[0], *step = y->src[1];
@@ -384,16 +416,8 @@ static void lsq_backward(lb_tensor *y)
         if (step->grad) step->grad[0] += (float)(p->grad_scale * ds);
         return;
     }
-    for (int64_t s = 0; s < p->L.n; s++) {
-        double ds = 0.0; /* one scale may cover a whole row: blocks of float, then double */
-        int64_t i0, i1;
-        layout_run(&p->L, s, &i0, &i1);
-        for (int64_t b0 = i0; b0 < i1; b0 += LSQ_BLOCK) {
-            const int64_t b1 = i1 - b0 < LSQ_BLOCK ? i1 : b0 + LSQ_BLOCK;
-            ds += (double)lsq_block(p, x->data, y->grad, x->grad, x->grad_fresh, step->data[s], b0, b1);
-        }
-        if (step->grad) step->grad[s] += (float)(p->grad_scale * ds);
-    }
+    const int64_t per = p->L.G < 1 ? 1 : p->L.G;
+    lb_parallel_for(p->L.n, (8192 + per - 1) / per, lsq_backward_scales, y);
 }
 
 static const lb_op_def lsq_def = { "fake_quant_lsq", lsq_forward, lsq_backward, .overwrite = 1u };

@@ -480,6 +480,8 @@ static const conv_cfg ref_cfgs[] = {
     { 3, 16, 32, 32, 16, 3, 3, 1, 1, false },/* ResNet stage 1: full direct tiles      */
     { 2, 9, 8, 8, 13, 3, 3, 1, 1, true },  /* 8 wide: tiles span rows; 13 = 3 blocks + 1 */
     { 2, 6, 14, 14, 16, 5, 5, 1, 0, true },/* LeNet conv2: unpadded 5x5 (two dW tap groups) */
+    { 2, 1, 28, 28, 6, 5, 5, 1, 2, true }, /* LeNet conv1: dx of 1 channel in wide tiles   */
+    { 2, 2, 10, 12, 1, 3, 3, 1, 1, true }, /* 1 output channel (wide forward), 2-channel dx */
 };
 
 /* Each reference case runs on this many threads in turn (images split unevenly, partial dW
