@@ -98,7 +98,7 @@ int main(int argc, char **argv)
         lb_optim_step(&opt, m->params, 0.01f);
     }
     const double per = (clock_s(id) - t0) / steps;
-    printf("%s %s batch %d, %d thread%s: %.2f ms per step (%s), %.0f images/s, last loss %.4f\n",
+    printf("%s %s batch %d, %d thread%s: %.2f ms per step (%s), %.0f images/s, last loss %.7g\n",
            name, quant, B, threads, threads == 1 ? "" : "s", 1e3 * per,
            threads == 1 ? "process CPU time" : "wall clock", B / per, loss);
     lb_graph_free(g);
