@@ -2,6 +2,7 @@
  * Legend: B batch, K input features, N output features, C channels, S = H*W spatial size. */
 #include <string.h>
 
+#include "autograd/simd.h"
 #include "autograd/blas.h"
 #include "autograd/ops.h"
 
@@ -19,13 +20,16 @@ static void matmul_nt_backward(lb_tensor *y)
 {
     lb_tensor *x = y->src[0], *w = y->src[1];
     const int64_t B = x->shape[0], K = x->shape[1], N = w->shape[0];
-    /* dX (B,K) += dY (B,N) · W (N,K) */
-    if (x->grad) lb_sgemm_par(false, false, B, K, N, 1.0f, y->grad, N, w->data, K, 1.0f, x->grad, K);
+    /* dX (B,K) += dY (B,N) · W (N,K); = when dX is fresh */
+    if (x->grad)
+        lb_sgemm_par(false, false, B, K, N, 1.0f, y->grad, N, w->data, K,
+                     x->grad_fresh ? 0.0f : 1.0f, x->grad, K);
     /* dW (N,K) += dYᵀ (N,B) · X (B,K) */
     if (w->grad) lb_sgemm_par(true, false, N, K, B, 1.0f, y->grad, N, x->data, K, 1.0f, w->grad, K);
 }
 
-static const lb_op_def matmul_nt_def = { "matmul_nt", matmul_nt_forward, matmul_nt_backward, 0 };
+static const lb_op_def matmul_nt_def = { "matmul_nt", matmul_nt_forward, matmul_nt_backward,
+                                         .overwrite = 1u };
 
 lb_tensor *lb_matmul_nt(lb_graph *g, lb_tensor *x, lb_tensor *w)
 {
@@ -49,11 +53,20 @@ static void bias_dims(const lb_tensor *x, int64_t *B, int64_t *C, int64_t *S)
     *S = bc > 0 ? lb_numel(x) / bc : 0;
 }
 
+LB_CLONES
 static void add_bias_forward(lb_tensor *y)
 {
     const lb_tensor *x = y->src[0], *b = y->src[1];
     int64_t B, C, S;
     bias_dims(x, &B, &C, &S);
+    if (S == 1) { /* (B, C): a row at a time, so the loop runs over C and vectorizes */
+        for (int64_t n = 0; n < B; n++) {
+            const float *restrict xp = x->data + n * C, *restrict bp = b->data;
+            float *restrict yp = y->data + n * C;
+            for (int64_t c = 0; c < C; c++) yp[c] = xp[c] + bp[c];
+        }
+        return;
+    }
     for (int64_t n = 0; n < B; n++)
         for (int64_t c = 0; c < C; c++) {
             const float *xp = x->data + (n * C + c) * S;
@@ -63,15 +76,22 @@ static void add_bias_forward(lb_tensor *y)
         }
 }
 
+/* dx = dy: a fresh dx takes y's gradient buffer (swapped; lb_backward releases y's right
+ * after), as add does, unless the tensor is tiny (the loss may be read by callers). */
+LB_CLONES
 static void add_bias_backward(lb_tensor *y)
 {
     lb_tensor *x = y->src[0], *b = y->src[1];
     int64_t B, C, S;
     bias_dims(x, &B, &C, &S);
     const int64_t n_all = B * C * S;
-    if (x->grad)
-        for (int64_t i = 0; i < n_all; i++) x->grad[i] += y->grad[i];
-    if (b->grad)
+    if (b->grad && S == 1) { /* db[c] += dy[n][c] in order of n, as below, a row at a time */
+        float *restrict db = b->grad;
+        for (int64_t n = 0; n < B; n++) {
+            const float *restrict dy = y->grad + n * C;
+            for (int64_t c = 0; c < C; c++) db[c] += dy[c];
+        }
+    } else if (b->grad) {
         for (int64_t n = 0; n < B; n++)
             for (int64_t c = 0; c < C; c++) {
                 const float *dy = y->grad + (n * C + c) * S;
@@ -79,9 +99,22 @@ static void add_bias_backward(lb_tensor *y)
                 for (int64_t k = 0; k < S; k++) s += dy[k];
                 b->grad[c] += s; /* db[c] = sum over batch and space of dY */
             }
+    }
+    if (x->grad && x->grad_fresh && n_all >= 1024) {
+        float *t = x->grad;
+        x->grad = y->grad;
+        y->grad = t;
+    } else if (x->grad && x->grad_fresh) {
+        memcpy(x->grad, y->grad, (size_t)n_all * sizeof(float));
+    } else if (x->grad) {
+        float *restrict dx = x->grad;
+        const float *restrict dy = y->grad;
+        for (int64_t i = 0; i < n_all; i++) dx[i] += dy[i];
+    }
 }
 
-static const lb_op_def add_bias_def = { "add_bias", add_bias_forward, add_bias_backward, 0 };
+static const lb_op_def add_bias_def = { "add_bias", add_bias_forward, add_bias_backward,
+                                        .overwrite = 1u };
 
 lb_tensor *lb_add_bias(lb_graph *g, lb_tensor *y, lb_tensor *b)
 {
