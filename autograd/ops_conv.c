@@ -786,12 +786,15 @@ static void conv2d_backward(lb_tensor *y)
     const int64_t off = col_floats(p, j.x->grad != NULL), OK = j.O * j.K;
     for (int t = 0; t < used; t++) {
         const float *part = (const float *)lb_parallel_scratch(t) + off;
-        for (int64_t i = 0; i < OK; i++) j.w->grad[i] += part[i];
+        if (t == 0 && j.w->grad_fresh) /* w is an op's output (a fake-quantized weight) */
+            memcpy(j.w->grad, part, (size_t)OK * sizeof(float));
+        else
+            for (int64_t i = 0; i < OK; i++) j.w->grad[i] += part[i];
     }
 }
 
 static const lb_op_def conv2d_def = { "conv2d", conv2d_forward, conv2d_backward,
-                                      .overwrite = 1u };
+                                      .overwrite = 3u };
 
 lb_tensor *lb_conv2d(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor *b, int stride, int pad)
 {

@@ -24,12 +24,15 @@ static void matmul_nt_backward(lb_tensor *y)
     if (x->grad)
         lb_sgemm_par(false, false, B, K, N, 1.0f, y->grad, N, w->data, K,
                      x->grad_fresh ? 0.0f : 1.0f, x->grad, K);
-    /* dW (N,K) += dYᵀ (N,B) · X (B,K) */
-    if (w->grad) lb_sgemm_par(true, false, N, K, B, 1.0f, y->grad, N, x->data, K, 1.0f, w->grad, K);
+    /* dW (N,K) += dYᵀ (N,B) · X (B,K); = when fresh (w is an op's output, e.g. a fake-quantized
+     * weight) */
+    if (w->grad)
+        lb_sgemm_par(true, false, N, K, B, 1.0f, y->grad, N, x->data, K,
+                     w->grad_fresh ? 0.0f : 1.0f, w->grad, K);
 }
 
 static const lb_op_def matmul_nt_def = { "matmul_nt", matmul_nt_forward, matmul_nt_backward,
-                                         .overwrite = 1u };
+                                         .overwrite = 3u };
 
 lb_tensor *lb_matmul_nt(lb_graph *g, lb_tensor *x, lb_tensor *w)
 {
