@@ -242,14 +242,25 @@ static void reshape_forward(lb_tensor *y)
     memcpy(y->data, y->src[0]->data, (size_t)lb_numel(y) * sizeof(float));
 }
 
+/* dx = dy: a fresh dx takes y's gradient buffer, as in add. */
 static void reshape_backward(lb_tensor *y)
 {
     lb_tensor *x = y->src[0];
     if (!x->grad) return;
-    for (int64_t i = 0, n = lb_numel(y); i < n; i++) x->grad[i] += y->grad[i];
+    const int64_t n = lb_numel(y);
+    if (x->grad_fresh && n >= 1024) {
+        float *t = x->grad;
+        x->grad = y->grad;
+        y->grad = t;
+    } else if (x->grad_fresh) {
+        memcpy(x->grad, y->grad, (size_t)n * sizeof(float));
+    } else {
+        for (int64_t i = 0; i < n; i++) x->grad[i] += y->grad[i];
+    }
 }
 
-static const lb_op_def reshape_def = { "reshape", reshape_forward, reshape_backward, 0 };
+static const lb_op_def reshape_def = { "reshape", reshape_forward, reshape_backward,
+                                       .overwrite = 1u };
 
 lb_tensor *lb_reshape(lb_graph *g, lb_tensor *x, const int64_t *shape, int n_dims)
 {
