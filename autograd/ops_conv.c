@@ -36,16 +36,22 @@
  * dx is this same forward kernel run on dy padded by k - 1 - pad with the flipped kernel.
  * With only 1 or 2 output channels (dx of an image input, 1 or 2 channels) most of a DO-channel
  * tile would be zero weights: there a "wide" tile computes one channel x DTW positions, in
- * 12 accumulators as well (12 loads and one broadcast for 12 multiply-adds). */
+ * 12 accumulators as well (12 loads and one broadcast for 12 multiply-adds).
+ * Stride 2 works the same way on a phase layout: each channel is split into four planes
+ * P[a][b][u][v] = xpad[2u + a][2v + b] of ceil(Hp/2) x ceil(Wp/2), and output position
+ * t = oh*Wq + ow reads tap (i, j) at P[i mod 2][j mod 2][t + (i/2)*Wq + j/2]: contiguous again,
+ * with one garbage column per row. Forward and dW use it; dx goes through col2im. */
 #define DO 4                      /* output channels per micro-tile */
 #define DV 3                      /* vectors of 8 positions per micro-tile (at most) */
 #define DT (8 * DV)               /* positions per micro-tile (at most) */
 #define DVW 12                    /* vectors of 8 positions per wide tile */
+#define MAX_TAPS2 49              /* stride-2 direct convolutions: kernels up to 7x7 */
 #define DTW (8 * DVW)             /* positions per wide tile */
 
 typedef struct {
     int64_t C, H, W, ph, pw, kh, kw, O; /* input, padding, kernel, output channels */
-    int64_t Hp, Wp, Ho, Wo, plane;      /* padded input; output; Hp*Wp */
+    int64_t Hp, Wp, Ho, Wo, plane;      /* padded input; output; Hp*Wp (stride 2: see below) */
+    int     s;                          /* stride: 1, or 2 (phase layout) */
     int64_t T, Tt, Tw;  /* Ho*Wp positions; T rounded up to 8*dv (forward), to 8 (dW) */
     int64_t nob;        /* output channel blocks of DO */
     int     dv;         /* vectors per tile: 3, or 2 where that wastes less (8x8 images), or
@@ -53,21 +59,30 @@ typedef struct {
 } dgeom;
 
 static dgeom dgeom_make(int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, int64_t kh,
-                        int64_t kw, int64_t O)
+                        int64_t kw, int64_t O, int stride)
 {
-    dgeom g = { .C = C, .H = H, .W = W, .ph = ph, .pw = pw, .kh = kh, .kw = kw, .O = O };
+    dgeom g = { .C = C, .H = H, .W = W, .ph = ph, .pw = pw, .kh = kh, .kw = kw, .O = O,
+                .s = stride };
     g.Hp = H + 2 * ph, g.Wp = W + 2 * pw;
-    g.Ho = g.Hp - kh + 1, g.Wo = g.Wp - kw + 1;
-    g.plane = g.Hp * g.Wp;
+    g.Ho = (g.Hp - kh) / stride + 1, g.Wo = (g.Wp - kw) / stride + 1;
+    if (stride == 2) { /* four phase planes of ceil(Hp/2) x ceil(Wp/2) per channel */
+        g.Hp = (g.Hp + 1) / 2, g.Wp = (g.Wp + 1) / 2;
+        g.plane = 4 * g.Hp * g.Wp;
+    } else {
+        g.plane = g.Hp * g.Wp;
+    }
     g.T = g.Ho * g.Wp;
     /* tiles of 2 vectors do ~10% fewer multiply-adds per load; worth it only when 3-vector
      * tiles would compute far past the end (T = 80 for 8x8: 96 against 80) */
     const int64_t t3 = (g.T + 23) / 24 * 24, t2 = (g.T + 15) / 16 * 16;
     g.dv = (double)t2 * 1.1 < (double)t3 ? 2 : 3;
     g.Tt = g.dv == 3 ? t3 : t2;
-    if (O <= 2) { /* wide tiles */
+    if (O <= 2 && stride == 1) { /* wide tiles */
         g.dv = DVW;
         g.Tt = (g.T + DTW - 1) / DTW * DTW;
+    } else if (stride == 2) { /* the tap-table tile has 3 vectors */
+        g.dv = 3;
+        g.Tt = t3;
     }
     g.Tw = (g.T + 7) / 8 * 8;
     g.nob = (O + DO - 1) / DO;
@@ -83,6 +98,13 @@ static int64_t dg_xp_floats(const dgeom *g)
 /* Floats of the padded-width output (nob*DO, Tt); dW's dy uses (nob*DO, Tw), no more. */
 static int64_t dg_y_floats(const dgeom *g) { return g->nob * DO * g->Tt; }
 static int64_t dg_wpk_floats(const dgeom *g) { return g->nob * DO * g->C * g->kh * g->kw; }
+/* Offset of tap (i, j) from a channel's start in the padded image: i*Wp + j, or with stride 2
+ * the phase plane ((i mod 2), (j mod 2)) at row i/2, column j/2. */
+static int64_t dg_tap(const dgeom *g, int64_t i, int64_t j)
+{
+    if (g->s == 1) return i * g->Wp + j;
+    return ((i & 1) * 2 + (j & 1)) * (g->plane / 4) + (i >> 1) * g->Wp + (j >> 1);
+}
 
 typedef struct {
     int64_t C, H, W, kh, kw, Ho, Wo;
@@ -117,8 +139,33 @@ static void d_pack(const float *w, int64_t O, int64_t C, int64_t kh, int64_t kw,
 
 /* xp = x (C, H, W) zero-padded by (ph, pw), plus the zeroed tail the kernels read. Only
  * the padding is zeroed, not the whole plane first. */
+/* Stride 2: xp (C, 4, Hq, Wq) = the four phase planes of x zero-padded by (ph, pw), then the
+ * zeroed tail. Padded pixel (r, q) = (h + ph, w + pw) goes to plane (r mod 2, q mod 2), row
+ * r/2, column q/2: a row of x splits into its even and its odd pixels, two contiguous runs. */
 LB_CLONES
-static void d_pad(const dgeom *g, const float *restrict x, float *restrict xp)
+static void d_pad2(const dgeom *g, const float *restrict x, float *restrict xp)
+{
+    const int64_t Wq = g->Wp, H = g->H, W = g->W, q = g->plane / 4, pw = g->pw;
+    const int64_t be = pw & 1, ce = pw >> 1, co = (pw + 1) >> 1; /* evens: plane be, col ce+m */
+    const int64_t ne = (W + 1) / 2, no = W / 2;
+    for (int64_t c = 0; c < g->C; c++) {
+        float *restrict pc = xp + c * g->plane;
+        memset(pc, 0, (size_t)g->plane * sizeof(float));
+        for (int64_t h = 0; h < H; h++) {
+            const int64_t r = h + g->ph;
+            float *restrict de = pc + ((r & 1) * 2 + be) * q + (r >> 1) * Wq + ce;
+            float *restrict dd = pc + ((r & 1) * 2 + (1 - be)) * q + (r >> 1) * Wq + co;
+            const float *restrict xr = x + (c * H + h) * W;
+            for (int64_t m = 0; m < ne; m++) de[m] = xr[2 * m];
+            for (int64_t m = 0; m < no; m++) dd[m] = xr[2 * m + 1];
+        }
+    }
+    const int64_t n = dg_xp_floats(g);
+    memset(xp + g->C * g->plane, 0, (size_t)(n - g->C * g->plane) * sizeof(float));
+}
+
+LB_CLONES
+static void d_pad1(const dgeom *g, const float *restrict x, float *restrict xp)
 {
     const int64_t n = dg_xp_floats(g), Wp = g->Wp, W = g->W, pw = g->pw;
     if (g->ph == 0 && pw == 0) {
@@ -139,6 +186,12 @@ static void d_pad(const dgeom *g, const float *restrict x, float *restrict xp)
         memset(pc + (g->H + g->ph) * Wp, 0, (size_t)(g->ph * Wp) * sizeof(float));
     }
     memset(xp + g->C * g->plane, 0, (size_t)(n - g->C * g->plane) * sizeof(float));
+}
+
+static void d_pad(const dgeom *g, const float *restrict x, float *restrict xp)
+{
+    if (g->s == 2) d_pad2(g, x, xp);
+    else d_pad1(g, x, xp);
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(LB_NO_CLONES)
@@ -212,6 +265,18 @@ static void tile33_avx2(const float *restrict xp, int64_t plane, int64_t C, int6
         TILE_TAP(xp + W2 + 1, w + 28);
         TILE_TAP(xp + W2 + 2, w + 32);
     }
+    TILE_STORE(out, ld);
+}
+/* tile_avx2 with the taps' offsets from a table (stride 2's phase layout): taps of a channel
+ * at xp + toff[k], channels plane floats apart. */
+__attribute__((target("avx2,fma")))
+static void tilet_avx2(const float *restrict xp, int64_t plane, int64_t C, int64_t ntaps,
+                       const int64_t *restrict toff, const float *restrict w,
+                       float *restrict out, int64_t ld)
+{
+    TILE_ACCS;
+    for (int64_t c = 0; c < C; c++, xp += plane)
+        for (int64_t k = 0; k < ntaps; k++, w += DO) TILE_TAP(xp + toff[k], w);
     TILE_STORE(out, ld);
 }
 #undef TILE_ACCS
@@ -294,17 +359,19 @@ static inline __m256 hsum8x8(__m256 a, __m256 b, __m256 c, __m256 d, __m256 e, _
 }
 
 /* acc[k*3 + jj] = sum over images g < G and t in [0, Tw) of dy[g*gs + k*ldy + t] *
- * xr[g*gs + t + jj], k < DO, jj < 3: the images of a group lie gs floats apart. */
+ * xr[g*gs + t + off[jj]], k < DO, jj < 3 (off = 0, 1, 2 for three taps of a row at stride 1):
+ * the images of a group lie gs floats apart. */
 __attribute__((target("avx2,fma")))
 static void dw_tile_avx2(const float *restrict dy, int64_t ldy, const float *restrict xr,
-                         int64_t Tw, int G, int64_t gs, float *restrict acc)
+                         const int64_t *off, int64_t Tw, int G, int64_t gs, float *restrict acc)
 {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
     __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    const int64_t o0 = off[0], o1 = off[1], o2 = off[2];
     for (int g = 0; g < G; g++, dy += gs, xr += gs)
         for (int64_t t = 0; t < Tw; t += 8) {
-            const __m256 x0 = _mm256_loadu_ps(xr + t), x1 = _mm256_loadu_ps(xr + t + 1),
-                         x2 = _mm256_loadu_ps(xr + t + 2);
+            const __m256 x0 = _mm256_loadu_ps(xr + o0 + t), x1 = _mm256_loadu_ps(xr + o1 + t),
+                         x2 = _mm256_loadu_ps(xr + o2 + t);
             __m256 d = _mm256_loadu_ps(dy + t);
             a0 = _mm256_fmadd_ps(d, x0, a0), a1 = _mm256_fmadd_ps(d, x1, a1);
             a2 = _mm256_fmadd_ps(d, x2, a2);
@@ -365,8 +432,22 @@ static void tile1_c(const float *restrict xp, int64_t plane, int64_t C, int64_t 
     memcpy(out, a, sizeof a);
 }
 
+static void tilet_c(const float *restrict xp, int64_t plane, int64_t C, int64_t ntaps,
+                    const int64_t *restrict toff, const float *restrict w, float *restrict out,
+                    int64_t ld)
+{
+    float a[DO][DT] = { { 0 } };
+    for (int64_t c = 0; c < C; c++, xp += plane)
+        for (int64_t k = 0; k < ntaps; k++, w += DO) {
+            const float *restrict xr = xp + toff[k];
+            for (int o = 0; o < DO; o++)
+                for (int t = 0; t < DT; t++) a[o][t] += w[o] * xr[t];
+        }
+    for (int o = 0; o < DO; o++) memcpy(out + o * ld, a[o], sizeof a[o]);
+}
+
 static void dw_tile_c(const float *restrict dy, int64_t ldy, const float *restrict xr,
-                      int64_t Tw, int G, int64_t gs, float *restrict acc)
+                      const int64_t *off, int64_t Tw, int G, int64_t gs, float *restrict acc)
 {
     for (int k = 0; k < DO; k++)
         for (int jj = 0; jj < 3; jj++) {
@@ -374,15 +455,17 @@ static void dw_tile_c(const float *restrict dy, int64_t ldy, const float *restri
             for (int g = 0; g < G; g++)
                 for (int64_t t = 0; t < Tw; t += 8)
                     for (int u = 0; u < 8; u++)
-                        l[u] += dy[g * gs + k * ldy + t + u] * xr[g * gs + t + u + jj];
+                        l[u] += dy[g * gs + k * ldy + t + u] * xr[g * gs + off[jj] + t + u];
             acc[k * 3 + jj] = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
         }
 }
 
 typedef void (*tile_fn)(const float *, int64_t, int64_t, int64_t, int64_t, int64_t,
                         const float *, float *, int64_t);
-typedef void (*dw_tile_fn)(const float *, int64_t, const float *, int64_t, int, int64_t,
-                           float *);
+typedef void (*dw_tile_fn)(const float *, int64_t, const float *, const int64_t *, int64_t, int,
+                           int64_t, float *);
+typedef void (*tilet_fn)(const float *, int64_t, int64_t, int64_t, const int64_t *, const float *,
+                         float *, int64_t);
 
 static bool force_portable;
 
@@ -403,6 +486,20 @@ static bool have_avx2_fma(void)
 static void d_forward_image(const dgeom *g, const float *wpk, const float *xp, float *yt)
 {
     const int64_t wblock = g->C * g->kh * g->kw * DO, step = 8 * g->dv;
+    if (g->s == 2) { /* the tap-table tile on the phase layout, positions outside */
+        int64_t toff[MAX_TAPS2];
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++) toff[i * g->kw + j] = dg_tap(g, i, j);
+        tilet_fn tt = tilet_c;
+#ifdef LB_DIRECT_AVX2
+        if (have_avx2_fma()) tt = tilet_avx2;
+#endif
+        for (int64_t t = 0; t < g->Tt; t += step)
+            for (int64_t ob = 0; ob < g->nob; ob++)
+                tt(xp + t, g->plane, g->C, g->kh * g->kw, toff, wpk + ob * wblock,
+                   yt + ob * DO * g->Tt + t, g->Tt);
+        return;
+    }
     if (g->dv == DVW) { /* wide tiles: each of the (at most 2) channels on its own */
         tile_fn wide = tile1_c;
 #ifdef LB_DIRECT_AVX2
@@ -496,9 +593,12 @@ static void d_dw_group(const dgeom *g, const float *grp, int G, float *restrict 
             for (int64_t i = 0; i < kh; i++)
                 for (int64_t j0 = 0; j0 < kw; j0 += 3) {
                     float acc[DO * 3];
-                    tile(dyp + ob * DO * g->Tw, g->Tw, grp + c * g->plane + i * g->Wp + j0, g->Tw,
-                         G, gs, acc);
-                    const int64_t nj = kw - j0 < 3 ? kw - j0 : 3;
+                    const int64_t nj = kw - j0 < 3 ? kw - j0 : 3, t0 = dg_tap(g, i, j0);
+                    /* taps past the row's end repeat its last (their sums are dropped) */
+                    const int64_t off[3] = { 0, dg_tap(g, i, j0 + (nj > 1)) - t0,
+                                             dg_tap(g, i, j0 + (nj > 2 ? 2 : nj - 1)) - t0 };
+                    tile(dyp + ob * DO * g->Tw, g->Tw, grp + c * g->plane + t0, off, g->Tw, G, gs,
+                         acc);
                     for (int64_t k = 0; k < nk; k++)
                         for (int64_t jj = 0; jj < nj; jj++)
                             dw[(((ob * DO + k) * C + c) * kh + i) * kw + j0 + jj] += acc[k * 3 + jj];
@@ -829,14 +929,16 @@ lb_tensor *lb_conv2d(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor *b, int 
     conv_saved *p = lb_graph_alloc(g, sizeof *p);
     if (!p) return NULL;
     const bool one = kh == 1 && kw == 1 && stride == 1 && pad == 0;
+    /* stride 2 direct (y and dW; dx by col2im) unless only 1 or 2 output channels */
+    const bool s2 = stride == 2 && kh * kw <= MAX_TAPS2 && O > 2;
     *p = (conv_saved){ .C = C, .H = H, .W = W, .kh = kh, .kw = kw, .Ho = Ho, .Wo = Wo,
-                       .stride = stride, .pad = pad, .col = !one && stride != 1,
-                       .direct = !one && stride == 1 };
+                       .stride = stride, .pad = pad, .col = !one && stride != 1 && !s2,
+                       .direct = !one && (stride == 1 || s2) };
     if (p->direct) {
-        p->gf = dgeom_make(C, H, W, P, P, kh, kw, O);
+        p->gf = dgeom_make(C, H, W, P, P, kh, kw, O, stride);
         /* dx as a stride-1 correlation of dy needs the padding k - 1 - pad >= 0 */
-        p->flip = x->requires_grad && pad <= kh - 1 && pad <= kw - 1;
-        if (p->flip) p->gt = dgeom_make(O, Ho, Wo, kh - 1 - P, kw - 1 - P, kh, kw, C);
+        p->flip = x->requires_grad && stride == 1 && pad <= kh - 1 && pad <= kw - 1;
+        if (p->flip) p->gt = dgeom_make(O, Ho, Wo, kh - 1 - P, kw - 1 - P, kh, kw, C, 1);
         else p->col = true; /* dx through col2im */
         p->wpk = lb_graph_alloc(g, (size_t)dg_wpk_floats(&p->gf) * sizeof(float));
         if (!p->wpk) return NULL;

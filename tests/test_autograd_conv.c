@@ -482,6 +482,9 @@ static const conv_cfg ref_cfgs[] = {
     { 2, 6, 14, 14, 16, 5, 5, 1, 0, true },/* LeNet conv2: unpadded 5x5 (two dW tap groups) */
     { 2, 1, 28, 28, 6, 5, 5, 1, 2, true }, /* LeNet conv1: dx of 1 channel in wide tiles   */
     { 2, 2, 10, 12, 1, 3, 3, 1, 1, true }, /* 1 output channel (wide forward), 2-channel dx */
+    { 2, 16, 32, 32, 32, 3, 3, 2, 1, false },/* ResNet's stride-2 3x3: the phase layout    */
+    { 2, 16, 16, 16, 32, 1, 1, 2, 0, true },/* ResNet's 1x1 stride-2 shortcut              */
+    { 2, 3, 8, 11, 5, 2, 4, 2, 0, true },  /* stride 2, even kernel, odd width, no pad    */
 };
 
 /* Each reference case runs on this many threads in turn (images split unevenly, partial dW
