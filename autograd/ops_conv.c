@@ -6,6 +6,8 @@
  *  - stride 1 (the bulk of every model here): a direct convolution from a zero-padded copy of
  *    the image, register-blocked (see "direct" below), for y, dW, and dx as the correlation of
  *    dy with the flipped, transposed kernel. Nothing is unrolled.
+ *  - stride 2 with more than 2 output channels: y and dW by the same direct kernels on a
+ *    phase layout of the padded image (see "Stride 2" below); dx through col2im.
  *  - 1x1, stride 1, no padding: one sgemm per image, Y_n = W · X_n.
  *  - other strides: im2col + sgemm. The image is unrolled, band by band of output rows, into
  *    the scratch matrix col (K, rows*Wo) whose row (c, i, j) holds the pixels that tap (c, i, j)
