@@ -76,5 +76,10 @@ lb_tensor *lb_global_avgpool(lb_graph *g, lb_tensor *x);
 lb_tensor *lb_batchnorm(lb_graph *g, lb_tensor *x, lb_tensor *gamma, lb_tensor *beta,
                         lb_tensor *running_mean, lb_tensor *running_var, float momentum,
                         float eps);
+/* relu(batchnorm(x)) as one op ("batchnorm_relu"): the same values and gradients as the two
+ * ops (relu's rules: y > 0 passes dy), without relu's passes over the activation. */
+lb_tensor *lb_batchnorm_relu(lb_graph *g, lb_tensor *x, lb_tensor *gamma, lb_tensor *beta,
+                             lb_tensor *running_mean, lb_tensor *running_var, float momentum,
+                             float eps);
 
 #endif

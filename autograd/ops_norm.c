@@ -14,6 +14,8 @@
  * N = B*S values per channel.
  */
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "autograd/simd.h"
 #include "autograd/ops.h"
@@ -21,6 +23,7 @@
 
 typedef struct {
     bool   training;  /* graph mode when the node was recorded                      */
+    bool   relu;      /* batchnorm_relu: y = max(0, bn(x)), dy masked by y > 0      */
     float  momentum, eps;
     float *mean;      /* (C) batch mean (training) or running mean (eval)          */
     float *inv_std;   /* (C) 1 / sqrt(var + eps) of the same statistics             */
@@ -149,6 +152,17 @@ static inline void row_dy_sums(const float *restrict dy, const float *restrict x
     *sum_dy_xc += lanes_sum(b);
 }
 
+/* dy[s] = y[s] > 0 ? dy[s] : +0, on the bits (branch-free; relu's backward rule). */
+static inline void mask_row(float *restrict dy, const float *restrict y, int64_t S)
+{
+    for (int64_t s = 0; s < S; s++) {
+        uint32_t d;
+        memcpy(&d, &dy[s], sizeof d);
+        d &= -(uint32_t)(y[s] > 0.0f);
+        memcpy(&dy[s], &d, sizeof d);
+    }
+}
+
 /* Channels [lo, hi) of the forward pass; the op is split over channels. */
 LB_CLONES
 static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
@@ -185,7 +199,13 @@ static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
         for (int64_t n = 0; n < B; n++) {
             const float *restrict xp = x->data + (n * C + c) * S;
             float *restrict yp = y->data + (n * C + c) * S;
-            for (int64_t s = 0; s < S; s++) yp[s] = a * (xp[s] - mean) + b;
+            if (p->relu) /* the same value, then relu's select */
+                for (int64_t s = 0; s < S; s++) {
+                    const float v = a * (xp[s] - mean) + b;
+                    yp[s] = v > 0.0f ? v : 0.0f;
+                }
+            else
+                for (int64_t s = 0; s < S; s++) yp[s] = a * (xp[s] - mean) + b;
         }
     }
 }
@@ -211,11 +231,14 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
     const double N = (double)(B * S);
     for (int64_t c = lo; c < hi; c++) {
         const float mean = p->mean[c], inv_std = p->inv_std[c];
-        /* 1. channel sums of dy and dy * xhat */
+        /* 1. channel sums of dy and dy * xhat (with relu: dy masked first, in place, as
+         * relu's backward would have written it: the bits of dy where y > 0, else +0) */
         double sum_dy = 0.0, sum_dy_xc = 0.0;
-        for (int64_t n = 0; n < B; n++)
-            row_dy_sums(y->grad + (n * C + c) * S, x->data + (n * C + c) * S, S, mean, &sum_dy,
-                        &sum_dy_xc);
+        for (int64_t n = 0; n < B; n++) {
+            float *dyr = y->grad + (n * C + c) * S;
+            if (p->relu) mask_row(dyr, y->data + (n * C + c) * S, S);
+            row_dy_sums(dyr, x->data + (n * C + c) * S, S, mean, &sum_dy, &sum_dy_xc);
+        }
         const double sum_dy_xhat = sum_dy_xc * inv_std;
         if (gamma->grad) gamma->grad[c] += (float)sum_dy_xhat;
         if (beta->grad) beta->grad[c] += (float)sum_dy;
@@ -244,10 +267,12 @@ static void batchnorm_backward(lb_tensor *y)
 
 static const lb_op_def batchnorm_def = { "batchnorm", batchnorm_forward, batchnorm_backward,
                                          .overwrite = 1u };
+static const lb_op_def batchnorm_relu_def = { "batchnorm_relu", batchnorm_forward,
+                                              batchnorm_backward, .overwrite = 1u };
 
-lb_tensor *lb_batchnorm(lb_graph *g, lb_tensor *x, lb_tensor *gamma, lb_tensor *beta,
-                        lb_tensor *running_mean, lb_tensor *running_var, float momentum,
-                        float eps)
+static lb_tensor *batchnorm(lb_graph *g, lb_tensor *x, lb_tensor *gamma, lb_tensor *beta,
+                            lb_tensor *running_mean, lb_tensor *running_var, float momentum,
+                            float eps, bool relu)
 {
     if (!x || !gamma || !beta || !running_mean || !running_var || !lb_graph_ok(g)) return NULL;
     char sx[64];
@@ -278,10 +303,24 @@ lb_tensor *lb_batchnorm(lb_graph *g, lb_tensor *x, lb_tensor *gamma, lb_tensor *
                              sx, (long long)N);
     bn_saved *p = lb_graph_alloc(g, sizeof *p);
     if (!p) return NULL;
-    *p = (bn_saved){ .training = training, .momentum = momentum, .eps = eps };
+    *p = (bn_saved){ .training = training, .relu = relu, .momentum = momentum, .eps = eps };
     p->mean = lb_graph_alloc(g, (size_t)C * sizeof(float));
     p->inv_std = lb_graph_alloc(g, (size_t)C * sizeof(float));
     if (!p->mean || !p->inv_std) return NULL;
-    return lb_graph_record(g, &batchnorm_def, x->shape, x->n_dims,
+    return lb_graph_record(g, relu ? &batchnorm_relu_def : &batchnorm_def, x->shape, x->n_dims,
                            (lb_tensor *[]){ x, gamma, beta, running_mean, running_var }, 5, p);
+}
+
+lb_tensor *lb_batchnorm(lb_graph *g, lb_tensor *x, lb_tensor *gamma, lb_tensor *beta,
+                        lb_tensor *running_mean, lb_tensor *running_var, float momentum,
+                        float eps)
+{
+    return batchnorm(g, x, gamma, beta, running_mean, running_var, momentum, eps, false);
+}
+
+lb_tensor *lb_batchnorm_relu(lb_graph *g, lb_tensor *x, lb_tensor *gamma, lb_tensor *beta,
+                             lb_tensor *running_mean, lb_tensor *running_var, float momentum,
+                             float eps)
+{
+    return batchnorm(g, x, gamma, beta, running_mean, running_var, momentum, eps, true);
 }

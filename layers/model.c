@@ -598,7 +598,19 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
             break;
         }
         case LB_NODE_BN:
-            y = (m->bn_folded && nd->fold >= 0) ? a : lb_batchnorm_forward(&nd->u.bn, g, a);
+            if (m->bn_folded && nd->fold >= 0) {
+                y = a;
+            } else if (!m->no_inplace && users[i] == 1 && i + 1 < m->n_nodes
+                       && m->nodes[i + 1].kind == LB_NODE_RELU && m->nodes[i + 1].in[0] == i) {
+                /* BN then ReLU, its only reader: one op, the ReLU node takes its output */
+                const lb_batchnorm_layer *bn = &nd->u.bn;
+                y = lb_batchnorm_relu(g, a, bn->gamma, bn->beta, bn->running_mean,
+                                      bn->running_var, bn->momentum, bn->eps);
+                if (!y) return NULL;
+                outs[i++] = y;
+            } else {
+                y = lb_batchnorm_forward(&nd->u.bn, g, a);
+            }
             break;
         case LB_NODE_RELU: y = overwritable(m, users, nd->in[0]) ? lb_relu_inplace(g, a)
                                                                   : lb_relu(g, a); break;

@@ -178,9 +178,20 @@ START_TEST(test_spec_file_and_residual)
 }
 END_TEST
 
-/* The in-place relu and add that lb_model_forward uses (conv -> bn -> relu, bn -> add -> relu)
- * give bit-identical logits, loss and parameter gradients to the out-of-place graph, for a
- * residual net in training mode, quantized W4A4 as well. */
+/* Whether an op named `name` is among the ops that produced t. */
+static bool graph_has_op(const lb_tensor *t, const char *name, int depth)
+{
+    if (!t || !t->op || depth > 64) return false;
+    if (!strcmp(t->op->name, name)) return true;
+    for (int i = 0; i < LB_MAX_SRC; i++)
+        if (graph_has_op(t->src[i], name, depth + 1)) return true;
+    return false;
+}
+
+/* The in-place relu and add and the fused batchnorm_relu that lb_model_forward uses (conv ->
+ * bn -> relu, bn -> add -> relu) give bit-identical logits, loss and parameter gradients to
+ * the out-of-place graph of separate ops, for a residual net in training mode, quantized W4A4
+ * as well. */
 START_TEST(test_inplace_forward_matches)
 {
     const char *spec = "input 2 8 8\n"
@@ -208,6 +219,7 @@ START_TEST(test_inplace_forward_matches)
             lb_tensor *x = lb_leaf_from(g, xs, (int64_t[]){ 6, 2, 8, 8 }, 4, false);
             lb_tensor *z = lb_model_forward(m, g, x, NULL);
             ck_assert_ptr_nonnull(z);
+            ck_assert(graph_has_op(z, "batchnorm_relu", 0) == (v == 0)); /* fused by default */
             memcpy(logits[v], z->data, sizeof logits[v]);
             lb_params_zero_grad(m->params);
             ck_assert_int_eq(lb_backward(g, lb_softmax_ce(g, z, ys), &err), LB_OK);
