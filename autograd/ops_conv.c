@@ -155,11 +155,14 @@ static void d_pad2(const dgeom *g, const float *restrict x, float *restrict xp)
         memset(pc, 0, (size_t)g->plane * sizeof(float));
         for (int64_t h = 0; h < H; h++) {
             const int64_t r = h + g->ph;
+            if ((r & 1) && g->kh == 1) continue; /* odd rows: no tap reads them (zeros stay) */
             float *restrict de = pc + ((r & 1) * 2 + be) * q + (r >> 1) * Wq + ce;
             float *restrict dd = pc + ((r & 1) * 2 + (1 - be)) * q + (r >> 1) * Wq + co;
             const float *restrict xr = x + (c * H + h) * W;
-            for (int64_t m = 0; m < ne; m++) de[m] = xr[2 * m];
-            for (int64_t m = 0; m < no; m++) dd[m] = xr[2 * m + 1];
+            if (be == 0 || g->kw > 1)
+                for (int64_t m = 0; m < ne; m++) de[m] = xr[2 * m];
+            if (be == 1 || g->kw > 1)
+                for (int64_t m = 0; m < no; m++) dd[m] = xr[2 * m + 1];
         }
     }
     const int64_t n = dg_xp_floats(g);
