@@ -1,11 +1,13 @@
 /* test_cli.c: the pieces of the `lowbit` command that are not the library: PNG charts through
- * gnuplot (cli/plot.c). main() of the test_cli binary. */
+ * gnuplot (cli/plot.c) and the quantizer report of inspect --ranges (cli/inspect.c). main() of
+ * the test_cli binary. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli/plot.h"
+#include "cli/inspect.h"
 #include "tests/suites.h"
 
 static char dir[64];
@@ -82,6 +84,51 @@ START_TEST(test_plot_bad_name)
 }
 END_TEST
 
+/* lowbit inspect --ranges: a min/max W2A2 model after one training step reports its weight
+ * scales (per channel, max|w|) and observed input ranges; an LSQ model its steps; a float
+ * layer says so. */
+START_TEST(test_inspect_ranges)
+{
+    const char *spec = "input 1 6 6\nflatten\nlinear name=fc1 out=8\nrelu\nlinear name=fc2 out=3\n";
+    const char *quant[2] = { "w2a2,wq=minmax,aq=minmax,last=0", "w4a4" };
+    for (int v = 0; v < 2; v++) {
+        lb_qconfig qc;
+        lb_error err = { 0 };
+        ck_assert_msg(lb_qconfig_parse_spec(quant[v], &qc, &err) == LB_OK, "%s", err.msg);
+        lb_model *m = NULL;
+        ck_assert_msg(lb_model_build(spec, "test", &qc, &m, &err) == LB_OK, "%s", err.msg);
+        lb_model_init_weights(m, 3);
+        lb_graph *g = lb_graph_new(0);
+        lb_graph_set_training(g, true);
+        float xs[2 * 36];
+        for (int i = 0; i < 72; i++) xs[i] = (float)(i % 7) * 0.5f; /* max 3 */
+        lb_tensor *x = lb_leaf_from(g, xs, (int64_t[]){ 2, 1, 6, 6 }, 4, false);
+        ck_assert_ptr_nonnull(lb_model_forward(m, g, x, NULL));
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        ck_assert_ptr_nonnull(f);
+        lb_cli_inspect_ranges(m, f);
+        fclose(f);
+        if (v == 0) {
+            /* fc1 quantized (its input is the image: range [0, 3] after one batch) */
+            ck_assert_msg(strstr(buf, "fc1            weight minmax  max|w|"), "%s", buf);
+            ck_assert_msg(strstr(buf, "2 bits scale "), "%s", buf);
+            ck_assert_msg(strstr(buf, "range [0, 3]"), "%s", buf);
+            ck_assert_msg(strstr(buf, "fc2            weight -       max|w|"), "%s", buf);
+            ck_assert_msg(strstr(buf, "(float)"), "%s", buf);
+        } else {
+            ck_assert_msg(strstr(buf, "lsq     max|w|"), "%s", buf);
+            ck_assert_msg(strstr(buf, "4 bits step "), "%s", buf);
+            ck_assert_msg(!strstr(buf, "range ["), "%s", buf);
+        }
+        free(buf);
+        lb_graph_free(g);
+        lb_model_free(m);
+    }
+}
+END_TEST
+
 Suite *cli_plot_suite(void)
 {
     Suite *s = suite_create("cli_plot");
@@ -90,6 +137,7 @@ Suite *cli_plot_suite(void)
     tcase_add_test(tc, test_plot_png);
     tcase_add_test(tc, test_plot_no_gnuplot);
     tcase_add_test(tc, test_plot_bad_name);
+    tcase_add_test(tc, test_inspect_ranges);
     suite_add_tcase(s, tc);
     return s;
 }
