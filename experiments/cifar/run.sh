@@ -13,7 +13,9 @@
 # A stage whose folder has a last.ckpt is resumed where it stopped (a finished one just reports
 # its result), so the script can be stopped and re-run: these runs take hours on two cores.
 # STAGES="..." picks stages (default: all, in the order above); THREADS (default 2).
-# Writes experiments/results/cifar10.md from the runs' metrics.jsonl.
+# Writes experiments/results/cifar10.md from the runs' metrics.jsonl, then appends
+# experiments/cifar/notes.md (hand-written notes on the runs).
+# REPORT_ONLY=1 trains nothing and only rewrites the page from the runs there.
 # Usage: RUNS_DIR=DIR experiments/cifar/run.sh
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -41,6 +43,7 @@ args_of() {
 }
 
 for s in $stages; do
+    [ -z "${REPORT_ONLY:-}" ] || break
     dir="$RUNS_DIR/$s"
     read -r -a a <<<"$(args_of "$s")"
     mkdir -p "$dir"
@@ -81,4 +84,6 @@ for s in stages:
     print(f"| {s} | {rows[-1]['epoch']} | {100*rows[-1]['test_acc']:.2f}% | "
           f"{100*best['test_acc']:.2f}% (epoch {best['epoch']}) | {secs/3600:.2f} h | {ips:.0f} | `{cmd}` |")
 PY
+# notes written by hand about the runs (resumes, binaries, machine load)
+[ ! -f experiments/cifar/notes.md ] || { echo; cat experiments/cifar/notes.md; } >>experiments/results/cifar10.md
 cat experiments/results/cifar10.md
