@@ -192,6 +192,16 @@ static float *grad_get(lb_graph *g, int64_t n, bool zero)
     return p;
 }
 
+bool lb_grad_take(lb_tensor *y, lb_tensor *x)
+{
+    if (!x->grad || !x->grad_fresh || lb_numel(y) < 1024 || lb_numel(x) != lb_numel(y))
+        return false;
+    float *t = x->grad;
+    x->grad = y->grad;
+    y->grad = t;
+    return true;
+}
+
 static void grad_put(lb_graph *g, lb_tensor *t)
 {
     grad_block *b = (grad_block *)(void *)t->grad;

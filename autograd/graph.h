@@ -64,6 +64,11 @@ lb_tensor *lb_leaf_from(lb_graph *g, const float *data, const int64_t *shape, in
                         bool requires_grad);
 /* Puts a persistent tensor (a parameter) on the tape as a leaf; it is returned as is. */
 lb_tensor *lb_param(lb_graph *g, lb_tensor *p);
+/* For a backward whose gradient to x is y's gradient itself (add, reshape, bias add): when
+ * x's gradient is fresh and the tensors are not tiny (a tiny y may be the loss, whose
+ * gradient callers read), swaps the two gradient buffers, since lb_backward releases y's
+ * right after, and returns true; otherwise returns false and the op copies or adds. */
+bool lb_grad_take(lb_tensor *y, lb_tensor *x);
 
 /* For op constructors: allocates the output y of the given shape, links src[0..n_src), sets
  * requires_grad from the sources, runs def->forward(y) and appends y to the tape. */

@@ -52,22 +52,13 @@ static void add_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
     }
 }
 
-/* An operand whose gradient is fresh takes y's gradient buffer itself (the two buffers are
- * swapped; lb_backward releases y's right after), so the identity gradient is not copied.
- * Not for tiny tensors, which may be the loss whose gradient callers read. */
+/* A fresh operand takes y's gradient buffer itself (lb_grad_take), so the identity
+ * gradient is not copied. */
 static void add_backward(lb_tensor *y)
 {
     add_bwd j = { y, y->grad, -1 };
-    for (int k = 0; k < 2 && lb_numel(y) >= 1024; k++) {
-        lb_tensor *s = y->src[k];
-        if (s->grad && s->grad_fresh) {
-            float *t = s->grad;
-            s->grad = y->grad;
-            y->grad = t;
-            j.taken = k;
-            break;
-        }
-    }
+    for (int k = 0; k < 2 && j.taken < 0; k++)
+        if (lb_grad_take(y, y->src[k])) j.taken = k;
     if (j.taken < 0 || (j.taken == 0 && y->src[1]->grad))
         lb_parallel_for(lb_numel(y), PAR_MIN, add_backward_part, &j);
 }
@@ -248,10 +239,8 @@ static void reshape_backward(lb_tensor *y)
     lb_tensor *x = y->src[0];
     if (!x->grad) return;
     const int64_t n = lb_numel(y);
-    if (x->grad_fresh && n >= 1024) {
-        float *t = x->grad;
-        x->grad = y->grad;
-        y->grad = t;
+    if (lb_grad_take(y, x)) {
+        /* x now holds dy */
     } else if (x->grad_fresh) {
         memcpy(x->grad, y->grad, (size_t)n * sizeof(float));
     } else {

@@ -79,8 +79,7 @@ static void add_bias_forward(lb_tensor *y)
         }
 }
 
-/* dx = dy: a fresh dx takes y's gradient buffer (swapped; lb_backward releases y's right
- * after), as add does, unless the tensor is tiny (the loss may be read by callers). */
+/* dx = dy: a fresh dx takes y's gradient buffer (lb_grad_take). */
 LB_CLONES
 static void add_bias_backward(lb_tensor *y)
 {
@@ -103,10 +102,8 @@ static void add_bias_backward(lb_tensor *y)
                 b->grad[c] += s; /* db[c] = sum over batch and space of dY */
             }
     }
-    if (x->grad && x->grad_fresh && n_all >= 1024) {
-        float *t = x->grad;
-        x->grad = y->grad;
-        y->grad = t;
+    if (lb_grad_take(y, x)) {
+        /* x now holds dy */
     } else if (x->grad && x->grad_fresh) {
         memcpy(x->grad, y->grad, (size_t)n_all * sizeof(float));
     } else if (x->grad) {
