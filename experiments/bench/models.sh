@@ -8,11 +8,13 @@
 # Environment (all optional):
 #   MODELS="mlp lenet5 vgg-small resnet20"
 #   BATCHES="64 128"   THREADS="1 2"   QUANTS="fp32 w4a4"
-#   STEPS=             timed steps per run [per model: mlp 300, lenet5 200, vgg-small 20,
-#                      resnet20 50]
+#   STEPS=             timed steps per run [per model: mlp 460, lenet5 460, vgg-small 20,
+#                      resnet20 50; mlp and lenet5 stay within one epoch at batch 128]
 #   WARMUP=5           untimed PyTorch steps before the timed ones (lowbit runs WARMUP+STEPS
 #                      steps and counts them all, its own train_images_per_s)
 #   REPEAT=1           runs per framework and configuration, alternating; best img/s kept
+#   SMALL_REPEAT=3     the same for mlp and lenet5, whose runs last seconds (load spikes on a
+#                      shared machine swing a single one by 30%)
 #   DIGITS=fashion-mnist   data set of mlp and lenet5 (mnist or fashion-mnist); the CNNs
 #                      use cifar10
 #   DATA_DIR=          passed to both as --data-dir [their default lookup]
@@ -35,6 +37,7 @@ QUANTS=${QUANTS:-"fp32 w4a4"}
 STEPS=${STEPS:-}
 WARMUP=${WARMUP:-5}
 REPEAT=${REPEAT:-1}
+SMALL_REPEAT=${SMALL_REPEAT:-3}
 DIGITS=${DIGITS:-fashion-mnist}
 DATA_DIR=${DATA_DIR:-}
 TORCH_CL=${TORCH_CL:-1}
@@ -47,7 +50,7 @@ BUILD=build
 die() { echo "models.sh: $*" >&2; exit 1; }
 posint() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
 
-for v in REPEAT SGEMM_N; do posint "${!v}" || die "$v=${!v}: expected a positive integer"; done
+for v in REPEAT SMALL_REPEAT SGEMM_N; do posint "${!v}" || die "$v=${!v}: expected a positive integer"; done
 [[ $WARMUP =~ ^[0-9]+$ ]] || die "WARMUP=$WARMUP: expected an integer >= 0"
 [[ -z $STEPS ]] || posint "$STEPS" || die "STEPS=$STEPS: expected a positive integer"
 for m in $MODELS; do
@@ -61,8 +64,9 @@ for q in $QUANTS; do [[ $q == fp32 || $q == w4a4 ]] || die "QUANTS: '$q' (expect
 
 steps_for() {
     if [[ -n $STEPS ]]; then echo "$STEPS"; return; fi
-    case $1 in mlp) echo 300 ;; lenet5) echo 200 ;; vgg-small) echo 20 ;; resnet20) echo 50 ;; esac
+    case $1 in mlp) echo 460 ;; lenet5) echo 460 ;; vgg-small) echo 20 ;; resnet20) echo 50 ;; esac
 }
+repeat_for() { case $1 in mlp|lenet5) echo "$SMALL_REPEAT" ;; *) echo "$REPEAT" ;; esac; }
 data_for() { case $1 in mlp|lenet5) echo "$DIGITS" ;; *) echo cifar10 ;; esac; }
 
 # ---- prerequisites ---------------------------------------------------------------------
@@ -194,6 +198,7 @@ done
 for m in $MODELS; do
     data=$(data_for "$m")
     n=$(steps_for "$m")
+    nrep=$(repeat_for "$m")
     total=$((WARMUP + n))
     mapfile -t variants < <(torch_variants "$m")
     for b in $BATCHES; do
@@ -201,8 +206,8 @@ for m in $MODELS; do
             for q in $QUANTS; do
                 QA=()
                 [[ $q == w4a4 ]] && QA=(--quant w4a4)
-                for ((rep = 1; rep <= REPEAT; rep++)); do
-                    echo "== $m ($data) batch $b, $t thread(s), $q, repeat $rep/$REPEAT" >&2
+                for ((rep = 1; rep <= nrep; rep++)); do
+                    echo "== $m ($data) batch $b, $t thread(s), $q, repeat $rep/$nrep" >&2
                     run lowbit lowbit "$m" "$b" "$t" "$q" "$rep" -- \
                         "$LOWBIT" train --model "$m" --data "$data" "${DD[@]}" --batch "$b" \
                         --threads "$t" "${QA[@]}" --epochs 1 --max-steps "$total" \
@@ -232,14 +237,14 @@ CORES=$(nproc)
 OPENBLAS_PKG=$(dpkg-query -W -f='${Package} ${Version}\n' 'libopenblas0-*' 2>/dev/null |
                awk 'NF == 2 { printf "%s%s %s", sep, $1, $2; sep = ", " }')
 # shellcheck disable=SC2089,SC2090  # a string to print, never executed
-INVOCATION="MODELS=\"$MODELS\" BATCHES=\"$BATCHES\" THREADS=\"$THREADS\" QUANTS=\"$QUANTS\"${STEPS:+ STEPS=$STEPS} WARMUP=$WARMUP REPEAT=$REPEAT TORCH_CL=$TORCH_CL experiments/bench/models.sh"
+INVOCATION="MODELS=\"$MODELS\" BATCHES=\"$BATCHES\" THREADS=\"$THREADS\" QUANTS=\"$QUANTS\"${STEPS:+ STEPS=$STEPS} WARMUP=$WARMUP REPEAT=$REPEAT SMALL_REPEAT=$SMALL_REPEAT TORCH_CL=$TORCH_CL experiments/bench/models.sh"
 FLOPS_JSON=$("$PYTHON" experiments/bench/flops.py --json)
 STEPS_DESC=""
 for m in $MODELS; do STEPS_DESC+="$m $(steps_for "$m"), "; done
 mkdir -p "$(dirname "$OUT")"
 
 # shellcheck disable=SC2090  # INVOCATION is only printed
-export CPU CORES OPENBLAS_PKG TORCH_VERSION INVOCATION BUILD_TYPE NATIVE WARMUP REPEAT \
+export CPU CORES OPENBLAS_PKG TORCH_VERSION INVOCATION BUILD_TYPE NATIVE WARMUP REPEAT SMALL_REPEAT \
        LOAD_BEFORE LOAD_AFTER FLOPS_JSON STEPS_DESC TORCH_CL PASSIVE_MODELS SGEMM_N
 "$PYTHON" - "$RESULTS" "$OUT" <<'EOF'
 import datetime, json, os, subprocess, sys
@@ -297,9 +302,9 @@ def peak_of(t):
 
 
 L = ["# Zoo models: training speed and memory, lowbit vs PyTorch\n"]
-short = any(best[k]["r"].get("steps", 0) < 50 for k in best)
+short = any(best[k]["r"].get("steps", 0) < 20 for k in best)
 if short:
-    L.append("**Short runs (fewer than 50 steps in some rows): a smoke test, not a benchmark.**\n")
+    L.append("**Short runs (fewer than 20 steps in some rows): a smoke test, not a benchmark.**\n")
 L.append("- Machine: %s, %s cores; OpenBLAS %s (%s); PyTorch %s; %s UTC; lowbit %s (%s, "
          "LB_NATIVE=%s)" % (e["CPU"], e["CORES"], e["OPENBLAS_PKG"] or "?", blas_cfg,
                             e["TORCH_VERSION"],
@@ -313,9 +318,9 @@ L.append("- Load average (1/5/15 min) before: %s, after: %s (figures mean someth
 L.append("- Command: `%s`" % e["INVOCATION"])
 L.append("- Steps per run: %s timed; PyTorch runs %s untimed warm-up steps first, lowbit runs "
          "the same total and counts every step (its `train_images_per_s`, first step "
-         "included: conservative for lowbit). Best of %s alternating run(s). Both then "
-         "evaluate the test set once (batch 500; not timed, but in peak RSS)."
-         % (e["STEPS_DESC"].rstrip(", "), e["WARMUP"], e["REPEAT"]))
+         "included: conservative for lowbit). Best of %s alternating run(s) (mlp and lenet5: %s). "
+         "Both then evaluate the test set once (batch 500; not timed, but in peak RSS)."
+         % (e["STEPS_DESC"].rstrip(", "), e["WARMUP"], e["REPEAT"], e["SMALL_REPEAT"]))
 L.append("- PyTorch at its best setting here: `OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=T`, "
          "`torch.set_num_threads(T)`, one inter-op thread; CNNs in %s; for %s also "
          "`OMP_WAIT_POLICY=passive`, the faster kept (column \"PyTorch setting\"). Inputs are "
