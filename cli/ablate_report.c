@@ -495,11 +495,13 @@ static lb_status plot_bits(const lb_abl_config *c, const group *gr, int n, int m
         char t[128];
         line_title(c, r, want == ((1u << LB_ABL_QAT) | (1u << LB_ABL_PTQ)), t, sizeof t);
         const bool ptq = r->mode == LB_ABL_PTQ;
-        /* colour: quantizer; dashes: PTQ; crossed activation bits: marker and dash pattern */
+        /* colour: quantizer; dashes: PTQ; crossed activation bits: marker and dash pattern;
+         * several granularities: marker by granularity (then abits keep the dashes only) */
         int ai = 0;
         while (!c->abits_same && ai < c->n_abits - 1 && c->abits[ai] != r->abits) ai++;
         static const int pts[] = { 7, 5, 13, 11, 15 }, dts[] = { 1, 3, 4, 5, 1 };
-        const int pt = c->abits_same ? (ptq ? 9 : 7) : pts[ai % 5];
+        const bool by_gran = c->n_gran > 1 && r->gran >= 0;
+        const int pt = by_gran ? pts[r->gran % 5] : c->abits_same ? (ptq ? 9 : 7) : pts[ai % 5];
         const int dt = ptq ? 2 : c->abits_same ? 1 : dts[ai % 5];
         fprintf(f, "%s$l%d using 1:2:3 with yerrorlines lw 2 pt %d ps 1.3 dt %d lc rgb '%s' "
                    "title ", L ? ", " : "", L, pt, dt, palette[color_of(c, qname(c, r))]);

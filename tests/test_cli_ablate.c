@@ -362,6 +362,57 @@ START_TEST(test_execute_resume)
 }
 END_TEST
 
+/* Crossed granularities: each gets its own marker in the accuracy-against-bits plot (all
+ * lines of one quantizer share a colour, so without it the legend could not tell them apart). */
+START_TEST(test_plot_granularity_markers)
+{
+    strcpy(dir, "/tmp/lb_test_ablate_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char exe[128], text[512], path[256];
+    snprintf(exe, sizeof exe, "%s/fake-lowbit", dir);
+    FILE *f = fopen(exe, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "#!/bin/sh\nres=; prev=\n"
+               "for a in \"$@\"; do [ \"$prev\" = --result ] && res=$a; prev=$a; done\n"
+               "echo '{\"test_acc\":0.9,\"weight_bytes\":2048,\"fp32_weight_bytes\":8192,"
+               "\"seconds\":1}' > \"$res\"\n");
+    fclose(f);
+    ck_assert_int_eq(chmod(exe, 0755), 0);
+    snprintf(text, sizeof text, "model lenet5\ndata mnist\nwbits 4 2\nabits 8\n"
+                                "quantizer lsq\ngran tensor channel group:16\nout %s/out\n", dir);
+    lb_abl_config *c = parse_ok(text);
+    lb_abl_grid g;
+    lb_error err = { 0 };
+    ck_assert_msg(lb_abl_expand(c, &g, &err) == LB_OK, "%s", err.msg);
+    FILE *log = fopen("/dev/null", "w");
+    int n_failed = -1;
+    ck_assert_msg(lb_abl_execute(c, &g, exe, 2, NULL, log, &n_failed, &err) == LB_OK, "%s", err.msg);
+    ck_assert_int_eq(n_failed, 0);
+    ck_assert_msg(lb_abl_collect(c, &g, log, &err) == LB_OK, "%s", err.msg);
+    fclose(log);
+    snprintf(path, sizeof path, "%s/out/acc_bits_lenet5-mnist.gp", dir);
+    f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "%s missing", path);
+    char gp[16384];
+    size_t n = fread(gp, 1, sizeof gp - 1, f);
+    gp[n] = 0;
+    fclose(f);
+    /* three lines, three different point types */
+    int pts[3], k = 0;
+    for (const char *q = strstr(gp, "yerrorlines"); q && k < 4; q = strstr(q + 1, "yerrorlines")) {
+        const char *pt = strstr(q, " pt ");
+        ck_assert_ptr_nonnull(pt);
+        ck_assert_int_lt(k, 3);
+        pts[k++] = atoi(pt + 4);
+    }
+    ck_assert_int_eq(k, 3);
+    ck_assert(pts[0] != pts[1] && pts[1] != pts[2] && pts[0] != pts[2]);
+    lb_abl_grid_free(&g);
+    lb_abl_free(c);
+    rm_tmp();
+}
+END_TEST
+
 /* lowbit hist: a PNG for a float checkpoint quantized on the fly (LSQ, min/max per group,
  * DoReFa), and a clear error when there is nothing quantized to show. */
 START_TEST(test_hist)
@@ -412,6 +463,7 @@ Suite *cli_ablate_suite(void)
     TCase *tr = tcase_create("runner");
     tcase_set_timeout(tr, 120);
     tcase_add_test(tr, test_execute_resume);
+    tcase_add_test(tr, test_plot_granularity_markers);
     tcase_add_test(tr, test_hist);
     suite_add_tcase(s, tr);
     return s;

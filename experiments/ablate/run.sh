@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # experiments/ablate/run.sh: the bit-width ablations of experiments/results/ablation_*.md.
-# For each grid named (mnist, mnist_fc, fashion, cifar; default: all) it runs
+# For each grid named (mnist, mnist_fc, mnist_gran, fashion, cifar; default: all) it runs
 #     nice build/lowbit ablate experiments/ablate/NAME.abl -j $JOBS --threads 1
 # (finished runs are skipped, so a rerun only completes what is missing), then writes
 # experiments/results/ablation_NAME.md (machine, commands, wall time, the tables) and copies
 # the plots and one weight histogram into experiments/results/ablation/.
 # Usage: experiments/ablate/run.sh [NAME ...]   JOBS=2 by default; LB_BUILD_DIR=DIR uses
 # that build (LB_NO_BUILD=1: as it is, without rebuilding); COLLECT_ONLY=1 runs nothing and
-# only remakes the tables, plots and result pages from the runs already there.
+# only remakes the tables, plots and result pages from the runs already there. MACHINE_NOTE=TEXT
+# replaces the line on the page saying what else ran on the machine.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -15,7 +16,7 @@ build="${LB_BUILD_DIR:-build}"
 [ -n "${LB_NO_BUILD:-}" ] || LB_BUILD_DIR="$build" tools/build.sh >/dev/null
 jobs="${JOBS:-2}"
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(mnist mnist_fc fashion cifar)
+[ ${#names[@]} -gt 0 ] || names=(mnist mnist_fc mnist_gran fashion cifar)
 mkdir -p experiments/results/ablation
 for name in "${names[@]}"; do
     abl="experiments/ablate/$name.abl"
@@ -37,7 +38,7 @@ for name in "${names[@]}"; do
         echo "# Ablation: $name"
         echo
         echo "Machine: $(uname -sr), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')),"
-        echo "shared with other jobs (a nice'd CIFAR-10 ResNet-20 training on both cores, another helper's runs)."
+        echo "${MACHINE_NOTE:-shared with other jobs (a nice'd CIFAR-10 ResNet-20 training on both cores, another helper's runs).}"
         echo "lowbit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u +%Y-%m-%d)."
         echo
         echo "Grid: [\`$abl\`](../ablate/$name.abl). Command (from the repository root):"
