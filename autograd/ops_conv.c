@@ -576,10 +576,16 @@ static void d_dy_layout(const dgeom *g, const float *restrict dy, float *restric
  * dw_slot floats, its padded image then its padded-width dy (nob*DO, Tw). */
 static int64_t dw_slot(const dgeom *g) { return dg_xp_floats(g) + g->nob * DO * g->Tw; }
 
-/* Images per group: as many slots as fit in 256 KiB (half of this machine's L2), 1 to 8. */
+/* Images per group, 1 to 8: as many slots as fit in 256 KiB (half of this machine's L2), and
+ * at least enough for about 640 positions per tile call, whatever the memory: with 8x8 images
+ * (80 padded-width positions) a call on one image spent as long in its lane sums and adds as
+ * in its multiply-adds (vgg-small's 256-channel layer has 48K-float slots, so a 256 KiB group
+ * held a single image). */
 static int dw_group(const dgeom *g)
 {
-    const int64_t n = ((int64_t)64 << 10) / dw_slot(g);
+    int64_t n = ((int64_t)64 << 10) / dw_slot(g);
+    const int64_t want = (640 + g->Tw - 1) / g->Tw;
+    if (n < want) n = want;
     return n < 1 ? 1 : n > 8 ? 8 : (int)n;
 }
 
