@@ -29,7 +29,8 @@
  * output is computed in padded-width coordinates: position t = oh*Wp + ow reads
  * xp[c][t + i*Wp + j] for tap (i, j), so DT consecutive positions are DV vector loads per tap
  * whatever the row boundaries. The last Wp - Wo positions of each row are garbage, computed
- * and dropped when the rows are copied out (6% of the work at 32 wide, 20% at 8). A micro-tile
+ * and dropped when the rows are copied out. Where the right padding is no wider than the
+ * left, rows share it (Wp = W + pw: one garbage column in 33 at 32 wide, 1 in 9 at 8). A micro-tile
  * is DO output channels x DT positions, 12 AVX2 accumulators; per tap it loads DV vectors and
  * broadcasts DO weights for DO*DV multiply-adds. Weights are packed (O/DO, C, kh, kw, DO) so
  * one tap's DO weights are adjacent.
@@ -67,6 +68,12 @@ static dgeom dgeom_make(int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw,
                 .s = stride };
     g.Hp = H + 2 * ph, g.Wp = W + 2 * pw;
     g.Ho = (g.Hp - kh) / stride + 1, g.Wo = (g.Wp - kw) / stride + 1;
+    /* Stride 1 with a right padding no wider than the left one (3x3 pad 1, 5x5 pad 2): the
+     * rows share their padding columns, Wp = W + pw. A window past a row's end reads the next
+     * row's left padding (zeros), and past the last row the next plane's top padding (zeros
+     * when ph >= 1) or the zeroed tail. Fewer garbage columns: 1 in 9 at 8x8 instead of 2 in
+     * 10, and T = 72 there fills three 24-position tiles exactly. */
+    if (stride == 1 && pw > 0 && ph >= 1 && kw - 1 - pw <= pw) g.Wp = W + pw;
     if (stride == 2) { /* four phase planes of ceil(Hp/2) x ceil(Wp/2) per channel */
         g.Hp = (g.Hp + 1) / 2, g.Wp = (g.Wp + 1) / 2;
         g.plane = 4 * g.Hp * g.Wp;
