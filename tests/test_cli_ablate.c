@@ -269,25 +269,32 @@ static int count_lines(const char *path)
     return n;
 }
 
+/* A stand-in for lowbit in a fresh temporary dir: a shell script that runs `before` (shell
+ * lines, may be empty), then writes a result.json with accuracy 0.9 at the run's --result. */
+static void fake_lowbit(char *exe, size_t cap, const char *before)
+{
+    strcpy(dir, "/tmp/lb_test_ablate_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(exe, cap, "%s/fake-lowbit", dir);
+    FILE *f = fopen(exe, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "#!/bin/sh\nres=; prev=\n"
+               "for a in \"$@\"; do [ \"$prev\" = --result ] && res=$a; prev=$a; done\n%s"
+               "echo '{\"test_acc\":0.9,\"weight_bytes\":2048,\"fp32_weight_bytes\":8192,"
+               "\"seconds\":1.5}' > \"$res\"\n", before);
+    fclose(f);
+    ck_assert_int_eq(chmod(exe, 0755), 0);
+}
+
 /* The runner with a stand-in for lowbit: it logs each call, fails the FP32 base of seed 2 and
  * every W2A2 run, and writes result.json for the rest. */
 START_TEST(test_execute_resume)
 {
-    strcpy(dir, "/tmp/lb_test_ablate_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
     char exe[128], calls[128], text[512];
-    snprintf(exe, sizeof exe, "%s/fake-lowbit", dir);
+    fake_lowbit(exe, sizeof exe, "echo \"$*\" >> \"$(dirname \"$0\")/calls\"\n"
+                                 "case \"$*\" in *w2a2*) echo 'diverged' >&2; exit 3;; esac\n"
+                                 "case \"$*\" in *--model*--seed\\ 2*) exit 1;; esac\n");
     snprintf(calls, sizeof calls, "%s/calls", dir);
-    FILE *f = fopen(exe, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "#!/bin/sh\necho \"$*\" >> %s\nres=; prev=\n"
-               "for a in \"$@\"; do [ \"$prev\" = --result ] && res=$a; prev=$a; done\n"
-               "case \"$*\" in *w2a2*) echo 'diverged' >&2; exit 3;; esac\n"
-               "case \"$*\" in *--model*--seed\\ 2*) exit 1;; esac\n"
-               "echo '{\"test_acc\":0.9,\"weight_bytes\":2048,\"fp32_weight_bytes\":8192,"
-               "\"seconds\":1.5}' > \"$res\"\n", calls);
-    fclose(f);
-    ck_assert_int_eq(chmod(exe, 0755), 0);
     snprintf(text, sizeof text, "model lenet5\ndata mnist\nwbits fp32 8 4 2\n"
                                 "quantizer minmax lsq\nmode qat ptq\nptq_quantizer minmax\n"
                                 "seeds 1 2\nfp32_finetune yes\nout %s/out\n", dir);
@@ -340,7 +347,7 @@ START_TEST(test_execute_resume)
     snprintf(path, sizeof path, "%s/out/results.csv", dir);
     ck_assert_int_eq(count_lines(path), g.n + 1);
     snprintf(path, sizeof path, "%s/out/results.md", dir);
-    f = fopen(path, "r");
+    FILE *f = fopen(path, "r");
     ck_assert_ptr_nonnull(f);
     char md[8192];
     size_t n = fread(md, 1, sizeof md - 1, f);
@@ -366,18 +373,8 @@ END_TEST
  * lines of one quantizer share a colour, so without it the legend could not tell them apart). */
 START_TEST(test_plot_granularity_markers)
 {
-    strcpy(dir, "/tmp/lb_test_ablate_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
     char exe[128], text[512], path[256];
-    snprintf(exe, sizeof exe, "%s/fake-lowbit", dir);
-    FILE *f = fopen(exe, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "#!/bin/sh\nres=; prev=\n"
-               "for a in \"$@\"; do [ \"$prev\" = --result ] && res=$a; prev=$a; done\n"
-               "echo '{\"test_acc\":0.9,\"weight_bytes\":2048,\"fp32_weight_bytes\":8192,"
-               "\"seconds\":1}' > \"$res\"\n");
-    fclose(f);
-    ck_assert_int_eq(chmod(exe, 0755), 0);
+    fake_lowbit(exe, sizeof exe, "");
     snprintf(text, sizeof text, "model lenet5\ndata mnist\nwbits 4 2\nabits 8\n"
                                 "quantizer lsq\ngran tensor channel group:16\nout %s/out\n", dir);
     lb_abl_config *c = parse_ok(text);
@@ -391,7 +388,7 @@ START_TEST(test_plot_granularity_markers)
     ck_assert_msg(lb_abl_collect(c, &g, log, &err) == LB_OK, "%s", err.msg);
     fclose(log);
     snprintf(path, sizeof path, "%s/out/acc_bits_lenet5-mnist.gp", dir);
-    f = fopen(path, "r");
+    FILE *f = fopen(path, "r");
     ck_assert_msg(f != NULL, "%s missing", path);
     char gp[16384];
     size_t n = fread(gp, 1, sizeof gp - 1, f);
