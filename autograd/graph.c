@@ -5,18 +5,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A released gradient buffer, kept for reuse within the step; the header lives in the buffer. */
+/* A released buffer, kept for reuse within the step; the header lives in the buffer. */
 typedef struct grad_block {
     struct grad_block *next;
     size_t             bytes;
 } grad_block;
 
+/* Two arenas: tensor data and gradients in `data`, everything else (tensor headers, op-saved
+ * data) in `arena`. Kept apart, the outputs of consecutive ops lie side by side, so buffers
+ * released during backward merge into runs large enough for the (larger) gradients of the
+ * layers nearer the input. */
 struct lb_graph {
     lb_arena   arena;
-    grad_block *free_grads; /* gradient buffers released during this backward pass */
+    lb_arena   data;
+    grad_block *free_grads; /* released buffers, in address order, adjacent ones merged */
     lb_tensor *tape;       /* last recorded node; earlier ones via tape_prev */
     bool       training;
     bool       grad_enabled;
+    bool       release;    /* backward reuses dead activations' buffers for gradients */
     lb_error   err;        /* sticky: err.status != LB_OK once anything failed */
 };
 
@@ -25,6 +31,7 @@ lb_graph *lb_graph_new(size_t cap_bytes)
     lb_graph *g = calloc(1, sizeof *g);
     if (!g) return NULL;
     lb_arena_init(&g->arena, cap_bytes);
+    lb_arena_init(&g->data, cap_bytes);
     g->training = true;
     g->grad_enabled = true;
     return g;
@@ -34,12 +41,14 @@ void lb_graph_free(lb_graph *g)
 {
     if (!g) return;
     lb_arena_free(&g->arena);
+    lb_arena_free(&g->data);
     free(g);
 }
 
 void lb_graph_reset(lb_graph *g)
 {
     lb_arena_reset(&g->arena);
+    lb_arena_reset(&g->data);
     g->tape = NULL;
     g->free_grads = NULL;
     g->err.status = LB_OK;
@@ -50,8 +59,10 @@ void lb_graph_set_training(lb_graph *g, bool training) { g->training = training;
 bool lb_graph_is_training(const lb_graph *g) { return g->training; }
 void lb_graph_set_grad_enabled(lb_graph *g, bool on) { g->grad_enabled = on; }
 bool lb_graph_grad_enabled(const lb_graph *g) { return g->grad_enabled; }
+void lb_graph_set_release_activations(lb_graph *g, bool on) { g->release = on; }
 bool lb_graph_ok(const lb_graph *g) { return g && g->err.status == LB_OK; }
 const lb_arena *lb_graph_arena(const lb_graph *g) { return &g->arena; }
+const lb_arena *lb_graph_data_arena(const lb_graph *g) { return &g->data; }
 
 lb_status lb_graph_status(const lb_graph *g, lb_error *err)
 {
@@ -70,16 +81,18 @@ void *lb_graph_fail(lb_graph *g, lb_status s, const char *fmt, ...)
     return NULL;
 }
 
-void *lb_graph_alloc(lb_graph *g, size_t bytes)
+static void *arena_alloc(lb_graph *g, lb_arena *a, size_t bytes)
 {
-    void *p = lb_arena_alloc(&g->arena, bytes ? bytes : 1);
+    void *p = lb_arena_alloc(a, bytes ? bytes : 1);
     if (!p)
         return lb_graph_fail(g, LB_ERR_NOMEM,
                              "graph arena exhausted: %zu bytes requested, %zu in use, cap %zu "
                              "(hint: lower the batch size)",
-                             bytes, g->arena.used, g->arena.cap);
+                             bytes, a->used, a->cap);
     return p;
 }
+
+void *lb_graph_alloc(lb_graph *g, size_t bytes) { return arena_alloc(g, &g->arena, bytes); }
 
 void *lb_graph_calloc(lb_graph *g, size_t bytes)
 {
@@ -105,8 +118,11 @@ static lb_tensor *new_node_data(lb_graph *g, const int64_t *shape, int n_dims, f
         return lb_graph_fail(g, LB_ERR_SHAPE, "tensor shape overflows");
     lb_tensor *t = lb_graph_calloc(g, sizeof *t);
     if (!t) return NULL;
-    t->data = alias ? alias : lb_graph_alloc(g, (size_t)n * sizeof(float));
+    /* own buffers are whole multiples of 64 bytes, so backward can reuse them for gradients */
+    t->data = alias ? alias
+                    : arena_alloc(g, &g->data, ((size_t)n * sizeof(float) + 63) & ~(size_t)63);
     if (!t->data) return NULL;
+    t->owns_data = !alias;
     memcpy(t->shape, shape, (size_t)n_dims * sizeof *shape);
     t->n_dims = n_dims;
     return t;
@@ -171,9 +187,9 @@ lb_tensor *lb_graph_record_inplace(lb_graph *g, const lb_op_def *def, lb_tensor 
     return record(g, def, src[0]->shape, src[0]->n_dims, src, n_src, saved, src[0]->data);
 }
 
-/* A gradient buffer for n floats, zeroed unless the caller will overwrite it: the smallest
- * released one that fits, else new arena memory. Buffers are multiples of 64 bytes, so a
- * released one can hold its header. */
+/* A gradient buffer for n floats, zeroed unless the caller will overwrite it: carved from the
+ * smallest released run that fits (the rest stays released), else new data-arena memory.
+ * Buffers are multiples of 64 bytes, so a released one can hold its header. */
 static float *grad_get(lb_graph *g, int64_t n, bool zero)
 {
     const size_t bytes = ((size_t)n * sizeof(float) + 63) & ~(size_t)63;
@@ -182,10 +198,18 @@ static float *grad_get(lb_graph *g, int64_t n, bool zero)
         if ((*b)->bytes >= bytes && (!best || (*b)->bytes < (*best)->bytes)) best = b;
     void *p;
     if (best) {
-        p = *best;
-        *best = (*best)->next;
+        grad_block *b = *best;
+        p = b;
+        if (b->bytes - bytes >= 64) { /* keep the tail released, in b's place in the order */
+            grad_block *rest = (grad_block *)(void *)((char *)b + bytes);
+            rest->bytes = b->bytes - bytes;
+            rest->next = b->next;
+            *best = rest;
+        } else {
+            *best = b->next;
+        }
     } else {
-        p = lb_graph_alloc(g, bytes);
+        p = arena_alloc(g, &g->data, bytes);
         if (!p) return NULL;
     }
     if (zero) memset(p, 0, bytes);
@@ -202,12 +226,42 @@ bool lb_grad_take(lb_tensor *y, lb_tensor *x)
     return true;
 }
 
+/* Releases a data-arena buffer of n floats (a multiple of 64 bytes once rounded up) for
+ * grad_get, merging it with released neighbours: the list is kept in address order. Buffers
+ * of different arena blocks never touch (each block starts with its header). */
+static void block_put(lb_graph *g, float *p, int64_t n)
+{
+    const size_t bytes = ((size_t)n * sizeof(float) + 63) & ~(size_t)63;
+    if (bytes < sizeof(grad_block)) return; /* an empty tensor's 1-byte buffer */
+    char *c = (char *)p;
+    grad_block **at = &g->free_grads, *prev = NULL;
+    while (*at && (char *)*at < c) {
+        prev = *at;
+        at = &(*at)->next;
+    }
+    grad_block *next = *at;
+    if (prev && (char *)prev + prev->bytes == c) { /* extends prev */
+        prev->bytes += bytes;
+        if (next && c + bytes == (char *)next) {
+            prev->bytes += next->bytes;
+            prev->next = next->next;
+        }
+        return;
+    }
+    grad_block *b = (grad_block *)(void *)c;
+    b->bytes = bytes;
+    if (next && c + bytes == (char *)next) {
+        b->bytes += next->bytes;
+        b->next = next->next;
+    } else {
+        b->next = next;
+    }
+    *at = b;
+}
+
 static void grad_put(lb_graph *g, lb_tensor *t)
 {
-    grad_block *b = (grad_block *)(void *)t->grad;
-    b->bytes = ((size_t)lb_numel(t) * sizeof(float) + 63) & ~(size_t)63;
-    b->next = g->free_grads;
-    g->free_grads = b;
+    block_put(g, t->grad, lb_numel(t));
     t->grad = NULL;
 }
 
@@ -226,7 +280,10 @@ lb_status lb_backward(lb_graph *g, lb_tensor *loss, lb_error *err)
      * before the first consumer's backward adds into it and released right after the node's
      * own backward, for the next one to reuse; so the pass holds a few gradients at a time,
      * not one per activation. Leaves keep theirs (callers read them); parameters own theirs.
-     * A node no consumer reached has a zero gradient: its backward is skipped. */
+     * A node no consumer reached has a zero gradient: its backward is skipped.
+     * With release on, a node's own output buffer joins the pool after its backward too:
+     * every reader of it (the node itself, its consumers, in-place aliases of it) is later
+     * on the tape and has run already. */
     if (!loss->grad && !(loss->grad = grad_get(g, 1, true))) return lb_graph_status(g, err);
     loss->grad[0] += 1.0f;
     for (lb_tensor *t = g->tape; t; t = t->tape_prev) {
@@ -245,7 +302,13 @@ lb_status lb_backward(lb_graph *g, lb_tensor *loss, lb_error *err)
         t->op->backward(t);
         for (int i = 0; i < LB_MAX_SRC; i++)
             if (t->src[i]) t->src[i]->grad_fresh = false;
-        if (t != loss) grad_put(g, t);
+        if (t != loss) {
+            grad_put(g, t);
+            if (g->release && t->owns_data) {
+                block_put(g, t->data, lb_numel(t));
+                t->data = NULL; /* a use after release is a crash, not a silent wrong value */
+            }
+        }
     }
     return LB_OK;
 }

@@ -30,7 +30,8 @@
 
 typedef struct lb_graph lb_graph;
 
-/* cap_bytes bounds the arena (0: 8 GiB). Returns NULL only when malloc fails. */
+/* cap_bytes bounds each of the graph's two arenas (0: 8 GiB). Returns NULL only when malloc
+ * fails. */
 lb_graph *lb_graph_new(size_t cap_bytes);
 void lb_graph_free(lb_graph *g);
 /* Forgets the tape, the arena contents and any sticky error; keeps mode flags. */
@@ -43,6 +44,11 @@ bool lb_graph_is_training(const lb_graph *g);
 /* With gradients disabled no node requires a gradient (evaluation). Default: true. */
 void lb_graph_set_grad_enabled(lb_graph *g, bool on);
 bool lb_graph_grad_enabled(const lb_graph *g);
+/* With release on, lb_backward reuses each node's output buffer for later gradients once the
+ * node's backward has run (PyTorch frees saved tensors the same way), so a training step
+ * needs little memory beyond its forward pass. Op outputs then have data == NULL after
+ * lb_backward: read the logits (accuracy) before it. The loss keeps its value. Default: off. */
+void lb_graph_set_release_activations(lb_graph *g, bool on);
 
 bool lb_graph_ok(const lb_graph *g);
 /* Returns the sticky status and copies its message into err. */
@@ -54,8 +60,10 @@ void *lb_graph_fail(lb_graph *g, lb_status s, const char *fmt, ...)
 void *lb_graph_alloc(lb_graph *g, size_t bytes);
 /* Same, zero-filled. */
 void *lb_graph_calloc(lb_graph *g, size_t bytes);
-/* The arena, for statistics (high-water mark, block mallocs). */
+/* The arenas, for statistics (high-water mark, block mallocs): op-private data and tensor
+ * headers; tensor data and gradients. */
 const lb_arena *lb_graph_arena(const lb_graph *g);
+const lb_arena *lb_graph_data_arena(const lb_graph *g);
 
 /* A leaf tensor in the arena with uninitialised data (requires_grad: allocate a gradient). */
 lb_tensor *lb_leaf(lb_graph *g, const int64_t *shape, int n_dims, bool requires_grad);

@@ -37,6 +37,8 @@ typedef struct lb_tensor {
     bool              requires_grad;     /* a gradient flows back to this tensor          */
     bool              grad_fresh;        /* backward only: grad is uninitialised and the
                                             running op may write it (see lb_op_def)      */
+    bool              owns_data;         /* graph nodes: data is this node's own arena
+                                            buffer (not an in-place alias of a source's)  */
     const lb_op_def  *op;                /* NULL for leaves (inputs, parameters)          */
     struct lb_tensor *src[LB_MAX_SRC];   /* operands, in op-specific order                */
     void             *saved;             /* op-private data kept for backward (arena)     */

@@ -271,6 +271,76 @@ START_TEST(test_steady_state_no_malloc)
 }
 END_TEST
 
+/* One step of a net whose layers near the input are wider than those after them, and a
+ * conv-BN-ReLU block with an in-place residual add: the gradients, the loss and the data-arena
+ * high-water mark, with or without releasing activations during backward. */
+static float release_step(lb_graph *g, bool release, float *gw, size_t *high, bool *dropped)
+{
+    enum { B = 64, D = 256, NW0 = 2 * D * 2 * D, NW1 = D * 2 * D, NWC = 4 * 4 * 9 };
+    static float xs[B * 2 * D], w0[NW0], w1[NW1], xc[4 * 4 * 8 * 8], wc[NWC];
+    lb_rng rng = lb_rng_make(5);
+    for (int i = 0; i < B * 2 * D; i++) xs[i] = lb_rng_normal(&rng);
+    for (int i = 0; i < NW0; i++) w0[i] = 0.05f * lb_rng_normal(&rng);
+    for (int i = 0; i < NW1; i++) w1[i] = 0.05f * lb_rng_normal(&rng);
+    for (int i = 0; i < 4 * 4 * 8 * 8; i++) xc[i] = lb_rng_normal(&rng);
+    for (int i = 0; i < NWC; i++) wc[i] = 0.2f * lb_rng_normal(&rng);
+    const float ones[4] = { 1, 1, 1, 1 }, zeros[4] = { 0 };
+    float rm[4] = { 0 }, rv[4] = { 1, 1, 1, 1 };
+    lb_graph_reset(g);
+    lb_graph_set_release_activations(g, release);
+    lb_tensor *x = lb_leaf_from(g, xs, (int64_t[]){ B, 2 * D }, 2, false);
+    lb_tensor *W0 = lb_leaf_from(g, w0, (int64_t[]){ 2 * D, 2 * D }, 2, true);
+    lb_tensor *W1 = lb_leaf_from(g, w1, (int64_t[]){ D, 2 * D }, 2, true);
+    lb_tensor *a1 = lb_relu(g, lb_matmul_nt(g, x, W0));
+    lb_tensor *h = lb_matmul_nt(g, lb_relu(g, a1), W1);
+    for (int k = 0; k < 4; k++) h = lb_relu(g, h);
+    lb_tensor *X = lb_leaf_from(g, xc, (int64_t[]){ 4, 4, 8, 8 }, 4, false);
+    lb_tensor *Wc = lb_leaf_from(g, wc, (int64_t[]){ 4, 4, 3, 3 }, 4, true);
+    lb_tensor *ga = lb_leaf_from(g, ones, (int64_t[]){ 4 }, 1, true);
+    lb_tensor *be = lb_leaf_from(g, zeros, (int64_t[]){ 4 }, 1, true);
+    lb_tensor *mean = lb_leaf_from(g, rm, (int64_t[]){ 4 }, 1, false);
+    lb_tensor *var = lb_leaf_from(g, rv, (int64_t[]){ 4 }, 1, false);
+    lb_tensor *c = lb_batchnorm(g, lb_conv2d(g, X, Wc, NULL, 1, 1), ga, be, mean, var, 0.1f,
+                                1e-5f);
+    lb_tensor *bn = c; /* owns the buffer the in-place add and relu write */
+    c = lb_relu_inplace(g, lb_add_inplace(g, c, lb_relu(g, lb_conv2d(g, X, Wc, NULL, 1, 1))));
+    lb_tensor *loss = lb_add(g, lb_sum(g, lb_mul(g, h, h)), lb_sum(g, lb_mul(g, c, c)));
+    lb_error err = { 0 };
+    ck_assert_msg(loss != NULL && lb_backward(g, loss, &err) == LB_OK, "%s", err.msg);
+    memcpy(gw, W0->grad, NW0 * sizeof(float));
+    memcpy(gw + NW0, W1->grad, NW1 * sizeof(float));
+    memcpy(gw + NW0 + NW1, Wc->grad, NWC * sizeof(float));
+    memcpy(gw + NW0 + NW1 + NWC, ga->grad, 4 * sizeof(float));
+    *high = lb_graph_data_arena(g)->high_water;
+    *dropped = a1->data == NULL && h->data == NULL && bn->data == NULL;
+    return loss->data[0];
+}
+
+START_TEST(test_release_activations)
+{
+    enum { NG = 512 * 512 + 256 * 512 + 144 + 4 };
+    static float g_off[NG], g_on[NG];
+    size_t high_off, high_on, high_on2;
+    bool dropped_off, dropped_on;
+    lb_graph *g0 = lb_graph_new(0), *g1 = lb_graph_new(0);
+    const float l_off = release_step(g0, false, g_off, &high_off, &dropped_off);
+    const float l_on = release_step(g1, true, g_on, &high_on, &dropped_on);
+    ck_assert(!dropped_off && dropped_on); /* with release, op outputs are gone after backward */
+    ck_assert_float_eq(l_on, l_off);       /* the loss keeps its value */
+    ck_assert_msg(memcmp(g_off, g_on, sizeof g_off) == 0, "gradients differ with release");
+    /* the wide layers' gradients fit in the released narrow layers' buffers, merged */
+    ck_assert_msg(high_on + 64 * 512 * sizeof(float) <= high_off,
+                  "data arena high-water %zu with release, %zu without", high_on, high_off);
+    release_step(g1, true, g_on, &high_on2, &dropped_on); /* merges the first step's blocks */
+    const uint64_t mallocs = lb_graph_data_arena(g1)->n_mallocs;
+    release_step(g1, true, g_on, &high_on2, &dropped_on);
+    ck_assert_uint_eq(lb_graph_data_arena(g1)->n_mallocs, mallocs); /* steady state */
+    ck_assert_msg(memcmp(g_off, g_on, sizeof g_off) == 0, "gradients differ on a later step");
+    lb_graph_free(g0);
+    lb_graph_free(g1);
+}
+END_TEST
+
 START_TEST(test_sgemm_matches_ref)
 {
     lb_rng r = lb_rng_make(5);
@@ -458,6 +528,7 @@ Suite *autograd_core_suite(void)
     tcase_add_test(eng, test_sticky_shape_error);
     tcase_add_test(eng, test_arena_exhausted_is_error);
     tcase_add_test(eng, test_steady_state_no_malloc);
+    tcase_add_test(eng, test_release_activations);
     tcase_add_test(eng, test_sgemm_matches_ref);
     tcase_add_test(eng, test_rng_deterministic);
     tcase_add_test(eng, test_parallel_for_covers_once);

@@ -261,6 +261,7 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
         st = lb_errorf(err, LB_ERR_NOMEM, "out of memory starting training");
         goto done;
     }
+    lb_graph_set_release_activations(g, true); /* gradients reuse dead activations' memory */
     if ((st = lb_optim_init(&opt, cfg->optim, m->params, err))) goto done;
     if ((st = lb_batcher_init(&b, train, cfg->batch, true, cfg->seed, err))) goto done;
     b.drop_last = true;
@@ -324,6 +325,8 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
             /* NaN/Inf guard: the loss, then every gradient (one pass over the block) */
             int64_t bad_grad = -1;
             const bool loss_ok = isfinite(loss->data[0]);
+            /* before backward, which reuses the logits' buffer for gradients */
+            const int64_t correct_step = count_correct(logits, y, NULL);
             if (loss_ok) {
                 lb_params_zero_grad(m->params);
                 if ((st = lb_backward(g, loss, err))) goto done;
@@ -334,7 +337,7 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
                 lb_optim_step(&opt, m->params, lb_schedule_lr(&sched, step));
                 in_row = 0;
                 loss_sum += (double)loss->data[0] * (double)n;
-                correct += count_correct(logits, y, NULL);
+                correct += correct_step;
                 seen += n;
             } else if ((st = nonfinite_step(cfg, m, loss->data[0], bad_grad, epoch, i, per_epoch,
                                             step, saved_step, snapshot, &in_row, res, err))) {

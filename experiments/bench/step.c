@@ -25,6 +25,7 @@
 #include "autograd/rng.h"
 #include "layers/model.h"
 #include "quant/qconfig.h"
+#include "train/loop.h"
 #include "train/optim.h"
 
 static double clock_s(clockid_t id)
@@ -38,6 +39,13 @@ static void die(const char *what, const lb_error *err)
 {
     fprintf(stderr, "bench_step: %s: %s\n", what, err->msg);
     exit(1);
+}
+
+/* MB of the graph's two arenas: in use now, or their high-water marks */
+static double arena_mb(const lb_graph *g, bool high)
+{
+    const lb_arena *a = lb_graph_arena(g), *d = lb_graph_data_arena(g);
+    return (double)(high ? a->high_water + d->high_water : a->used + d->used) / 1048576.0;
 }
 
 int main(int argc, char **argv)
@@ -79,8 +87,9 @@ int main(int argc, char **argv)
     lb_graph *g = lb_graph_new(0);
     if (!g) return 1;
     lb_graph_set_training(g, true);
+    lb_graph_set_release_activations(g, true); /* as the training loop */
     const clockid_t id = threads == 1 ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC;
-    double t0 = 0.0, loss = 0.0;
+    double t0 = 0.0, loss = 0.0, fwd_mb = 0.0;
     for (int s = 0; s < warmup + steps; s++) {
         if (s == warmup) t0 = clock_s(id);
         lb_graph_reset(g);
@@ -93,6 +102,7 @@ int main(int argc, char **argv)
             die("forward", &err);
         }
         loss = out->data[0];
+        if (s == 0) fwd_mb = arena_mb(g, false);
         lb_params_zero_grad(m->params);
         if (lb_backward(g, out, &err)) die("backward", &err);
         lb_optim_step(&opt, m->params, 0.01f);
@@ -101,6 +111,8 @@ int main(int argc, char **argv)
     printf("%s %s batch %d, %d thread%s: %.2f ms per step (%s), %.0f images/s, last loss %.7g\n",
            name, quant, B, threads, threads == 1 ? "" : "s", 1e3 * per,
            threads == 1 ? "process CPU time" : "wall clock", B / per, loss);
+    printf("  step arena: %.1f MB after the forward pass, high-water %.1f MB; peak RSS %.1f MB\n",
+           fwd_mb, arena_mb(g, true), lb_peak_rss_mb());
     lb_graph_free(g);
     lb_model_free(m);
     free(qc);
