@@ -102,6 +102,7 @@ void *lb_graph_calloc(lb_graph *g, size_t bytes)
 }
 
 static lb_tensor *new_node_data(lb_graph *g, const int64_t *shape, int n_dims, float *alias);
+static float *data_get(lb_graph *g, int64_t n);
 
 static lb_tensor *new_node(lb_graph *g, const int64_t *shape, int n_dims)
 {
@@ -119,8 +120,7 @@ static lb_tensor *new_node_data(lb_graph *g, const int64_t *shape, int n_dims, f
     lb_tensor *t = lb_graph_calloc(g, sizeof *t);
     if (!t) return NULL;
     /* own buffers are whole multiples of 64 bytes, so backward can reuse them for gradients */
-    t->data = alias ? alias
-                    : arena_alloc(g, &g->data, ((size_t)n * sizeof(float) + 63) & ~(size_t)63);
+    t->data = alias ? alias : data_get(g, n);
     if (!t->data) return NULL;
     t->owns_data = !alias;
     memcpy(t->shape, shape, (size_t)n_dims * sizeof *shape);
@@ -187,32 +187,39 @@ lb_tensor *lb_graph_record_inplace(lb_graph *g, const lb_op_def *def, lb_tensor 
     return record(g, def, src[0]->shape, src[0]->n_dims, src, n_src, saved, src[0]->data);
 }
 
-/* A gradient buffer for n floats, zeroed unless the caller will overwrite it: carved from the
- * smallest released run that fits (the rest stays released), else new data-arena memory.
- * Buffers are multiples of 64 bytes, so a released one can hold its header. */
-static float *grad_get(lb_graph *g, int64_t n, bool zero)
+/* A released buffer of at least `bytes` (a multiple of 64), carved from the start of the
+ * smallest released run that fits (the rest stays released), or NULL. */
+static void *pool_take(lb_graph *g, size_t bytes)
 {
-    const size_t bytes = ((size_t)n * sizeof(float) + 63) & ~(size_t)63;
     grad_block **best = NULL;
     for (grad_block **b = &g->free_grads; *b; b = &(*b)->next)
         if ((*b)->bytes >= bytes && (!best || (*b)->bytes < (*best)->bytes)) best = b;
-    void *p;
-    if (best) {
-        grad_block *b = *best;
-        p = b;
-        if (b->bytes - bytes >= 64) { /* keep the tail released, in b's place in the order */
-            grad_block *rest = (grad_block *)(void *)((char *)b + bytes);
-            rest->bytes = b->bytes - bytes;
-            rest->next = b->next;
-            *best = rest;
-        } else {
-            *best = b->next;
-        }
+    if (!best) return NULL;
+    grad_block *b = *best;
+    if (b->bytes - bytes >= 64) { /* keep the tail released, in b's place in the order */
+        grad_block *rest = (grad_block *)(void *)((char *)b + bytes);
+        rest->bytes = b->bytes - bytes;
+        rest->next = b->next;
+        *best = rest;
     } else {
-        p = arena_alloc(g, &g->data, bytes);
-        if (!p) return NULL;
+        *best = b->next;
     }
-    if (zero) memset(p, 0, bytes);
+    return b;
+}
+
+/* A data buffer for n floats: released memory when some fits, else new data-arena memory. */
+static float *data_get(lb_graph *g, int64_t n)
+{
+    const size_t bytes = ((size_t)n * sizeof(float) + 63) & ~(size_t)63;
+    void *p = pool_take(g, bytes);
+    return p ? p : arena_alloc(g, &g->data, bytes);
+}
+
+/* A gradient buffer for n floats, zeroed unless the caller will overwrite it. */
+static float *grad_get(lb_graph *g, int64_t n, bool zero)
+{
+    float *p = data_get(g, n);
+    if (p && zero) memset(p, 0, ((size_t)n * sizeof(float) + 63) & ~(size_t)63);
     return p;
 }
 
@@ -265,6 +272,14 @@ static void grad_put(lb_graph *g, lb_tensor *t)
     t->grad = NULL;
 }
 
+void lb_graph_drop(lb_graph *g, lb_tensor *t)
+{
+    if (!g->release || !t || !t->op || !t->owns_data || !t->data) return;
+    block_put(g, t->data, lb_numel(t));
+    t->data = NULL;
+    t->recompute = true;
+}
+
 lb_status lb_backward(lb_graph *g, lb_tensor *loss, lb_error *err)
 {
     if (!loss || !lb_graph_ok(g)) {
@@ -298,6 +313,12 @@ lb_status lb_backward(lb_graph *g, lb_tensor *loss, lb_error *err)
                             : lb_graph_calloc(g, (size_t)lb_numel(s) * sizeof(float));
             if (!s->grad) return lb_graph_status(g, err);
             s->grad_fresh = write;
+        }
+        for (int i = -1; i < LB_MAX_SRC; i++) { /* t or operands dropped after the forward */
+            lb_tensor *s = i < 0 ? t : t->src[i];
+            if (!s || !s->recompute || s->data) continue;
+            if (!(s->data = data_get(g, lb_numel(s)))) return lb_graph_status(g, err);
+            s->op->forward(s); /* its sources are alive: released only after its backward */
         }
         t->op->backward(t);
         for (int i = 0; i < LB_MAX_SRC; i++)

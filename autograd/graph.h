@@ -49,6 +49,12 @@ bool lb_graph_grad_enabled(const lb_graph *g);
  * needs little memory beyond its forward pass. Op outputs then have data == NULL after
  * lb_backward: read the logits (accuracy) before it. The loss keeps its value. Default: off. */
 void lb_graph_set_release_activations(lb_graph *g, bool on);
+/* With release on: t's readers have all run their forward, so its buffer is released now
+ * for the rest of the forward pass to reuse; if a backward needs t, lb_backward runs t's op
+ * forward again first (into fresh memory). Only for a node whose op forward is pure (reads
+ * its sources and saved data, writes its output) and cheap, such as a fake-quantized
+ * activation feeding one conv. Without release, or for a leaf or an in-place alias: no-op. */
+void lb_graph_drop(lb_graph *g, lb_tensor *t);
 
 bool lb_graph_ok(const lb_graph *g);
 /* Returns the sticky status and copies its message into err. */

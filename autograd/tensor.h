@@ -39,6 +39,8 @@ typedef struct lb_tensor {
                                             running op may write it (see lb_op_def)      */
     bool              owns_data;         /* graph nodes: data is this node's own arena
                                             buffer (not an in-place alias of a source's)  */
+    bool              recompute;         /* dropped after the forward pass (lb_graph_drop):
+                                            backward runs the op's forward again           */
     const lb_op_def  *op;                /* NULL for leaves (inputs, parameters)          */
     struct lb_tensor *src[LB_MAX_SRC];   /* operands, in op-specific order                */
     void             *saved;             /* op-private data kept for backward (arena)     */

@@ -595,6 +595,8 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
                 y = lb_matmul_nt(g, xq, w);
                 if (y && b) y = lb_add_bias(g, y, b);
             }
+            /* the fake-quantized input has no other reader: recomputed if backward needs it */
+            if (y && xq != a) lb_graph_drop(g, xq);
             break;
         }
         case LB_NODE_BN:

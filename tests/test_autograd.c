@@ -292,7 +292,10 @@ static float release_step(lb_graph *g, bool release, float *gw, size_t *high, bo
     lb_tensor *W0 = lb_leaf_from(g, w0, (int64_t[]){ 2 * D, 2 * D }, 2, true);
     lb_tensor *W1 = lb_leaf_from(g, w1, (int64_t[]){ D, 2 * D }, 2, true);
     lb_tensor *a1 = lb_relu(g, lb_matmul_nt(g, x, W0));
-    lb_tensor *h = lb_matmul_nt(g, lb_relu(g, a1), W1);
+    lb_tensor *r = lb_relu(g, a1);
+    lb_tensor *h = lb_matmul_nt(g, r, W1);
+    lb_graph_drop(g, r); /* with release: recomputed for the matmul's and its own backward */
+    ck_assert(!release || (r->data == NULL && r->recompute));
     for (int k = 0; k < 4; k++) h = lb_relu(g, h);
     lb_tensor *X = lb_leaf_from(g, xc, (int64_t[]){ 4, 4, 8, 8 }, 4, false);
     lb_tensor *Wc = lb_leaf_from(g, wc, (int64_t[]){ 4, 4, 3, 3 }, 4, true);
