@@ -98,7 +98,7 @@ START_TEST(test_hutchinson_softmax_regression)
     double want = 0.0;
     for (int64_t n = 0; n < calib.n; n++) {
         float x[64];
-        lb_dataset_get(&calib, n, x);
+        ck_assert_int_eq(lb_dataset_get(&calib, n, x, NULL), LB_OK);
         double z[4], zmax = -INFINITY, zs = 0.0, xx = 0.0;
         for (int c = 0; c < 4; c++) {
             z[c] = 0.0;
