@@ -318,6 +318,8 @@ lb_status lb__cache_read(const char *path, const char *source, const lb__cache_k
     ds->n_classes = (int)K;
     ds->n_skipped = (int64_t)skipped;
     ds->from_cache = true;
+    /* the identity normalisation lb_folder_load promises (callers set theirs) */
+    for (int ch = 0; ch < 3; ch++) ds->mean[ch] = 0.0f, ds->std[ch] = 1.0f;
     snprintf(ds->source, sizeof ds->source, "%s", source);
     return LB_OK;
 fail:

@@ -363,6 +363,8 @@ lb_status lb_folder_load(const char *root, const char *name, const char *cache_n
         } else if (o.stream) { /* from now on like a later load: pixels from the cache file */
             if (lb__cache_read(cache_path, root, &l.key, true, &sds, &cerr) == LB_OK) {
                 snprintf(sds.name, sizeof sds.name, "%s", ds->name);
+                memcpy(sds.mean, ds->mean, sizeof sds.mean);
+                memcpy(sds.std, ds->std, sizeof sds.std);
                 sds.from_cache = false; /* decoded by this load */
                 lb_dataset_free(ds);
                 *ds = sds;
