@@ -57,7 +57,7 @@ static void sens_input_free(sens_input *in)
 /* The float model of ckpt (its quantization, if any, dropped) and the last calib_n training
  * images of its dataset (or of data) as the calibration split. Never the test split. */
 static lb_status sens_load(const char *ckpt, const char *data, const char *data_dir,
-                           long calib_n, sens_input *in, lb_error *err)
+                           bool in_memory, long calib_n, sens_input *in, lb_error *err)
 {
     memset(in, 0, sizeof *in);
     lb_model *src = NULL;
@@ -73,6 +73,7 @@ static lb_status sens_load(const char *ckpt, const char *data, const char *data_
     if (!data) data = meta.dataset[0] ? meta.dataset : "mnist";
     lb_dataset_opts opts = lb_dataset_opts_default();
     opts.log = stderr;
+    opts.stream = !in_memory; /* streaming: the split is a view reading the same file */
     if ((st = lb_dataset_load_ex(data, data_dir, LB_SPLIT_TRAIN, &opts, &in->train, err))) goto done;
     st = lb_calib_split(&in->train, calib_n, &in->calib, err);
 done:
@@ -85,11 +86,13 @@ done:
 #define SENS_OPTS                                                                            \
     { "data", false, NULL }, { "data-dir", false, NULL }, { "calib", false, NULL },          \
     { "samples", false, NULL }, { "eps", false, NULL }, { "batch", false, NULL },            \
-    { "seed", false, NULL }, { "threads", false, NULL }, { "hessian", false, NULL }
+    { "seed", false, NULL }, { "threads", false, NULL }, { "hessian", false, NULL },         \
+    { "data-in-memory", true, NULL }
 
 #define SENS_HELP                                                                            \
     "  --data NAME       dataset (default: the checkpoint's); only its training split is read\n" \
     "  --data-dir DIR    look for the dataset only in DIR\n"                                  \
+    "  --data-in-memory  read the pixels into memory instead of from their file\n"          \
     "  --calib N         calibration split: the last N training images (never the test\n"    \
     "                    set)                                                     [1000]\n"   \
     "  --samples N       Hutchinson samples (Rademacher vectors) for the Hessian traces [32]\n" \
@@ -270,7 +273,8 @@ int lb_cmd_sensitivity(int argc, char **argv)
     sens_input in;
     lb_sens_result r = { 0 };
     int code = 1;
-    if (sens_load(pos[0], lb_cli_get(o, n, "data"), lb_cli_get(o, n, "data-dir"), calib_n, &in, &err)) {
+    if (sens_load(pos[0], lb_cli_get(o, n, "data"), lb_cli_get(o, n, "data-dir"),
+                  lb_cli_get(o, n, "data-in-memory") != NULL, calib_n, &in, &err)) {
         fprintf(stderr, "lowbit sensitivity: %s\n", err.msg);
         return 1;
     }
@@ -364,7 +368,8 @@ int lb_cmd_mixed(int argc, char **argv)
         fprintf(stderr, "lowbit mixed: out of memory\n");
         return 1;
     }
-    if (sens_load(pos[0], lb_cli_get(o, n, "data"), lb_cli_get(o, n, "data-dir"), calib_n, &in, &err)) {
+    if (sens_load(pos[0], lb_cli_get(o, n, "data"), lb_cli_get(o, n, "data-dir"),
+                  lb_cli_get(o, n, "data-in-memory") != NULL, calib_n, &in, &err)) {
         fprintf(stderr, "lowbit mixed: %s\n", err.msg);
         free(qc);
         return 1;

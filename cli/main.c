@@ -44,9 +44,32 @@ static void set_threads(int n)
                 lb_parallel_threads());
 }
 
-/* How image folders are read: set by train's --skip-corrupt, --resize, --no-cache. Unpacking
- * and decoding progress goes to stderr. */
-static lb_dataset_opts data_opts = { .use_cache = true };
+/* How image folders are read: set by train's --skip-corrupt, --resize, --no-cache, and by
+ * --data-in-memory (every command that loads data). Unpacking and decoding progress goes to
+ * stderr. */
+static lb_dataset_opts data_opts = { .use_cache = true, .stream = true };
+
+/* --data-in-memory: read the pixels into memory instead of streaming them from their file. */
+static void set_in_memory(bool in_memory) { data_opts.stream = !in_memory; }
+
+/* How the pixels of ds were obtained, for the "loaded" line: where they are streamed from
+ * (the file, and how many more), or whether they came from the decoded cache. */
+static void describe_source(const lb_dataset *ds, char *out, size_t size)
+{
+    if (!lb_dataset_streams(ds)) {
+        snprintf(out, size, "%s", ds->from_cache ? "read from the decoded cache" : "loaded");
+        return;
+    }
+    const char *path = ds->files[0].path;
+    const size_t len = strlen(path);
+    const bool   lbds = len > 5 && !strcmp(path + len - 5, ".lbds");
+    snprintf(out, size, "%s%s", lbds ? (ds->from_cache ? "streamed from the decoded cache "
+                                                       : "decoded, then streamed from the "
+                                                         "decoded cache ")
+                                     : "streamed from ", path);
+    if (ds->n_files > 1)
+        snprintf(out + strlen(out), size - strlen(out), " and %d more files", ds->n_files - 1);
+}
 
 /* Loads one split, reporting on stderr where it came from and how long it took. */
 static lb_status load_split(const char *name, const char *dir, lb_split split, lb_dataset *ds,
@@ -55,12 +78,14 @@ static lb_status load_split(const char *name, const char *dir, lb_split split, l
     data_opts.log = stderr;
     const double t0 = lb_now();
     lb_status st = lb_dataset_load_ex(name, dir, split, &data_opts, ds, err);
-    if (st == LB_OK && ds->class_names) /* image folders and CIFAR-10 */
+    if (st == LB_OK && ds->class_names) { /* image folders and CIFAR-10 */
+        char how[4200];
+        describe_source(ds, how, sizeof how);
         fprintf(stderr, "lowbit: %s %s: %lld images %dx%dx%d, %s in %.2f s, %lld corrupt images "
                 "skipped\n", ds->name, split == LB_SPLIT_TRAIN ? "train" : "test",
-                (long long)ds->n, ds->c, ds->h, ds->w,
-                ds->from_cache ? "read from the decoded cache" : "loaded", lb_now() - t0,
+                (long long)ds->n, ds->c, ds->h, ds->w, how, lb_now() - t0,
                 (long long)ds->n_skipped);
+    }
     return st;
 }
 
@@ -238,6 +263,11 @@ static const char train_help_data[] =
     "  --channels N        image folders: 1 (gray) or 3 (RGB), converting images of the\n"
     "                      other kind                          [as the first image]\n"
     "  --no-cache          decode image folders again instead of using the decoded cache\n"
+    "                      (the pixels are then held in memory)\n"
+    "  --data-in-memory    read all pixels into memory; by default they stay in the\n"
+    "                      decoded cache file (or CIFAR-10's binary batches) and each\n"
+    "                      sample is read when a batch needs it, so the dataset does not\n"
+    "                      count in the process's memory (MNIST IDX files: always memory)\n"
     "  --no-prefetch       prepare batches on the training thread (same batches)\n"
     "  --epochs N          training epochs                                   [5]\n"
     "  --batch N           mini-batch size                                   [64]\n"
@@ -270,7 +300,7 @@ static int cmd_train(int argc, char **argv)
                 LB_OPT("threads"), LB_OPT("out"), LB_OPT("max-steps"), LB_FLAG("json"), LB_OPT("quant"), LB_OPT("init"),
                 LB_OPT("fold-bn"), LB_OPT("freeze-observers"), LB_OPT("resume"), LB_OPT("augment"),
                 LB_FLAG("skip-corrupt"), LB_FLAG("resize"), LB_FLAG("no-cache"), LB_FLAG("no-prefetch"), LB_OPT("channels"),
-                LB_OPT("nonfinite"), LB_OPT("result") };
+                LB_OPT("nonfinite"), LB_OPT("result"), LB_FLAG("data-in-memory") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
     int n_pos, rc = lb_cli_parse("train", argc, argv, o, n, pos, 0, &n_pos);
@@ -349,6 +379,7 @@ static int cmd_train(int argc, char **argv)
     data_opts.skip_corrupt = lb_cli_get(o, n, "skip-corrupt") != NULL;
     data_opts.resize = lb_cli_get(o, n, "resize") != NULL;
     data_opts.use_cache = lb_cli_get(o, n, "no-cache") == NULL;
+    set_in_memory(lb_cli_get(o, n, "data-in-memory") != NULL);
     if ((s = lb_cli_get(o, n, "channels"))) {
         if (!lb_cli_long(s, 1, 3, &v) || v == 2) return lb_cli_usage("train", "--channels %s: expected 1 or 3", s);
         data_opts.channels = (int)v;
@@ -486,6 +517,7 @@ static const char eval_help[] =
     "\n"
     "  --data NAME       dataset (default: the one the checkpoint was trained on)\n"
     "  --data-dir DIR    look for the dataset only in DIR\n"
+    "  --data-in-memory  read the pixels into memory instead of from their file\n"
     "  --batch N         evaluation batch size                             [500]\n"
     "  --threads N       threads                                           [all cores]\n"
     "  --predictions F   also write the predicted class of every test image to F, one per\n"
@@ -494,7 +526,8 @@ static const char eval_help[] =
 
 static int cmd_eval(int argc, char **argv)
 {
-    lb_cli_opt o[] = { LB_OPT("data"), LB_OPT("data-dir"), LB_OPT("batch"), LB_OPT("threads"), LB_OPT("predictions"), LB_FLAG("json") };
+    lb_cli_opt o[] = { LB_OPT("data"), LB_OPT("data-dir"), LB_OPT("batch"), LB_OPT("threads"), LB_OPT("predictions"), LB_FLAG("json"),
+                       LB_FLAG("data-in-memory") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
     int n_pos, rc = lb_cli_parse("eval", argc, argv, o, n, pos, 1, &n_pos);
@@ -517,6 +550,7 @@ static int cmd_eval(int argc, char **argv)
     double acc, loss;
     if (lb_checkpoint_load(pos[0], &m, &meta, &err)) goto fail;
     const char *data = lb_cli_get(o, n, "data") ? lb_cli_get(o, n, "data") : meta.dataset[0] ? meta.dataset : "mnist";
+    set_in_memory(lb_cli_get(o, n, "data-in-memory") != NULL);
     if (load_split(data, lb_cli_get(o, n, "data-dir"), LB_SPLIT_TEST, &test, &err)) goto fail;
     const char *pred_path = lb_cli_get(o, n, "predictions");
     if (pred_path && !(pred = malloc((size_t)test.n * sizeof *pred))) {
@@ -770,6 +804,7 @@ static const char ptq_help[] =
     "  --batch N          calibration batch size                               [64]\n"
     "  --data NAME        dataset (default: the checkpoint's)\n"
     "  --data-dir DIR     look for the dataset only in DIR\n"
+    "  --data-in-memory   read the pixels into memory instead of from their file\n"
     "  --seed N           which training batches calibrate                     [42]\n"
     "  --threads N        threads                                              [all cores]\n"
     "  --out PATH         quantized checkpoint                 [CKPT dir/ptq.ckpt]\n"
@@ -780,7 +815,8 @@ static const char ptq_help[] =
 static int cmd_ptq(int argc, char **argv)
 {
     lb_cli_opt o[] = { LB_OPT("quant"), LB_OPT("calib"), LB_OPT("batch"), LB_OPT("data"), LB_OPT("data-dir"), LB_OPT("seed"),
-                LB_OPT("threads"), LB_OPT("out"), LB_FLAG("json"), LB_FLAG("fold-bn"), LB_OPT("calib-method"), LB_OPT("result") };
+                LB_OPT("threads"), LB_OPT("out"), LB_FLAG("json"), LB_FLAG("fold-bn"), LB_OPT("calib-method"), LB_OPT("result"),
+                LB_FLAG("data-in-memory") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
     int n_pos, rc = lb_cli_parse("ptq", argc, argv, o, n, pos, 1, &n_pos);
@@ -817,6 +853,7 @@ static int cmd_ptq(int argc, char **argv)
     if (load_qconfig(lb_cli_get(o, n, "quant"), qc, &err)) goto fail;
     if (model_from_checkpoint(pos[0], qc, &m, &meta, &err)) goto fail;
     const char *data = lb_cli_get(o, n, "data") ? lb_cli_get(o, n, "data") : meta.dataset[0] ? meta.dataset : "mnist";
+    set_in_memory(lb_cli_get(o, n, "data-in-memory") != NULL);
     if (load_data(data, lb_cli_get(o, n, "data-dir"), false, &train, &test, &err)) goto fail;
     double fp_acc, fp_loss, acc, loss;
     {   /* the float model's accuracy, for comparison: quantizers bypassed by a float copy */
@@ -854,7 +891,8 @@ static int cmd_ptq(int argc, char **argv)
     lb_batcher_start_epoch(&b);
     for (long i = 0; i < calib; i++) {
         int64_t got = lb_batcher_next(&b, x, y);
-        if (got == 0) break;
+        if (got < 0 && lb_batcher_status(&b, &err)) goto fail; /* a streamed file failed */
+        if (got <= 0) break;
         lb_graph_reset(g);
         lb_tensor *xt = lb_leaf_from(g, x, (int64_t[]){ got, train.c, train.h, train.w }, 4, false);
         lb_model_forward(m, g, xt, NULL);
@@ -1043,13 +1081,15 @@ static const char run_help[] =
     "\n"
     "  --data NAME       dataset                                    [the model's META]\n"
     "  --data-dir DIR    look for the dataset only in DIR\n"
+    "  --data-in-memory  read the pixels into memory instead of from their file\n"
     "  --compare CKPT    the checkpoint the model was exported from\n"
     "  --limit N         only the first N test images\n"
     "  --json            end stdout with one JSON summary line\n";
 
 static int cmd_run(int argc, char **argv)
 {
-    lb_cli_opt o[] = { LB_OPT("data"), LB_OPT("data-dir"), LB_OPT("compare"), LB_OPT("limit"), LB_FLAG("json") };
+    lb_cli_opt o[] = { LB_OPT("data"), LB_OPT("data-dir"), LB_OPT("compare"), LB_OPT("limit"), LB_FLAG("json"),
+                       LB_FLAG("data-in-memory") };
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
     int n_pos, rc = lb_cli_parse("run", argc, argv, o, n, pos, 1, &n_pos);
@@ -1061,7 +1101,7 @@ static int cmd_run(int argc, char **argv)
     if ((s = lb_cli_get(o, n, "limit")) && !lb_cli_long(s, 1, 1L << 30, &limit))
         return lb_cli_usage("run", "--limit %s: expected >= 1", s);
     lb_error err = { 0 };
-    uint8_t *buf = NULL, *arena = NULL;
+    uint8_t *buf = NULL, *arena = NULL, *pix = NULL;
     size_t size = 0;
     lbm_model lm;
     lb_dataset test = { 0 };
@@ -1079,6 +1119,7 @@ static int cmd_run(int argc, char **argv)
     const char *v = lbm_meta(&lm, "dataset", &len);
     if (v && len < sizeof data) memcpy(data, v, len), data[len] = 0;
     if (lb_cli_get(o, n, "data")) snprintf(data, sizeof data, "%s", lb_cli_get(o, n, "data"));
+    set_in_memory(lb_cli_get(o, n, "data-in-memory") != NULL);
     if (load_split(data, lb_cli_get(o, n, "data-dir"), LB_SPLIT_TEST, &test, &err)) goto fail;
     if ((uint64_t)test.c * test.h * test.w != lm.input_bytes) {
         lb_errorf(&err, LB_ERR_SHAPE, "%s: model input is %u bytes, %s images are %dx%dx%d", pos[0],
@@ -1098,7 +1139,8 @@ static int cmd_run(int argc, char **argv)
     }
     const size_t arena_bytes = lbm_arena_size(&lm);
     arena = aligned_alloc(16, (arena_bytes + 15) / 16 * 16 + 16);
-    if (!arena) {
+    pix = malloc(lm.input_bytes); /* a streamed image is read into it */
+    if (!arena || !pix) {
         lb_errorf(&err, LB_ERR_NOMEM, "out of memory for the %zu-byte arena", arena_bytes);
         goto fail;
     }
@@ -1106,7 +1148,9 @@ static int cmd_run(int argc, char **argv)
     const double t0 = lb_now();
     for (int64_t i = 0; i < N; i++) {
         int pred;
-        ls = lbm_run(&lm, test.images + i * lm.input_bytes, arena, arena_bytes, NULL, &pred);
+        const uint8_t *img = lb_dataset_pixels(&test, i, pix, &err);
+        if (!img) goto fail;
+        ls = lbm_run(&lm, img, arena, arena_bytes, NULL, &pred);
         if (ls != LBM_OK) {
             lb_errorf(&err, LB_ERR_ARG, "%s: run failed on image %lld: %s", pos[0], (long long)i,
                       lbm_status_str(ls));
@@ -1146,6 +1190,7 @@ fail:
 done:
     free(buf);
     free(arena);
+    free(pix);
     free(rpred);
     lb_model_free(ref);
     lb_dataset_free(&test);

@@ -1,12 +1,16 @@
-/* batcher.c: mini-batches over an in-memory lb_dataset, in a seeded shuffled or stored order,
- * with optional augmentation (random crop with zero padding, horizontal flip).
+/* batcher.c: mini-batches over an lb_dataset (in memory or streamed from its file), in a seeded
+ * shuffled or stored order, with optional augmentation (random crop with zero padding,
+ * horizontal flip).
  *
  * The order array is allocated once by lb_batcher_init; each epoch reshuffles it in place
  * from the batcher's own lb_rng, so a seed fixes every epoch's order. The augmentation of the
  * sample at position p of epoch e is drawn from a generator seeded by (aug_seed, e, p) alone:
  * a resumed run that replays the shuffles and skips to p gets the same crops and flips, and
  * a prefetching thread gets the same ones too. lb_batcher_next only converts pixels into the
- * caller's buffers and allocates nothing. Prefetching on another thread is in prefetch.c.
+ * caller's buffers and allocates nothing: a streamed sample is read (lb_dataset_pixels) into
+ * the one-sample buffer allocated by lb_batcher_init, then goes through the same conversion
+ * as an in-memory one, so both give the same floats. A read error is kept in the batcher
+ * (sticky) and lb_batcher_next returns -1 from then on. Prefetching is in prefetch.c.
  */
 #include <inttypes.h>
 #include <stdint.h>
@@ -38,22 +42,26 @@ const char *lb_augment_name(lb_augment a)
     return a == LB_AUGMENT_CROP_FLIP ? "crop-flip" : "none";
 }
 
-void lb_augment_sample(const lb_dataset *ds, int64_t i, lb_augment a, lb_rng *r, float *out)
+void lb_augment_pixels(const lb_dataset *ds, const uint8_t *pix, lb_augment a, lb_rng *r,
+                       float *out)
 {
-    if (a == LB_AUGMENT_NONE) {
-        lb_dataset_get(ds, i, out);
+    LB_ASSERT(ds && pix && ds->c >= 1 && ds->c <= 3);
+    const int     H = ds->h, W = ds->w;
+    const int64_t hw = (int64_t)H * W;
+    if (a == LB_AUGMENT_NONE) { /* the expression of lb_dataset_get, bit for bit */
+        for (int ch = 0; ch < ds->c; ch++) {
+            const float mean = ds->mean[ch], std = ds->std[ch];
+            for (int64_t k = 0; k < hw; k++)
+                out[ch * hw + k] = ((float)pix[ch * hw + k] / 255.0f - mean) / std;
+        }
         return;
     }
-    LB_ASSERT(ds && ds->images && i >= 0 && i < ds->n && ds->c >= 1 && ds->c <= 3);
     /* out[y][x] = padded[y + dy][x' + dx] with x' = W-1-x when flipped, where padded is the
      * raw image with AUG_PAD pixels of value 0 around it, normalised afterwards (PyTorch:
      * RandomCrop(padding=4) and RandomHorizontalFlip on the image, then Normalize). */
-    const int      H = ds->h, W = ds->w;
-    const int      dy = (int)lb_rng_below(r, 2 * AUG_PAD + 1) - AUG_PAD;
-    const int      dx = (int)lb_rng_below(r, 2 * AUG_PAD + 1) - AUG_PAD;
-    const bool     flip = lb_rng_below(r, 2) == 1;
-    const int64_t  hw = (int64_t)H * W;
-    const uint8_t *pix = ds->images + i * ds->c * hw;
+    const int  dy = (int)lb_rng_below(r, 2 * AUG_PAD + 1) - AUG_PAD;
+    const int  dx = (int)lb_rng_below(r, 2 * AUG_PAD + 1) - AUG_PAD;
+    const bool flip = lb_rng_below(r, 2) == 1;
     for (int ch = 0; ch < ds->c; ch++) {
         const float    mean = ds->mean[ch], std = ds->std[ch];
         const float    zero = (0.0f / 255.0f - mean) / std; /* a padding pixel */
@@ -76,7 +84,7 @@ lb_status lb_batcher_init(lb_batcher *b, const lb_dataset *ds, int64_t batch, bo
                           uint64_t seed, lb_error *err)
 {
     memset(b, 0, sizeof *b);
-    if (!ds || ds->n < 1 || !ds->images || !ds->labels)
+    if (!ds || ds->n < 1 || (!ds->images && !lb_dataset_streams(ds)) || !ds->labels)
         return lb_errorf(err, LB_ERR_ARG, "lb_batcher_init: dataset is empty or not loaded");
     if (batch < 1)
         return lb_errorf(err, LB_ERR_ARG, "%s: batch size %" PRId64 " (expected >= 1)",
@@ -88,6 +96,15 @@ lb_status lb_batcher_init(lb_batcher *b, const lb_dataset *ds, int64_t batch, bo
     if (!b->order)
         return lb_errorf(err, LB_ERR_NOMEM, "%s: out of memory for the order of %" PRId64
                          " samples", ds->source, ds->n);
+    if (lb_dataset_streams(ds)) {
+        const size_t chw = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
+        if (!(b->pix = malloc(chw))) {
+            free(b->order);
+            memset(b, 0, sizeof *b);
+            return lb_errorf(err, LB_ERR_NOMEM, "%s: out of memory for a %zu-byte sample",
+                             ds->source, chw);
+        }
+    }
     for (int64_t i = 0; i < ds->n; i++) b->order[i] = i;
     b->ds      = ds;
     b->batch   = batch;
@@ -110,6 +127,7 @@ void lb_batcher_start_epoch(lb_batcher *b)
 int64_t lb_batcher_next(lb_batcher *b, float *x, int32_t *y)
 {
     LB_ASSERT(b && b->order);
+    if (b->err.status != LB_OK) return -1; /* sticky */
     if (b->epoch == 0) lb_batcher_start_epoch(b); /* first call without start_epoch */
     const lb_dataset *ds   = b->ds;
     const int64_t     left = ds->n - b->pos;
@@ -121,18 +139,28 @@ int64_t lb_batcher_next(lb_batcher *b, float *x, int32_t *y)
     }
     const int64_t chw = (int64_t)ds->c * ds->h * ds->w;
     for (int64_t j = 0; j < k; j++) {
-        const int64_t i = b->order[b->pos + j];
-        if (b->augment == LB_AUGMENT_NONE) {
-            lb_dataset_get(ds, i, x + j * chw);
-        } else {
-            lb_rng r = lb_rng_make(mix64(mix64(b->aug_seed + (uint64_t)b->epoch) +
-                                         (uint64_t)(b->pos + j)));
-            lb_augment_sample(ds, i, b->augment, &r, x + j * chw);
+        const int64_t  i   = b->order[b->pos + j];
+        const uint8_t *pix = lb_dataset_pixels(ds, i, b->pix, &b->err);
+        if (!pix) {
+            if (b->err.status == LB_OK) b->err.status = LB_ERR_IO;
+            return -1; /* pos unchanged: the batch was not served */
         }
+        lb_rng r, *rp = NULL; /* LB_AUGMENT_NONE draws nothing */
+        if (b->augment != LB_AUGMENT_NONE)
+            r = lb_rng_make(mix64(mix64(b->aug_seed + (uint64_t)b->epoch) +
+                                  (uint64_t)(b->pos + j))), rp = &r;
+        lb_augment_pixels(ds, pix, b->augment, rp, x + j * chw);
         y[j] = ds->labels[i];
     }
     b->pos += k;
     return k;
+}
+
+lb_status lb_batcher_status(const lb_batcher *b, lb_error *err)
+{
+    if (!b || b->err.status == LB_OK) return LB_OK;
+    if (err) *err = b->err;
+    return b->err.status;
 }
 
 int64_t lb_batcher_count(const lb_batcher *b)
@@ -145,5 +173,6 @@ void lb_batcher_free(lb_batcher *b)
 {
     if (!b) return;
     free(b->order);
+    free(b->pix);
     memset(b, 0, sizeof *b);
 }

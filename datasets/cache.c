@@ -8,6 +8,9 @@
  * Written to <path>.tmp.<pid>, fsynced and renamed, so a reader never sees half a file. The
  * reader checks the header against the file size before allocating, then the CRC and every
  * label, like any other input file; a cache that fails is simply rebuilt by the caller.
+ * Streaming (lb__cache_read with stream) makes the same checks, running the pixels through
+ * the CRC in 1 MiB chunks instead of keeping them, and then keeps the file open for
+ * stream.c to pread samples from (at a fixed offset, c*h*w bytes apart).
  * It does not decide when to use a cache (folder.c does).
  */
 #include <dirent.h>
@@ -208,8 +211,19 @@ static bool get(FILE *f, void *p, size_t n, uLong *crc)
     return true;
 }
 
+/* Adds the n bytes at the current position of f to *crc, through buf (cap bytes). */
+static bool skip_crc(FILE *f, uint64_t n, uint8_t *buf, size_t cap, uLong *crc)
+{
+    while (n > 0) {
+        const size_t k = n > cap ? cap : (size_t)n;
+        if (!get(f, buf, k, crc)) return false;
+        n -= k;
+    }
+    return true;
+}
+
 lb_status lb__cache_read(const char *path, const char *source, const lb__cache_key *key,
-                         lb_dataset *ds, lb_error *err)
+                         bool stream, lb_dataset *ds, lb_error *err)
 {
     memset(ds, 0, sizeof *ds);
     FILE *f = fopen(path, "rb");
@@ -264,11 +278,21 @@ lb_status lb__cache_read(const char *path, const char *source, const lb__cache_k
     if (npix / n != (uint64_t)C * H * W || npix > SIZE_MAX / 2 || n * 4 > SIZE_MAX / 2 ||
         size < pos + 4 || size - pos - 4 != npix + n * 4)
         BAD("%s: cache size %" PRIu64 " does not match its header", path, size);
-    ds->images = malloc((size_t)npix);
+    if (stream) { /* the pixels only through the CRC; they stay in the file */
+        const size_t cap = (size_t)1 << 20;
+        uint8_t     *buf = malloc(cap);
+        if (!buf) BAD("%s: out of memory", path);
+        const bool ok = skip_crc(f, npix, buf, cap, &crc);
+        free(buf);
+        if (!ok) BAD("%s: cache truncated while reading", path);
+    } else {
+        ds->images = malloc((size_t)npix);
+        if (!ds->images) BAD("%s: out of memory for %" PRIu64 " images", path, n);
+        if (!get(f, ds->images, (size_t)npix, &crc)) BAD("%s: cache truncated while reading", path);
+    }
     ds->labels = malloc((size_t)n * sizeof *ds->labels);
-    if (!ds->images || !ds->labels) BAD("%s: out of memory for %" PRIu64 " images", path, n);
-    if (!get(f, ds->images, (size_t)npix, &crc) || !get(f, ds->labels, (size_t)n * 4, &crc))
-        BAD("%s: cache truncated while reading", path);
+    if (!ds->labels) BAD("%s: out of memory for %" PRIu64 " labels", path, n);
+    if (!get(f, ds->labels, (size_t)n * 4, &crc)) BAD("%s: cache truncated while reading", path);
     uint8_t c4[4];
     if (fread(c4, 1, 4, f) != 4 || get_u32(c4) != (uint32_t)crc)
         BAD("%s: cache CRC mismatch (damaged file)", path);
@@ -277,6 +301,16 @@ lb_status lb__cache_read(const char *path, const char *source, const lb__cache_k
         if (y >= K) BAD("%s: cache label %u of sample %" PRIu64 " out of range", path, y, i);
         ds->labels[i] = (int32_t)y;
     }
+    if (stream) { /* the descriptor of the file just checked, not the path again */
+        const int fd = fcntl(fileno(f), F_DUPFD_CLOEXEC, 0);
+        if (fd < 0) {
+            st = lb_errorf(err, LB_ERR_IO, "%s: %s", path, strerror(errno));
+            goto fail;
+        }
+        if ((st = lb__stream_add(ds, fd, path, 0, (int64_t)n, pos, (uint64_t)C * H * W,
+                                 (uint64_t)C * H * W, err)))
+            goto fail;
+    }
 #undef BAD
     fclose(f);
     free(src);
@@ -284,6 +318,8 @@ lb_status lb__cache_read(const char *path, const char *source, const lb__cache_k
     ds->n_classes = (int)K;
     ds->n_skipped = (int64_t)skipped;
     ds->from_cache = true;
+    /* the identity normalisation lb_folder_load promises (callers set theirs) */
+    for (int ch = 0; ch < 3; ch++) ds->mean[ch] = 0.0f, ds->std[ch] = 1.0f;
     snprintf(ds->source, sizeof ds->source, "%s", source);
     return LB_OK;
 fail:

@@ -42,14 +42,28 @@ typedef struct lb__cache_key {
 lb_status lb__cache_write(const char *path, const lb_dataset *ds, const lb__cache_key *key,
                           lb_error *err);
 /* Reads path into ds when it is a valid cache (magic, version, sizes, CRC, labels) whose key
- * and source equal key and source. LB_ERR_IO when the file does not exist; LB_ERR_FORMAT when
- * it is damaged or stale (the message says which). ds is zeroed on failure. */
+ * and source equal key and source. With stream, the pixels are only run through the CRC (in
+ * small chunks) and the file stays open as ds->files[0] instead. LB_ERR_IO when the file
+ * does not exist; LB_ERR_FORMAT when it is damaged or stale (the message says which). ds is
+ * zeroed on failure. */
 lb_status lb__cache_read(const char *path, const char *source, const lb__cache_key *key,
-                         lb_dataset *ds, lb_error *err);
+                         bool stream, lb_dataset *ds, lb_error *err);
 
 /* mkdir -p; LB_ERR_IO names the folder that could not be created. */
 lb_status lb__make_dirs(const char *path, lb_error *err);
 /* rm -rf without following symbolic links; best effort. */
 void lb__remove_tree(const char *path);
+
+/* Opens path read-only (O_CLOEXEC) for lb__stream_add; -1 with LB_ERR_IO in err. */
+int lb__stream_open(const char *path, lb_error *err);
+
+/* Appends fd (an open descriptor of path, owned from now on: closed on failure too) to
+ * ds->files: the samples first .. first+count-1, whose pixels (sample_bytes each) start at
+ * byte offset, stride bytes apart. Checks that the file is long enough for all of them
+ * before anything trusts it. LB_ERR_FORMAT (too short; the message names the file),
+ * LB_ERR_IO, LB_ERR_NOMEM; on failure ds->files is unchanged. Taking the descriptor, not the
+ * path, means the file checked is the one read, even if the path is replaced meanwhile. */
+lb_status lb__stream_add(lb_dataset *ds, int fd, const char *path, int64_t first, int64_t count,
+                         uint64_t offset, uint64_t stride, uint64_t sample_bytes, lb_error *err);
 
 #endif

@@ -163,23 +163,37 @@ static uint32_t fnv1a(const char *s)
     return h;
 }
 
-/* Per-channel mean and std of pixel/255 over all of ds (for folders of unknown origin). */
-static void set_own_stats(lb_dataset *ds)
+/* Per-channel mean and std of pixel/255 over all of ds (for folders of unknown origin). A
+ * streaming dataset is read through once, sample by sample (in sample order, so the sums and
+ * the result are those of the in-memory path). LB_ERR_IO on a read error, LB_ERR_NOMEM. */
+static lb_status set_own_stats(lb_dataset *ds, lb_error *err)
 {
     const int64_t hw = (int64_t)ds->h * ds->w;
-    for (int ch = 0; ch < ds->c; ch++) {
-        double s = 0, s2 = 0;
-        for (int64_t i = 0; i < ds->n; i++) {
-            const uint8_t *p = ds->images + (i * ds->c + ch) * hw;
+    double        s[3] = { 0 }, s2[3] = { 0 };
+    uint8_t      *scratch = NULL;
+    if (lb_dataset_streams(ds) && !(scratch = malloc((size_t)(ds->c * hw))))
+        return lb_errorf(err, LB_ERR_NOMEM, "%s: out of memory", ds->source);
+    for (int64_t i = 0; i < ds->n; i++) {
+        const uint8_t *pix = lb_dataset_pixels(ds, i, scratch, err);
+        if (!pix) {
+            free(scratch);
+            return err ? err->status : LB_ERR_IO;
+        }
+        for (int ch = 0; ch < ds->c; ch++) {
+            const uint8_t *p = pix + ch * hw;
             uint64_t       a = 0, a2 = 0;
             for (int64_t k = 0; k < hw; k++) a += p[k], a2 += (uint64_t)p[k] * p[k];
-            s += (double)a, s2 += (double)a2;
+            s[ch] += (double)a, s2[ch] += (double)a2;
         }
-        const double cnt = (double)ds->n * (double)hw, m = s / cnt / 255.0;
-        double       var = s2 / cnt / (255.0 * 255.0) - m * m;
+    }
+    free(scratch);
+    for (int ch = 0; ch < ds->c; ch++) {
+        const double cnt = (double)ds->n * (double)hw, m = s[ch] / cnt / 255.0;
+        double       var = s2[ch] / cnt / (255.0 * 255.0) - m * m;
         ds->mean[ch] = (float)m;
         ds->std[ch]  = var > 1e-12 ? (float)sqrt(var) : 1.0f;
     }
+    return LB_OK;
 }
 
 /* Loads <folder>/<train|test> as dataset `name` with cache file <cache_name>-<split>. */
@@ -222,7 +236,7 @@ static lb_status load_known_folder(const folder_dataset *kd, const char *data_di
                 if (snprintf(q, FIND_PATH_MAX, "%s/data_batch_1.bin", p) >= FIND_PATH_MAX ||
                     !is_file(q))
                     continue;
-                st = lb_cifar10_bin_load(p, split, ds, err);
+                st = lb_cifar10_bin_load(p, split, opts->stream, ds, err);
                 goto done;
             }
         }
@@ -293,16 +307,22 @@ lb_status lb_dataset_load_ex(const char *name, const char *data_dir, lb_split sp
     snprintf(cname, sizeof cname, "folder-%.40s-%08x", base, fnv1a(id));
     lb_status st = load_folder_split(id, base, cname, split, &o, ds, err);
     if (st) return st;
-    set_own_stats(ds);
+    if ((st = set_own_stats(ds, err))) {
+        lb_dataset_free(ds);
+        return st;
+    }
     if (split == LB_SPLIT_TEST) { /* normalise as the model was trained: with train/'s stats */
         lb_dataset tr;
         lb_error   terr = { 0 };
-        if (load_folder_split(id, base, cname, LB_SPLIT_TRAIN, &o, &tr, &terr) == LB_OK) {
-            set_own_stats(&tr);
-            memcpy(ds->mean, tr.mean, sizeof ds->mean);
-            memcpy(ds->std, tr.std, sizeof ds->std);
+        lb_status  tst  = load_folder_split(id, base, cname, LB_SPLIT_TRAIN, &o, &tr, &terr);
+        if (tst == LB_OK) {
+            if ((tst = set_own_stats(&tr, &terr)) == LB_OK) {
+                memcpy(ds->mean, tr.mean, sizeof ds->mean);
+                memcpy(ds->std, tr.std, sizeof ds->std);
+            }
             lb_dataset_free(&tr);
-        } else if (o.log) {
+        }
+        if (tst != LB_OK && o.log) {
             fprintf(o.log, "lowbit: %s normalised by its own statistics (%s)\n", ds->source,
                     terr.msg);
         }

@@ -4,7 +4,9 @@
  * not depend on the file system. The listing also gives the cache key (file count, total
  * size, newest mtime). Decoding happens once per folder state: the result goes to a .lbds
  * cache (cache.c) that later loads read instead. Pixels are stored planar (c, h, w) like the
- * IDX and CIFAR-10 loaders. It does not normalise (find.c sets mean/std) or unpack archives.
+ * IDX and CIFAR-10 loaders. With opts.stream the pixels are then read from the cache file
+ * (even right after decoding: the freshly written cache is opened and the decoded copy
+ * freed). It does not normalise (find.c sets mean/std) or unpack archives.
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -19,7 +21,7 @@
 
 lb_dataset_opts lb_dataset_opts_default(void)
 {
-    return (lb_dataset_opts){ .use_cache = true };
+    return (lb_dataset_opts){ .use_cache = true, .stream = true };
 }
 
 lb_status lb_cache_dir(const lb_dataset_opts *opts, char *out, size_t out_size, lb_error *err)
@@ -272,7 +274,7 @@ lb_status lb_folder_load(const char *root, const char *name, const char *cache_n
         lb_error cerr = { 0 };
         if (lb_cache_dir(&o, dir, sizeof dir, &cerr) == LB_OK) {
             snprintf(cache_path, sizeof cache_path, "%s/%s.lbds", dir, cache_name);
-            if (lb__cache_read(cache_path, root, &l.key, ds, &cerr) == LB_OK) {
+            if (lb__cache_read(cache_path, root, &l.key, o.stream, ds, &cerr) == LB_OK) {
                 snprintf(ds->name, sizeof ds->name, "%s", name ? name : "");
                 listing_free(&l);
                 return LB_OK;
@@ -355,8 +357,21 @@ lb_status lb_folder_load(const char *root, const char *name, const char *cache_n
         fprintf(o.log, "%s: %" PRId64 " corrupt images skipped\n", root, ds->n_skipped);
     if (cache_path[0]) {
         lb_error cerr = { 0 };
-        if (lb__cache_write(cache_path, ds, &l.key, &cerr) && o.log)
-            fprintf(o.log, "lowbit: decoded cache not written (%s)\n", cerr.msg);
+        lb_dataset sds;
+        if (lb__cache_write(cache_path, ds, &l.key, &cerr)) {
+            if (o.log) fprintf(o.log, "lowbit: decoded cache not written (%s)\n", cerr.msg);
+        } else if (o.stream) { /* from now on like a later load: pixels from the cache file */
+            if (lb__cache_read(cache_path, root, &l.key, true, &sds, &cerr) == LB_OK) {
+                snprintf(sds.name, sizeof sds.name, "%s", ds->name);
+                memcpy(sds.mean, ds->mean, sizeof sds.mean);
+                memcpy(sds.std, ds->std, sizeof sds.std);
+                sds.from_cache = false; /* decoded by this load */
+                lb_dataset_free(ds);
+                *ds = sds;
+            } else if (o.log) {
+                fprintf(o.log, "lowbit: %s; keeping the decoded images in memory\n", cerr.msg);
+            }
+        }
     }
     listing_free(&l);
     return LB_OK;

@@ -255,27 +255,3 @@ done:
     free(lab);
     return st;
 }
-
-void lb_dataset_free(lb_dataset *ds)
-{
-    if (!ds) return;
-    free(ds->images);
-    free(ds->labels);
-    free(ds->class_names);
-    ds->images      = NULL;
-    ds->labels      = NULL;
-    ds->class_names = NULL;
-    ds->n           = 0;
-}
-
-void lb_dataset_get(const lb_dataset *ds, int64_t i, float *out)
-{
-    LB_ASSERT(ds && ds->images && i >= 0 && i < ds->n && ds->c >= 1 && ds->c <= 3);
-    const int64_t  hw  = (int64_t)ds->h * ds->w;
-    const uint8_t *pix = ds->images + i * ds->c * hw;
-    for (int ch = 0; ch < ds->c; ch++) {
-        const float mean = ds->mean[ch], std = ds->std[ch];
-        for (int64_t k = 0; k < hw; k++)
-            out[ch * hw + k] = ((float)pix[ch * hw + k] / 255.0f - mean) / std;
-    }
-}

@@ -5,7 +5,9 @@
  * The batcher is touched by the worker only between start_epoch calls, and start_epoch waits
  * for the worker to finish its current batch before reshuffling, so the batches are exactly
  * the synchronous ones. Augmentation draws depend on (seed, epoch, position) only, not on
- * which thread prepares them. Buffers are allocated once in lb_prefetch_new.
+ * which thread prepares them. Buffers are allocated once in lb_prefetch_new. A read error of a
+ * streaming dataset (lb_batcher_next returning -1) ends the epoch like its last batch does,
+ * and is handed to the caller as -1 from lb_prefetch_next and the status in the batcher.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -25,7 +27,8 @@ struct lb_prefetch {
     int             head, tail; /* next buffer to hand out / to fill                  */
     bool            active;     /* the worker may fill (an epoch is running)          */
     bool            busy;       /* the worker is inside lb_batcher_next               */
-    bool            ended;      /* the worker produced the epoch's final (empty) batch */
+    bool            ended;      /* the worker produced the epoch's final (empty or failed)
+                                   batch                                               */
     bool            quit;
     pthread_mutex_t mu;
     pthread_cond_t  cv;
@@ -49,7 +52,7 @@ static void *worker(void *arg)
         p->n[k]    = n;
         p->full[k] = true;
         p->tail    = 1 - k;
-        if (n == 0) p->ended = true;
+        if (n <= 0) p->ended = true;
         pthread_cond_broadcast(&p->cv);
     }
     pthread_mutex_unlock(&p->mu);
@@ -121,7 +124,7 @@ int64_t lb_prefetch_next(lb_prefetch *p, float *x, int32_t *y)
     const int k = p->head;
     while (!p->full[k]) pthread_cond_wait(&p->cv, &p->mu);
     const int64_t n = p->n[k];
-    if (n > 0) { /* the final empty batch stays, so later calls keep returning 0 */
+    if (n > 0) { /* the final empty (or failed) batch stays: later calls return it again */
         memcpy(x, p->x[k], (size_t)n * (p->x_floats / (size_t)p->b->batch) * sizeof *x);
         memcpy(y, p->y[k], (size_t)n * sizeof *y);
         p->full[k] = false;
@@ -130,6 +133,16 @@ int64_t lb_prefetch_next(lb_prefetch *p, float *x, int32_t *y)
     }
     pthread_mutex_unlock(&p->mu);
     return n;
+}
+
+lb_status lb_prefetch_status(lb_prefetch *p, lb_error *err)
+{
+    if (!p->threaded) return lb_batcher_status(p->b, err);
+    pthread_mutex_lock(&p->mu);
+    while (p->busy) pthread_cond_wait(&p->cv, &p->mu); /* it may be writing b->err */
+    const lb_status st = lb_batcher_status(p->b, err);
+    pthread_mutex_unlock(&p->mu);
+    return st;
 }
 
 void lb_prefetch_free(lb_prefetch *p)

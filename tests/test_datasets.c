@@ -734,7 +734,7 @@ START_TEST(test_dataset_get_normalisation)
     ds.images[4 * 4 + 1] = 255;
     ds.images[4 * 4 + 2] = 51;
     float out[4];
-    lb_dataset_get(&ds, 4, out);
+    ck_assert_int_eq(lb_dataset_get(&ds, 4, out, NULL), LB_OK);
     ck_assert_float_eq_tol(out[0], -0.1307f / 0.3081f, 1e-6f);
     ck_assert_float_eq_tol(out[1], (1.0f - 0.1307f) / 0.3081f, 1e-6f);
     ck_assert_float_eq_tol(out[2], (0.2f - 0.1307f) / 0.3081f, 1e-6f);

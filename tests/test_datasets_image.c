@@ -122,14 +122,18 @@ static void write_cifar_train(void)
     write_cifar("test_batch.bin", 100, 3, -1, 0);
 }
 
+/* _i = 0: in memory, 1: streamed (the pixels read back through lb_dataset_pixels) */
 START_TEST(test_cifar_bin_good)
 {
     write_cifar_train();
     char       dir[P];
     lb_dataset ds;
     lb_error   err = { 0 };
-    ck_assert_msg(lb_cifar10_bin_load(path2(dir, "bin", NULL), LB_SPLIT_TRAIN, &ds, &err) == LB_OK,
-                  "%s", err.msg);
+    uint8_t    px[3072];
+    ck_assert_msg(lb_cifar10_bin_load(path2(dir, "bin", NULL), LB_SPLIT_TRAIN, _i, &ds, &err) ==
+                  LB_OK, "%s", err.msg);
+    ck_assert_int_eq(lb_dataset_streams(&ds), _i);
+    ck_assert_int_eq(ds.n_files, _i ? 5 : 0);
     ck_assert_int_eq(ds.n, 10);
     ck_assert_int_eq(ds.c, 3);
     ck_assert_int_eq(ds.h, 32);
@@ -140,15 +144,16 @@ START_TEST(test_cifar_bin_good)
     for (int r = 0; r < 10; r++) {
         ck_assert_int_eq(ds.labels[r], r % 10);
         /* planar R, G, B: pixel (ch, y, x) is byte ch*1024 + y*32 + x of the record */
-        for (int k = 0; k < 3072; k += 101)
-            ck_assert_uint_eq(ds.images[r * 3072 + k], cifar_pix(r, k));
+        const uint8_t *pix = lb_dataset_pixels(&ds, r, px, &err);
+        ck_assert_msg(pix != NULL, "%s", err.msg);
+        for (int k = 0; k < 3072; k += 101) ck_assert_uint_eq(pix[k], cifar_pix(r, k));
     }
     ck_assert_float_eq_tol(ds.mean[0], 0.4914f, 1e-6f);
     ck_assert_float_eq_tol(ds.std[2], 0.2616f, 1e-6f);
     lb_dataset_free(&ds);
-    ck_assert_msg(lb_cifar10_bin_load(dir, LB_SPLIT_TEST, &ds, &err) == LB_OK, "%s", err.msg);
+    ck_assert_msg(lb_cifar10_bin_load(dir, LB_SPLIT_TEST, _i, &ds, &err) == LB_OK, "%s", err.msg);
     ck_assert_int_eq(ds.n, 3);
-    ck_assert_uint_eq(ds.images[3072 + 5], cifar_pix(101, 5));
+    ck_assert_uint_eq(lb_dataset_pixels(&ds, 1, px, &err)[5], cifar_pix(101, 5));
     lb_dataset_free(&ds);
 }
 END_TEST
@@ -167,14 +172,18 @@ START_TEST(test_cifar_bin_bad)
     case 2: write_cifar(name, 4, 0, -1, 0), needle = "empty"; break;
     case 3: unlink(path2(file, "bin", name)), want = LB_ERR_IO; break;
     }
-    lb_dataset ds;
-    lb_error   err = { 0 };
-    lb_status  st  = lb_cifar10_bin_load(path2(dir, "bin", NULL), LB_SPLIT_TRAIN, &ds, &err);
-    ck_assert_msg(st == want, "case %d: %s", _i, err.msg);
-    ck_assert_msg(strstr(err.msg, path2(file, "bin", name)), "case %d: %s", _i, err.msg);
-    if (needle) ck_assert_msg(strstr(err.msg, needle), "case %d: %s", _i, err.msg);
-    ck_assert_ptr_null(ds.images);
-    ck_assert_ptr_null(ds.class_names);
+    for (int stream = 0; stream < 2; stream++) { /* the same checks before streaming */
+        lb_dataset ds;
+        lb_error   err = { 0 };
+        lb_status  st  = lb_cifar10_bin_load(path2(dir, "bin", NULL), LB_SPLIT_TRAIN, stream, &ds,
+                                             &err);
+        ck_assert_msg(st == want, "case %d: %s", _i, err.msg);
+        ck_assert_msg(strstr(err.msg, path2(file, "bin", name)), "case %d: %s", _i, err.msg);
+        if (needle) ck_assert_msg(strstr(err.msg, needle), "case %d: %s", _i, err.msg);
+        ck_assert_ptr_null(ds.images);
+        ck_assert_ptr_null(ds.class_names);
+        ck_assert_ptr_null(ds.files);
+    }
 }
 END_TEST
 
@@ -567,6 +576,24 @@ START_TEST(test_folder_errors)
 }
 END_TEST
 
+/* Every sample of a and b has the same pixels (either may be streamed). */
+static void assert_same_pixels(const lb_dataset *a, const lb_dataset *b)
+{
+    ck_assert_int_eq(a->n, b->n);
+    ck_assert(a->c == b->c && a->h == b->h && a->w == b->w);
+    const size_t chw = (size_t)a->c * a->h * a->w;
+    uint8_t     *sa = malloc(chw), *sb = malloc(chw);
+    lb_error     err = { 0 };
+    for (int64_t i = 0; i < a->n; i++) {
+        const uint8_t *pa = lb_dataset_pixels(a, i, sa, &err);
+        ck_assert_msg(pa != NULL, "%s", err.msg);
+        const uint8_t *pb = lb_dataset_pixels(b, i, sb, &err);
+        ck_assert_msg(pb != NULL, "%s", err.msg);
+        ck_assert_msg(!memcmp(pa, pb, chw), "sample %lld differs", (long long)i);
+    }
+    free(sa), free(sb);
+}
+
 /* Flips one byte of file p at offset off from the end. */
 static void damage(const char *p, long off)
 {
@@ -579,6 +606,7 @@ static void damage(const char *p, long off)
     ck_assert_int_eq(fclose(f), 0);
 }
 
+/* _i = 0: in memory, 1: streamed from the cache (the same checks before trusting it) */
 START_TEST(test_folder_cache)
 {
     make_folder("f");
@@ -586,6 +614,7 @@ START_TEST(test_folder_cache)
     lb_dataset      a, b;
     lb_error        err = { 0 };
     lb_dataset_opts o   = opts_here();
+    o.stream            = _i;
     path2(root, "f", NULL);
     path2(cpath, "cache/f-train.lbds", NULL);
     ck_assert_msg(lb_folder_load(root, "f", "f-train", &o, &a, &err) == LB_OK, "%s", err.msg);
@@ -594,9 +623,11 @@ START_TEST(test_folder_cache)
     /* hit: same pixels, labels, names */
     ck_assert_msg(lb_folder_load(root, "f", "f-train", &o, &b, &err) == LB_OK, "%s", err.msg);
     ck_assert(b.from_cache);
+    ck_assert_int_eq(lb_dataset_streams(&a), _i); /* the fresh cache is streamed at once */
+    ck_assert_int_eq(lb_dataset_streams(&b), _i);
     ck_assert_int_eq(b.n, a.n);
     ck_assert_int_eq(b.c, a.c);
-    ck_assert_mem_eq(b.images, a.images, (size_t)a.n * a.c * a.h * a.w);
+    assert_same_pixels(&a, &b);
     ck_assert_mem_eq(b.labels, a.labels, (size_t)a.n * sizeof *a.labels);
     ck_assert_mem_eq(b.class_names, a.class_names, (size_t)a.n_classes * LB_CLASS_NAME_MAX);
     ck_assert_str_eq(b.name, "f");
@@ -874,7 +905,7 @@ START_TEST(test_augment_crop_flip_exact)
     for (uint64_t seed = 0; seed < 400; seed++) {
         lb_rng r = lb_rng_make(seed), q = r;
         float  out[24];
-        lb_augment_sample(&ds, 1, LB_AUGMENT_CROP_FLIP, &r, out);
+        lb_augment_pixels(&ds, ds.images + 24, LB_AUGMENT_CROP_FLIP, &r, out);
         /* the same draws, in the documented order */
         const int  dy   = (int)lb_rng_below(&q, 9) - 4, dx = (int)lb_rng_below(&q, 9) - 4;
         const bool flip = lb_rng_below(&q, 2) == 1;
@@ -901,7 +932,7 @@ START_TEST(test_augment_crop_flip_exact)
         lb_rng q = r;
         if (lb_rng_below(&q, 9) == 0 && lb_rng_below(&q, 9) == 4 && lb_rng_below(&q, 2) == 0) break;
     }
-    lb_augment_sample(&ds, 0, LB_AUGMENT_CROP_FLIP, &r, out); /* dy = -4: every row padding */
+    lb_augment_pixels(&ds, ds.images, LB_AUGMENT_CROP_FLIP, &r, out); /* dy = -4: all padding */
     for (int k = 0; k < 24; k++) ck_assert_float_eq_tol(out[k], -2.0f, 1e-6f);
     lb_dataset_free(&ds);
 }
@@ -958,7 +989,7 @@ START_TEST(test_augment_deterministic)
     a.augment = LB_AUGMENT_NONE;
     epoch_batches(&a, NULL, 0, xa, ya, 100);
     float one[90];
-    lb_dataset_get(&ds, a.order[3], one);
+    ck_assert_int_eq(lb_dataset_get(&ds, a.order[3], one, NULL), LB_OK);
     ck_assert_mem_eq(xa + 3 * 90, one, sizeof one);
     lb_batcher_free(&a);
     lb_batcher_free(&b);
@@ -1017,6 +1048,245 @@ START_TEST(test_prefetch_same_batches)
         lb_batcher_free(&a);
         lb_batcher_free(&b);
     }
+    lb_dataset_free(&ds);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- streaming */
+
+/* A W x H RGB PNG whose pixels depend on seed, so every image of a folder differs. */
+static void write_png_seeded(const char *rel, int W, int H, unsigned seed)
+{
+    char      p[P];
+    png_image img;
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    img.width = (png_uint_32)W, img.height = (png_uint_32)H, img.format = PNG_FORMAT_RGB;
+    uint8_t *buf = malloc((size_t)W * H * 3);
+    for (int k = 0; k < W * H * 3; k++) buf[k] = (uint8_t)(k * 37 + seed * 101 + (k * k) % 13);
+    ck_assert(png_image_write_to_file(&img, path2(p, rel, NULL), 0, buf, 0, NULL));
+    free(buf);
+}
+
+/* tmp/<root>/train and test: 3 classes of 7 (train) or 2 (test) distinct 6x5 RGB images. */
+static void make_seeded_folder(const char *root)
+{
+    static const char *const cls[3] = { "cat", "dog", "eel" };
+    for (int sp = 0; sp < 2; sp++)
+        for (int c = 0; c < 3; c++) {
+            char d[P];
+            snprintf(d, sizeof d, "%s/%s/%s", root, sp ? "test" : "train", cls[c]);
+            mkdirs(d);
+            for (int k = 0; k < (sp ? 2 : 7); k++) {
+                char f[P + 16];
+                snprintf(f, sizeof f, "%s/%d.png", d, k);
+                write_png_seeded(f, 6, 5, (unsigned)(sp * 1000 + c * 10 + k));
+            }
+        }
+}
+
+/* mem (in memory) and st (streamed) hold the same data, and serve bit-identical batches:
+ * the batcher on mem synchronously, the one on st through the prefetching thread; three
+ * shuffled epochs with crop-flip (one resumed mid-epoch), one without augmentation, and
+ * lb_dataset_get of every sample. */
+static void assert_same_batches(const lb_dataset *mem, const lb_dataset *st)
+{
+    ck_assert(!lb_dataset_streams(mem) && mem->images);
+    ck_assert(lb_dataset_streams(st) && !st->images);
+    ck_assert_int_eq(st->n, mem->n);
+    ck_assert(st->c == mem->c && st->h == mem->h && st->w == mem->w);
+    ck_assert_int_eq(st->n_classes, mem->n_classes);
+    ck_assert_mem_eq(st->labels, mem->labels, (size_t)mem->n * sizeof *mem->labels);
+    ck_assert_mem_eq(st->mean, mem->mean, sizeof mem->mean); /* incl. computed statistics */
+    ck_assert_mem_eq(st->std, mem->std, sizeof mem->std);
+    const int64_t chw = (int64_t)mem->c * mem->h * mem->w, n = mem->n;
+    float        *xa = calloc((size_t)(n * chw), sizeof *xa), *xb = calloc((size_t)(n * chw), 4);
+    int32_t      *ya = calloc((size_t)n, sizeof *ya), *yb = calloc((size_t)n, sizeof *yb);
+    lb_batcher    a, b;
+    lb_error      err = { 0 };
+    ck_assert_int_eq(lb_batcher_init(&a, mem, 4, true, 11, &err), LB_OK);
+    ck_assert_msg(lb_batcher_init(&b, st, 4, true, 11, &err) == LB_OK, "%s", err.msg);
+    ck_assert_ptr_null(a.pix);
+    ck_assert_ptr_nonnull(b.pix);
+    lb_prefetch *p = lb_prefetch_new(&b, true, &err);
+    ck_assert_ptr_nonnull(p);
+    const int64_t skip[4] = { 0, 0, 8, 0 };
+    for (int e = 0; e < 4; e++) {
+        a.augment = b.augment = e < 3 ? LB_AUGMENT_CROP_FLIP : LB_AUGMENT_NONE;
+        memset(xa, 0, (size_t)(n * chw) * 4), memset(xb, 0, (size_t)(n * chw) * 4);
+        epoch_batches(&a, NULL, skip[e], xa, ya, 1000);
+        epoch_batches(&b, p, skip[e], xb, yb, 1000);
+        ck_assert_msg(!memcmp(xa, xb, (size_t)(n * chw) * sizeof *xa), "epoch %d differs", e);
+        ck_assert_mem_eq(ya, yb, (size_t)n * sizeof *ya);
+    }
+    ck_assert_int_eq(lb_prefetch_status(p, &err), LB_OK);
+    lb_prefetch_free(p);
+    for (int64_t i = 0; i < n; i++) {
+        ck_assert_int_eq(lb_dataset_get(mem, i, xa, &err), LB_OK);
+        ck_assert_msg(lb_dataset_get(st, i, xb, &err) == LB_OK, "%s", err.msg);
+        ck_assert_msg(!memcmp(xa, xb, (size_t)chw * sizeof *xa), "sample %lld", (long long)i);
+    }
+    lb_batcher_free(&a);
+    lb_batcher_free(&b);
+    free(xa), free(xb), free(ya), free(yb);
+}
+
+/* The same batches from memory and from the file: _i = 0 an image folder of unknown origin
+ * (its statistics computed by reading the cache file through), 1 the CIFAR-10 binary batches
+ * (ten samples over five files). */
+START_TEST(test_stream_same_batches)
+{
+    lb_dataset_opts o = opts_here();
+    char            root[P];
+    const char     *name = _i == 0 ? path2(root, "set", NULL) : "cifar10";
+    const char     *dir  = _i == 0 ? NULL : path2(root, "data", NULL);
+    if (_i == 0) {
+        make_seeded_folder("set");
+    } else {
+        mkdirs("data/cifar-10-batches-bin");
+        mkdirs("bin"); /* write_cifar writes under tmp/bin/ */
+        for (int f = 1; f <= 5; f++) {
+            char fname[64];
+            snprintf(fname, sizeof fname, "../data/cifar-10-batches-bin/data_batch_%d.bin", f);
+            write_cifar(fname, (f - 1) * 2, 2, -1, 0);
+        }
+        write_cifar("../data/cifar-10-batches-bin/test_batch.bin", 100, 3, -1, 0);
+    }
+    for (int sp = 0; sp < 2; sp++) {
+        const lb_split split = sp ? LB_SPLIT_TEST : LB_SPLIT_TRAIN;
+        lb_dataset     st, mem, st2;
+        lb_error       err = { 0 };
+        o.stream = true; /* first: decodes, writes the cache, streams it */
+        ck_assert_msg(lb_dataset_load_ex(name, dir, split, &o, &st, &err) == LB_OK, "%s", err.msg);
+        o.stream = false;
+        ck_assert_msg(lb_dataset_load_ex(name, dir, split, &o, &mem, &err) == LB_OK, "%s", err.msg);
+        o.stream = true; /* then: straight from the cache */
+        ck_assert_msg(lb_dataset_load_ex(name, dir, split, &o, &st2, &err) == LB_OK, "%s",
+                      err.msg);
+        ck_assert_int_eq(mem.n, _i == 0 ? (sp ? 6 : 21) : (sp ? 3 : 10));
+        ck_assert_int_eq(st2.n_files, _i == 1 && !sp ? 5 : 1);
+        if (_i == 0) ck_assert(st2.from_cache && !st.from_cache);
+        assert_same_batches(&mem, &st);
+        assert_same_batches(&mem, &st2);
+        lb_dataset_free(&st);
+        lb_dataset_free(&st2);
+        lb_dataset_free(&mem);
+        ck_assert_ptr_null(st.files);
+        ck_assert_int_eq(st.n_files, 0);
+    }
+}
+END_TEST
+
+/* Cuts sample `cut` of ds's file short (everything after it is gone too). */
+static void cut_sample(const lb_dataset *ds, int64_t cut)
+{
+    const int64_t          chw = (int64_t)ds->c * ds->h * ds->w;
+    const lb_dataset_file *f   = NULL;
+    for (int k = 0; k < ds->n_files; k++)
+        if (cut >= ds->files[k].first && cut < ds->files[k].first + ds->files[k].count)
+            f = &ds->files[k];
+    ck_assert_ptr_nonnull(f);
+    const off_t at = (off_t)(f->offset + (uint64_t)(cut - f->first) * f->stride + (uint64_t)chw / 2);
+    ck_assert_int_eq(truncate(f->path, at), 0);
+}
+
+/* A file truncated after it was opened: the batcher reports a sticky LB_ERR_IO naming the
+ * file (directly and through the prefetch thread), the samples before the cut still read,
+ * and nothing crashes. _i = 0 the decoded cache, 1 the CIFAR-10 binary batches. */
+START_TEST(test_stream_truncated_after_open)
+{
+    lb_dataset_opts o = opts_here();
+    char            root[P], file[4096];
+    lb_dataset      ds;
+    lb_error        err = { 0 };
+    if (_i == 0) {
+        make_seeded_folder("set");
+        ck_assert_msg(lb_dataset_load_ex(path2(root, "set", NULL), NULL, LB_SPLIT_TRAIN, &o, &ds,
+                                         &err) == LB_OK, "%s", err.msg);
+    } else {
+        write_cifar_train();
+        ck_assert_msg(lb_cifar10_bin_load(path2(root, "bin", NULL), LB_SPLIT_TRAIN, true, &ds,
+                                          &err) == LB_OK, "%s", err.msg);
+    }
+    ck_assert(lb_dataset_streams(&ds));
+    const int64_t cut = ds.n - 2; /* 19 of 21 (cache), 8 of 10 (data_batch_5.bin) */
+    snprintf(file, sizeof file, "%s", ds.files[ds.n_files - 1].path);
+    cut_sample(&ds, cut);
+    const int64_t chw = (int64_t)ds.c * ds.h * ds.w;
+    float        *x = malloc((size_t)(4 * chw) * sizeof *x);
+    int32_t       y[4];
+    /* synchronously: batches of 4 in the stored order; the one holding the cut fails */
+    lb_batcher b;
+    ck_assert_int_eq(lb_batcher_init(&b, &ds, 4, false, 1, &err), LB_OK);
+    int64_t n, served = 0;
+    while ((n = lb_batcher_next(&b, x, y)) > 0) served += n;
+    ck_assert_int_eq(n, -1);
+    ck_assert_int_eq(served, cut / 4 * 4);
+    ck_assert_int_eq(lb_batcher_next(&b, x, y), -1); /* sticky */
+    lb_batcher_start_epoch(&b);
+    ck_assert_int_eq(lb_batcher_next(&b, x, y), -1);
+    ck_assert_int_eq(lb_batcher_status(&b, &err), LB_ERR_IO);
+    ck_assert_msg(strstr(err.msg, file) && strstr(err.msg, "short read"), "%s", err.msg);
+    lb_batcher_free(&b);
+    /* lb_dataset_get: the cut sample fails, an earlier one still reads */
+    err = (lb_error){ 0 };
+    ck_assert_int_eq(lb_dataset_get(&ds, cut, x, &err), LB_ERR_IO);
+    ck_assert_msg(strstr(err.msg, file), "%s", err.msg);
+    ck_assert_int_eq(lb_dataset_get(&ds, 0, x, &err), LB_OK);
+    /* through the prefetch thread, shuffled: -1, then the same error */
+    ck_assert_int_eq(lb_batcher_init(&b, &ds, 4, true, 3, &err), LB_OK);
+    b.augment = LB_AUGMENT_CROP_FLIP;
+    lb_prefetch *p = lb_prefetch_new(&b, true, &err);
+    ck_assert_ptr_nonnull(p);
+    lb_prefetch_start_epoch(p, 0);
+    while ((n = lb_prefetch_next(p, x, y)) > 0) {}
+    ck_assert_int_eq(n, -1);
+    ck_assert_int_eq(lb_prefetch_next(p, x, y), -1);
+    err = (lb_error){ 0 };
+    ck_assert_int_eq(lb_prefetch_status(p, &err), LB_ERR_IO);
+    ck_assert_msg(strstr(err.msg, file), "%s", err.msg);
+    lb_prefetch_start_epoch(p, 0); /* a new epoch does not clear it */
+    ck_assert_int_eq(lb_prefetch_next(p, x, y), -1);
+    lb_prefetch_free(p);
+    lb_batcher_free(&b);
+    free(x);
+    lb_dataset_free(&ds);
+    /* opened again: the short file is refused before anything trusts it */
+    if (_i == 0) { /* the cache is rebuilt from the folder */
+        ck_assert_msg(lb_dataset_load_ex(root, NULL, LB_SPLIT_TRAIN, &o, &ds, &err) == LB_OK,
+                      "%s", err.msg);
+        ck_assert(!ds.from_cache);
+        lb_dataset_free(&ds);
+    } else {
+        ck_assert_int_eq(lb_cifar10_bin_load(root, LB_SPLIT_TRAIN, true, &ds, &err),
+                         LB_ERR_FORMAT);
+        ck_assert_msg(strstr(err.msg, file), "%s", err.msg);
+    }
+}
+END_TEST
+
+/* lb__stream_add checks the file against the layout before trusting it. */
+START_TEST(test_stream_add_checks_size)
+{
+    uint8_t buf[100] = { 0 };
+    char    p[P];
+    write_bytes("short.bin", buf, sizeof buf);
+    path2(p, "short.bin", NULL);
+    lb_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    lb_error err = { 0 };
+    /* 5 samples of 20 bytes from offset 0 fit exactly; from offset 1 they do not */
+    ck_assert_int_eq(lb__stream_add(&ds, lb__stream_open(p, &err), p, 0, 5, 0, 20, 20, &err),
+                     LB_OK);
+    ck_assert_int_eq(lb__stream_add(&ds, lb__stream_open(p, &err), p, 5, 5, 1, 20, 20, &err),
+                     LB_ERR_FORMAT);
+    ck_assert_msg(strstr(err.msg, p) && strstr(err.msg, "too short"), "%s", err.msg);
+    /* a stride that overflows 64 bits */
+    ck_assert_int_eq(lb__stream_add(&ds, lb__stream_open(p, &err), p, 5, 3, 0, UINT64_MAX / 2,
+                                    20, &err), LB_ERR_FORMAT);
+    ck_assert_int_eq(ds.n_files, 1);
+    ck_assert_int_eq(lb__stream_open(path2(p, "missing", NULL), &err), -1);
+    ck_assert_int_eq(err.status, LB_ERR_IO);
     lb_dataset_free(&ds);
 }
 END_TEST
@@ -1095,7 +1365,7 @@ Suite *datasets_image_suite(void)
     TCase *tc = tcase_create("cifar_bin");
     tcase_add_unchecked_fixture(tc, parent_setup, parent_teardown);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_cifar_bin_good);
+    tcase_add_loop_test(tc, test_cifar_bin_good, 0, 2);
     tcase_add_loop_test(tc, test_cifar_bin_bad, 0, 4);
     suite_add_tcase(s, tc);
 
@@ -1115,7 +1385,7 @@ Suite *datasets_image_suite(void)
     tcase_add_test(tc, test_folder_wrong_size);
     tcase_add_test(tc, test_folder_corrupt_stop_or_skip);
     tcase_add_test(tc, test_folder_errors);
-    tcase_add_test(tc, test_folder_cache);
+    tcase_add_loop_test(tc, test_folder_cache, 0, 2);
     tcase_add_test(tc, test_load_ex_path);
     tcase_add_test(tc, test_load_ex_cifar10_sources);
     suite_add_tcase(s, tc);
@@ -1131,6 +1401,14 @@ Suite *datasets_image_suite(void)
     tcase_add_test(tc, test_augment_crop_flip_exact);
     tcase_add_test(tc, test_augment_deterministic);
     tcase_add_test(tc, test_prefetch_same_batches);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("stream");
+    tcase_add_unchecked_fixture(tc, parent_setup, parent_teardown);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_loop_test(tc, test_stream_same_batches, 0, 2);
+    tcase_add_loop_test(tc, test_stream_truncated_after_open, 0, 2);
+    tcase_add_test(tc, test_stream_add_checks_size);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("real_png");

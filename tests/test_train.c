@@ -12,6 +12,7 @@
 
 #include <zlib.h>
 
+#include "datasets/datasets_impl.h"
 #include "train/checkpoint.h"
 #include "train/loop.h"
 #include "tests/quadrants.h"
@@ -216,6 +217,87 @@ START_TEST(test_train_interrupt_mid_epoch)
     lb_model_free(full);
     lb_model_free(resumed);
     lb_dataset_free(&tr);
+}
+END_TEST
+
+/* mem written as a decoded cache file at path, then opened streaming from it. */
+static void stream_copy(const lb_dataset *mem, const char *path, lb_dataset *out)
+{
+    lb_error            err = { 0 };
+    const lb__cache_key key = { 1, 2, 3, 4 };
+    ck_assert_msg(lb__cache_write(path, mem, &key, &err) == LB_OK, "%s", err.msg);
+    ck_assert_msg(lb__cache_read(path, mem->source, &key, true, out, &err) == LB_OK, "%s",
+                  err.msg);
+    ck_assert(lb_dataset_streams(out));
+    memcpy(out->mean, mem->mean, sizeof out->mean);
+    memcpy(out->std, mem->std, sizeof out->std);
+}
+
+/* A streamed training file cut short while training (through the prefetch thread): lb_train
+ * stops with LB_ERR_IO naming the file, after saving last.ckpt at the step it reached; with
+ * the file back, --resume ends with the weights of a run that was never interrupted (and of
+ * the in-memory run: the batches are the same). */
+START_TEST(test_train_stream_read_error_resumes)
+{
+    lb_dataset mem, st;
+    toy_dataset(&mem, 200, 1);
+    const char *dir = tmpdir();
+    char cache[128], out[128], ckpt[160];
+    snprintf(cache, sizeof cache, "%s/toy.lbds", dir);
+    snprintf(out, sizeof out, "%s/run", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/last.ckpt", out);
+    stream_copy(&mem, cache, &st);
+    lb_error err = { 0 };
+    lb_train_result res;
+    lb_model *full = toy_model(4);
+    lb_train_cfg cfg = toy_cfg(NULL);
+    ck_assert_msg(lb_train(full, &mem, NULL, &cfg, &res, &err) == LB_OK, "%s", err.msg);
+    const int64_t total = res.steps;
+    /* only the last sample is cut: the run fails whenever a batch first needs it */
+    ck_assert_int_eq(truncate(cache, (off_t)(st.files[0].offset + 199 * 64 + 10)), 0);
+    lb_model *part = toy_model(4);
+    cfg = toy_cfg(out);
+    ck_assert_int_eq(lb_train(part, &st, NULL, &cfg, &res, &err), LB_ERR_IO);
+    ck_assert_msg(strstr(err.msg, cache) && strstr(err.msg, "short read") &&
+                  strstr(err.msg, "stopped at epoch") && strstr(err.msg, "--resume"), "%s",
+                  err.msg);
+    ck_assert(res.steps < total);
+    lb_model_free(part);
+    lb_dataset_free(&st);
+    lb_ckpt_meta meta;
+    lb_model *resumed;
+    ck_assert_int_eq(lb_checkpoint_load(ckpt, &resumed, &meta, &err), LB_OK);
+    ck_assert_int_eq(meta.step, res.steps);
+    stream_copy(&mem, cache, &st); /* the file back */
+    cfg = toy_cfg(out);
+    cfg.resume = &meta;
+    ck_assert_msg(lb_train(resumed, &st, NULL, &cfg, &res, &err) == LB_OK, "%s", err.msg);
+    ck_assert_int_eq(res.steps, total);
+    ck_assert_int_eq(memcmp(full->params->values, resumed->params->values,
+                            (size_t)full->params->total * sizeof(float)), 0);
+    /* the test split cut instead: the epoch's training is kept before the error */
+    lb_dataset te_mem, te;
+    toy_dataset(&te_mem, 50, 2);
+    snprintf(cache, sizeof cache, "%s/toy-test.lbds", dir);
+    stream_copy(&te_mem, cache, &te);
+    ck_assert_int_eq(truncate(cache, (off_t)te.files[0].offset), 0);
+    lb_model *m2 = toy_model(4);
+    cfg = toy_cfg(out);
+    ck_assert_int_eq(lb_train(m2, &st, &te, &cfg, &res, &err), LB_ERR_IO);
+    ck_assert_msg(strstr(err.msg, cache) && strstr(err.msg, "evaluating after epoch 1") &&
+                  strstr(err.msg, "saved"), "%s", err.msg);
+    lb_model *saved;
+    ck_assert_int_eq(lb_checkpoint_load(ckpt, &saved, &meta, &err), LB_OK);
+    ck_assert_int_eq(meta.epoch, 1);
+    ck_assert_int_eq(meta.epoch_step, 0);
+    lb_model_free(saved);
+    lb_model_free(m2);
+    lb_model_free(full);
+    lb_model_free(resumed);
+    lb_dataset_free(&te);
+    lb_dataset_free(&te_mem);
+    lb_dataset_free(&st);
+    lb_dataset_free(&mem);
 }
 END_TEST
 
@@ -674,6 +756,7 @@ Suite *train_loop_suite(void)
     tcase_add_test(tc, test_train_resume_exact);
     tcase_add_loop_test(tc, test_train_interrupt_mid_epoch, 0, 3);
     tcase_add_test(tc, test_train_sigkill_resume);
+    tcase_add_test(tc, test_train_stream_read_error_resumes);
     tcase_add_test(tc, test_train_diverges_cleanly);
     tcase_add_test(tc, test_train_nonfinite_stop_keeps_checkpoint);
     tcase_add_test(tc, test_train_nonfinite_never_saved);

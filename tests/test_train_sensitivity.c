@@ -5,7 +5,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "datasets/datasets_impl.h"
 #include "train/loop.h"
 #include "train/sensitivity.h"
 #include "tests/quadrants.h"
@@ -98,7 +100,7 @@ START_TEST(test_hutchinson_softmax_regression)
     double want = 0.0;
     for (int64_t n = 0; n < calib.n; n++) {
         float x[64];
-        lb_dataset_get(&calib, n, x);
+        ck_assert_int_eq(lb_dataset_get(&calib, n, x, NULL), LB_OK);
         double z[4], zmax = -INFINITY, zs = 0.0, xx = 0.0;
         for (int c = 0; c < 4; c++) {
             z[c] = 0.0;
@@ -260,6 +262,54 @@ START_TEST(test_assignment_errors)
 }
 END_TEST
 
+/* The calibration split of a streamed training set reads the same last samples as the
+ * in-memory one (a view through file_base), and the sensitivities measured on it are the
+ * same, bit for bit. */
+START_TEST(test_calib_split_streamed)
+{
+    lb_dataset ds, st, ca, cb;
+    lb_error err = { 0 };
+    quad_dataset(&ds, 300, 3);
+    char dir[] = "/tmp/lb_sens_XXXXXX", path[64];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/quad.lbds", dir);
+    const lb__cache_key key = { 1, 2, 3, 4 };
+    ck_assert_msg(lb__cache_write(path, &ds, &key, &err) == LB_OK, "%s", err.msg);
+    ck_assert_msg(lb__cache_read(path, ds.source, &key, true, &st, &err) == LB_OK, "%s", err.msg);
+    memcpy(st.mean, ds.mean, sizeof st.mean), memcpy(st.std, ds.std, sizeof st.std);
+    ck_assert_int_eq(lb_calib_split(&ds, 120, &ca, &err), LB_OK);
+    ck_assert_int_eq(lb_calib_split(&st, 120, &cb, &err), LB_OK);
+    ck_assert(lb_dataset_streams(&cb) && cb.file_base == 180);
+    for (int64_t i = 0; i < 120; i++) {
+        float a[64], b[64];
+        ck_assert_int_eq(lb_dataset_get(&ca, i, a, &err), LB_OK);
+        ck_assert_msg(lb_dataset_get(&cb, i, b, &err) == LB_OK, "%s", err.msg);
+        ck_assert_mem_eq(a, b, sizeof a);
+        ck_assert_int_eq(ca.labels[i], cb.labels[i]);
+    }
+    lb_model *m = trained_net(&ds);
+    lb_sens_cfg cfg = lb_sens_cfg_default();
+    cfg.hutch_samples = 2, cfg.batch = 50;
+    lb_sens_result ra, rb;
+    ck_assert_msg(lb_sensitivity_run(m, &ca, &cfg, &ra, &err) == LB_OK, "%s", err.msg);
+    ck_assert_msg(lb_sensitivity_run(m, &cb, &cfg, &rb, &err) == LB_OK, "%s", err.msg);
+    ck_assert_int_eq(ra.n_layers, rb.n_layers);
+    ck_assert(ra.base_loss == rb.base_loss && ra.base_acc == rb.base_acc);
+    for (int l = 0; l < ra.n_layers; l++) {
+        ck_assert(ra.layers[l].trace == rb.layers[l].trace);
+        for (int k = 0; k < cfg.n_bits; k++)
+            ck_assert(ra.layers[l].dloss[k] == rb.layers[l].dloss[k]);
+    }
+    lb_sens_result_free(&ra);
+    lb_sens_result_free(&rb);
+    lb_model_free(m);
+    lb_dataset_free(&st);
+    lb_dataset_free(&ds);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
 Suite *train_sensitivity_suite(void)
 {
     Suite *s = suite_create("train_sensitivity");
@@ -269,6 +319,7 @@ Suite *train_sensitivity_suite(void)
     tcase_add_test(tc, test_hutchinson_softmax_regression);
     tcase_add_test(tc, test_assignment_config_round_trip);
     tcase_add_test(tc, test_assignment_errors);
+    tcase_add_test(tc, test_calib_split_streamed);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -87,7 +87,7 @@ static lb_status evaluate_with(lb_model *m, lb_graph *g, const lb_dataset *ds, i
         lb_tensor *x = lb_leaf(g, (int64_t[]){ batch, ds->c, ds->h, ds->w }, 4, false);
         if (!x) break;
         const int64_t n = lb_batcher_next(&b, x->data, ybuf);
-        if (n == 0) break;
+        if (n <= 0) break; /* the end, or a read error (lb_batcher_status) */
         x->shape[0] = n; /* last batch may be partial; the leaf is simply used shorter */
         lb_tensor *logits = lb_model_forward(m, g, x, NULL);
         lb_tensor *l = lb_softmax_ce(g, logits, ybuf);
@@ -98,8 +98,9 @@ static lb_status evaluate_with(lb_model *m, lb_graph *g, const lb_dataset *ds, i
     }
     lb_graph_set_training(g, true);
     lb_graph_set_grad_enabled(g, true);
+    st = lb_batcher_status(&b, err);
     lb_batcher_free(&b);
-    if ((st = lb_graph_status(g, err))) return st;
+    if (st || (st = lb_graph_status(g, err))) return st;
     *acc = seen ? (double)correct / (double)seen : 0.0;
     *loss = seen ? loss_sum / (double)seen : 0.0;
     return LB_OK;
@@ -195,6 +196,33 @@ static lb_status save_state(const lb_train_cfg *cfg, const lb_model *m, int epoc
     snprintf(meta.dataset, sizeof meta.dataset, "%s", cfg->dataset ? cfg->dataset : "");
     snprintf(path, sizeof path, "%s/last.ckpt", cfg->out_dir);
     return lb_checkpoint_save(path, m, &meta, true, err);
+}
+
+/* A batch could not be read (a streamed dataset file failed; err holds the batcher's error):
+ * the work done so far is saved, when there is a run folder, as after an interruption
+ * (epochs_done complete epochs, then epoch_step steps), so --resume continues from there.
+ * Returns the read error, with where it happened and what was saved. */
+static lb_status data_failed(const lb_train_cfg *cfg, const lb_model *m, int epochs_done,
+                             int64_t epoch_step, int64_t step, const lb_optim *opt,
+                             const lb_rng *rng, lb_train_result *res, const char *where,
+                             lb_status st, lb_error *err)
+{
+    lb_error local = { 0 };
+    if (!err) err = &local;
+    if (st == LB_OK) st = LB_ERR_IO;
+    char msg[sizeof err->msg], saved[sizeof err->msg] = "";
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    res->steps  = step;
+    res->epochs = epochs_done;
+    if (cfg->out_dir) {
+        lb_error serr = { 0 };
+        if (save_state(cfg, m, epochs_done, epoch_step, step, opt, rng, res, &serr) == LB_OK)
+            snprintf(saved, sizeof saved, "; saved %s/last.ckpt (continue with --resume once "
+                     "the data can be read)", cfg->out_dir);
+        else
+            snprintf(saved, sizeof saved, "; nothing saved: %.400s", serr.msg);
+    }
+    return lb_errorf(err, st, "%s; stopped %s%s", msg, where, saved);
 }
 
 /* A step whose loss (bad_grad < 0) or gradient element bad_grad is NaN or Inf. Stop mode:
@@ -316,6 +344,14 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
             const double tw = lb_now();
             const int64_t n = lb_prefetch_next(pf, x->data, y);
             t_wait += lb_now() - tw;
+            if (n < 0) { /* a streamed sample could not be read */
+                char where[96];
+                snprintf(where, sizeof where, "at epoch %d, step %lld of %lld", epoch,
+                         (long long)(i + 1), (long long)per_epoch);
+                st = lb_prefetch_status(pf, err);
+                st = data_failed(cfg, m, epoch - 1, i, step, &opt, &rng, res, where, st, err);
+                goto done;
+            }
             if (n == 0) break;
             if (snapshot)
                 memcpy(snapshot, m->params->values, (size_t)m->params->total * sizeof(float));
@@ -373,8 +409,14 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
         res->train_images_per_s = res->train_seconds > 0 ? (double)(step * cfg->batch) / res->train_seconds : 0;
         res->test_acc = res->test_loss = -1.0;
         if (test && (st = evaluate_with(m, g, test, eval_batch, y, NULL, &res->test_acc,
-                                        &res->test_loss, err)))
+                                        &res->test_loss, err))) {
+            if (st == LB_ERR_IO) { /* the test set could not be read: keep the epoch */
+                char where[96];
+                snprintf(where, sizeof where, "evaluating after epoch %d", epoch);
+                st = data_failed(cfg, m, epoch, 0, step, &opt, &rng, res, where, st, err);
+            }
             goto done;
+        }
         const double ep_s = lb_now() - t_ep;
         if (cfg->log) {
             if (cfg->log_tty) fprintf(cfg->log, "\r\033[K");

@@ -53,7 +53,8 @@ lb_status lb_calib_split(const lb_dataset *train, int64_t n, lb_dataset *calib, 
                          (long long)train->n - 1, (long long)train->n);
     *calib = *train;
     const int64_t first = train->n - n, px = (int64_t)train->c * train->h * train->w;
-    calib->images = train->images + first * px;
+    if (train->images) calib->images = train->images + first * px;
+    else calib->file_base = train->file_base + first; /* streaming: the same files, later */
     calib->labels = train->labels + first;
     calib->n = n;
     calib->class_names = NULL; /* the view owns nothing */
@@ -76,7 +77,8 @@ typedef struct grad_ctx {
 } grad_ctx;
 
 /* Resets the graph and puts the next calibration batch on it as the leaf *x; returns its
- * size, 0 at the end of the split or when x cannot be allocated (sticky graph error). */
+ * size, 0 at the end of the split or when x cannot be allocated (sticky graph error), -1 when
+ * a streamed sample cannot be read (lb_batcher_status). */
 static int64_t next_batch(grad_ctx *c, lb_batcher *b, lb_tensor **x)
 {
     lb_graph_reset(c->g);
@@ -84,7 +86,7 @@ static int64_t next_batch(grad_ctx *c, lb_batcher *b, lb_tensor **x)
     *x = lb_leaf(c->g, (int64_t[]){ c->batch, ds->c, ds->h, ds->w }, 4, false);
     if (!*x) return 0;
     const int64_t n = lb_batcher_next(b, (*x)->data, c->y);
-    (*x)->shape[0] = n;
+    if (n > 0) (*x)->shape[0] = n;
     return n;
 }
 
@@ -106,7 +108,7 @@ static lb_status calib_grad(void *vctx, const float *w, float *gout, lb_error *e
     for (;;) {
         lb_tensor *x;
         const int64_t n = next_batch(c, &b, &x);
-        if (n == 0) break; /* the end, or no memory for x (lb_graph_status says which) */
+        if (n <= 0) break; /* the end, no memory for x or a read error (checked below) */
         lb_tensor *loss = lb_softmax_ce(c->g, lb_model_forward(c->m, c->g, x, NULL), c->y);
         if ((st = lb_graph_status(c->g, err))) break;
         lb_params_zero_grad(ps);
@@ -114,6 +116,7 @@ static lb_status calib_grad(void *vctx, const float *w, float *gout, lb_error *e
         const float k = (float)((double)n / N); /* batch means -> the mean over ds */
         for (int64_t i = 0; i < ps->total; i++) gout[i] += k * ps->grads[i];
     }
+    if (!st) st = lb_batcher_status(&b, err);
     if (!st) st = lb_graph_status(c->g, err);
     lb_batcher_free(&b);
     return st;
@@ -136,12 +139,13 @@ static lb_status calib_logits(void *vctx, const float *w, float *z, lb_error *er
     for (;;) {
         lb_tensor *x;
         const int64_t n = next_batch(c, &b, &x);
-        if (n == 0) break; /* the end, or no memory for x (lb_graph_status says which) */
+        if (n <= 0) break; /* the end, no memory for x or a read error (checked below) */
         lb_tensor *logits = lb_model_forward(c->m, c->g, x, NULL);
         if ((st = lb_graph_status(c->g, err))) break;
         memcpy(z + seen * C, logits->data, (size_t)(n * C) * sizeof *z);
         seen += n;
     }
+    if (!st) st = lb_batcher_status(&b, err);
     if (!st) st = lb_graph_status(c->g, err);
     lb_graph_set_grad_enabled(c->g, true);
     lb_batcher_free(&b);

@@ -85,7 +85,8 @@ lb_sens_cfg lb_sens_cfg_default(void);
 lb_status lb_sens_parse_bits(const char *s, lb_sens_cfg *cfg, lb_error *err);
 
 /* A view of the last n samples of train (pixels and labels shared, nothing allocated; do not
- * lb_dataset_free it): the held-out calibration split. LB_ERR_ARG when n < 1 or n >= train->n
+ * lb_dataset_free it; a streaming train's files are shared too, through file_base): the
+ * held-out calibration split. LB_ERR_ARG when n < 1 or n >= train->n
  * (the rest must still be a training set). */
 lb_status lb_calib_split(const lb_dataset *train, int64_t n, lb_dataset *calib, lb_error *err);
 

@@ -7,7 +7,8 @@
  * Oracles: a failure has an error status, a message naming test_batch.bin, and leaves the
  * dataset zeroed; a success has n * 3073 == the input's size, a 3x32x32 geometry, 10 classes
  * with names, labels below 10, every pixel readable (ASan checks the size), and one epoch of
- * the batcher with crop-flip augmentation serves every sample once.
+ * the batcher with crop-flip augmentation serves every sample once; both in memory and
+ * streaming.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -32,7 +33,8 @@ static void cleanup(void)
 static void check_dataset(const lb_dataset *ds, size_t size, unsigned batch)
 {
     if (ds->n < 1 || (uint64_t)ds->n * 3073 != size || ds->c != 3 || ds->h != 32 ||
-        ds->w != 32 || ds->n_classes != 10 || !ds->images || !ds->labels || !ds->class_names)
+        ds->w != 32 || ds->n_classes != 10 || !(ds->images || lb_dataset_streams(ds)) ||
+        !ds->labels || !ds->class_names)
         __builtin_trap();
     for (int k = 0; k < 10; k++)
         if (ds->class_names[k * LB_CLASS_NAME_MAX] == '\0') __builtin_trap();
@@ -49,16 +51,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (symlink(mem, file) != 0) __builtin_trap(); /* the slot's path never changes */
         atexit(cleanup);
     }
-    lb_dataset ds;
-    lb_error   err = { 0 };
-    memset(&ds, 0xAB, sizeof ds); /* the loader must overwrite it */
-    const lb_status st = lb_cifar10_bin_load(dir, LB_SPLIT_TEST, &ds, &err);
-    if (st != LB_OK) {
-        fuzz_check_error(st, &err, file);
-        if (ds.images || ds.labels || ds.class_names || ds.n != 0) __builtin_trap();
-        return 0;
+    for (int stream = 0; stream < 2; stream++) { /* in memory, then streamed from the file */
+        lb_dataset ds;
+        lb_error   err = { 0 };
+        memset(&ds, 0xAB, sizeof ds); /* the loader must overwrite it */
+        const lb_status st = lb_cifar10_bin_load(dir, LB_SPLIT_TEST, stream, &ds, &err);
+        if (st != LB_OK) {
+            fuzz_check_error(st, &err, file);
+            if (ds.images || ds.labels || ds.class_names || ds.files || ds.n != 0)
+                __builtin_trap();
+            return 0;
+        }
+        check_dataset(&ds, size, 1 + (unsigned)(size ? data[size - 1] % 5 : 0));
+        lb_dataset_free(&ds);
     }
-    check_dataset(&ds, size, 1 + (unsigned)(size ? data[size - 1] % 5 : 0));
-    lb_dataset_free(&ds);
     return 0;
 }

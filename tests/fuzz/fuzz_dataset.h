@@ -12,15 +12,26 @@
 
 #include "datasets/dataset.h"
 
-/* Reads every pixel (ASan catches a buffer shorter than the geometry claims), checks every
+/* Reads every pixel, from memory or (streaming) from the file (ASan catches a buffer shorter
+ * than the geometry claims; a file too short is a failed read), checks every
  * label is in [0, n_classes), then (batch > 0) runs one shuffled epoch of the batcher with
  * augmentation aug and checks it serves every sample once, each with a label in range. */
 static void fuzz_check_dataset(const lb_dataset *ds, unsigned batch, lb_augment aug)
 {
-    if (ds->n < 1 || ds->n_classes < 1 || !ds->images || !ds->labels) __builtin_trap();
-    const int64_t per = (int64_t)ds->c * ds->h * ds->w;
-    unsigned      sum = 0;
-    for (int64_t i = 0; i < ds->n * per; i++) sum += ds->images[i];
+    if (ds->n < 1 || ds->n_classes < 1 || !(ds->images || lb_dataset_streams(ds)) ||
+        !ds->labels)
+        __builtin_trap();
+    const int64_t per     = (int64_t)ds->c * ds->h * ds->w;
+    unsigned      sum     = 0;
+    uint8_t      *scratch = malloc((size_t)per);
+    lb_error      e       = { 0 };
+    if (!scratch) __builtin_trap();
+    for (int64_t i = 0; i < ds->n; i++) { /* a streamed file was checked to hold them all */
+        const uint8_t *pix = lb_dataset_pixels(ds, i, scratch, &e);
+        if (!pix) __builtin_trap();
+        for (int64_t k = 0; k < per; k++) sum += pix[k];
+    }
+    free(scratch);
     for (int64_t i = 0; i < ds->n; i++)
         if (ds->labels[i] < 0 || ds->labels[i] >= ds->n_classes) __builtin_trap();
     volatile unsigned sink = sum;

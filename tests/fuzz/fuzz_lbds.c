@@ -8,7 +8,8 @@
  * Oracles: a failure has an error status, a message naming the file, and leaves the dataset
  * zeroed; a success has a geometry, class count and sample count within the format's limits
  * whose pixels and labels are all readable (ASan checks the sizes), labels below n_classes,
- * NUL-terminated class names, the source and from_cache set, and one batcher epoch works.
+ * NUL-terminated class names, the source and from_cache set, and one batcher epoch works;
+ * both in memory and streaming (the pixels then read back from the file).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,7 +31,8 @@ static void check_dataset(const lb_dataset *ds, unsigned batch)
 {
     if (ds->n < 1 || (ds->c != 1 && ds->c != 3) || ds->h < 1 || ds->w < 1 ||
         ds->h > LB__IMAGE_MAX_SIDE || ds->w > LB__IMAGE_MAX_SIDE || ds->n_classes < 1 ||
-        ds->n_classes > LB_DATASET_MAX_CLASSES || !ds->images || !ds->labels ||
+        ds->n_classes > LB_DATASET_MAX_CLASSES || !(ds->images || lb_dataset_streams(ds)) ||
+        !ds->labels ||
         !ds->class_names || !ds->from_cache || strcmp(ds->source, FUZZ_LBDS_SOURCE))
         __builtin_trap();
     for (int k = 0; k < ds->n_classes; k++)
@@ -40,7 +42,7 @@ static void check_dataset(const lb_dataset *ds, unsigned batch)
     fuzz_check_dataset(ds, (int64_t)ds->c * ds->h * ds->w > 4096 ? 0 : batch, LB_AUGMENT_NONE);
 }
 
-static void try_one(const uint8_t *data, size_t size, int fix)
+static void try_one(const uint8_t *data, size_t size, int fix, bool stream)
 {
     if (fix && size < 8) return;
     uint8_t *buf = malloc(size ? size : 1);
@@ -52,10 +54,10 @@ static void try_one(const uint8_t *data, size_t size, int fix)
     lb_dataset          ds;
     lb_error            err = { 0 };
     memset(&ds, 0xAB, sizeof ds); /* the reader must overwrite it */
-    const lb_status st = lb__cache_read(path, FUZZ_LBDS_SOURCE, &key, &ds, &err);
+    const lb_status st = lb__cache_read(path, FUZZ_LBDS_SOURCE, &key, stream, &ds, &err);
     if (st != LB_OK) {
         fuzz_check_error(st, &err, path);
-        if (ds.images || ds.labels || ds.class_names || ds.n != 0) __builtin_trap();
+        if (ds.images || ds.labels || ds.class_names || ds.files || ds.n != 0) __builtin_trap();
     } else {
         check_dataset(&ds, 1 + (unsigned)(size ? data[0] % 5 : 0));
         lb_dataset_free(&ds);
@@ -65,7 +67,9 @@ static void try_one(const uint8_t *data, size_t size, int fix)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    try_one(data, size, 0);
-    try_one(data, size, 1);
+    for (int stream = 0; stream < 2; stream++) { /* in memory, then streamed from the file */
+        try_one(data, size, 0, stream);
+        try_one(data, size, 1, stream);
+    }
     return 0;
 }
