@@ -124,6 +124,7 @@ typedef struct {
     dgeom   gf, gt; /* the geometry of y = conv(x) and of dx = conv(dy, flipped w)      */
     float  *wpk;    /* packed w (gf.nob, C, kh, kw, DO), filled by each forward         */
     float  *wpk_t;  /* packed flipped, transposed w (gt.nob, O, kh, kw, DO), by backward */
+                    /* (both in lb_parallel_shared: needed only during that one call)     */
 } conv_saved;
 
 /* Packs w (O, C, kh, kw) for the tile kernel: wpk[((ob*Ci + c)*kh + i)*kw + j][k] is the
@@ -800,10 +801,11 @@ static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 /* y (B, O, Ho, Wo) = conv(x (B, C, H, W), w (O, C, kh, kw)) + b (O) */
 static void conv2d_forward(lb_tensor *y)
 {
-    const conv_saved *p = y->saved;
+    conv_saved *p = y->saved;
     conv_job j = { p, y, y->src[0], y->src[1], y->src[2], y->src[1]->shape[0],
                    p->C * p->kh * p->kw, p->Ho * p->Wo, p->C * p->H * p->W };
-    if (p->direct) d_pack(j.w->data, j.O, p->C, p->kh, p->kw, false, p->wpk);
+    if (p->direct) d_pack(j.w->data, j.O, p->C, p->kh, p->kw, false,
+                          p->wpk = lb_parallel_shared());
     lb_parallel_for(j.x->shape[0], 1, forward_part, &j);
 }
 
@@ -890,13 +892,14 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 
 static void conv2d_backward(lb_tensor *y)
 {
-    const conv_saved *p = y->saved;
+    conv_saved *p = y->saved;
     conv_job j = { p, y, y->src[0], y->src[1], y->src[2], y->src[1]->shape[0],
                    p->C * p->kh * p->kw, p->Ho * p->Wo, p->C * p->H * p->W };
     const int64_t B = j.x->shape[0];
     if (j.b && j.b->grad) lb_parallel_for(j.O, 1, bias_grad_part, &j);
     if (!j.w->grad && !j.x->grad) return;
-    if (p->flip && j.x->grad) d_pack(j.w->data, j.O, p->C, p->kh, p->kw, true, p->wpk_t);
+    if (p->flip && j.x->grad)
+        d_pack(j.w->data, j.O, p->C, p->kh, p->kw, true, p->wpk_t = lb_parallel_shared());
     const int used = lb_parallel_count(B, 1);
     lb_parallel_for(B, 1, backward_part, &j);
     if (!j.w->grad) return;
@@ -958,12 +961,11 @@ lb_tensor *lb_conv2d(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor *b, int 
         p->flip = x->requires_grad && stride == 1 && pad <= kh - 1 && pad <= kw - 1;
         if (p->flip) p->gt = dgeom_make(O, Ho, Wo, kh - 1 - P, kw - 1 - P, kh, kw, C, 1);
         else p->col = true; /* dx through col2im */
-        p->wpk = lb_graph_alloc(g, (size_t)dg_wpk_floats(&p->gf) * sizeof(float));
-        if (!p->wpk) return NULL;
-        if (p->flip) {
-            p->wpk_t = lb_graph_alloc(g, (size_t)dg_wpk_floats(&p->gt) * sizeof(float));
-            if (!p->wpk_t) return NULL;
-        }
+        int64_t n_pk = dg_wpk_floats(&p->gf);
+        if (p->flip && dg_wpk_floats(&p->gt) > n_pk) n_pk = dg_wpk_floats(&p->gt);
+        lb_error e = { 0 };
+        if (lb_parallel_reserve_shared((size_t)n_pk * sizeof(float), &e))
+            return lb_graph_fail(g, e.status, "conv2d: %s", e.msg);
     }
     const int64_t n_scratch = lb_shape_numel((int64_t[]){ col_floats(p, x->requires_grad) + O * C * kh * kw, 1 },
                                              2);

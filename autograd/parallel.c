@@ -40,6 +40,8 @@ static struct {
     /* per-thread scratch */
     void           *scratch[LB_MAX_THREADS];
     size_t          scratch_bytes;
+    void           *shared;         /* lb_parallel_reserve_shared */
+    size_t          shared_bytes;
 } P = { .n = 1, .mu = PTHREAD_MUTEX_INITIALIZER, .cv_work = PTHREAD_COND_INITIALIZER,
         .cv_done = PTHREAD_COND_INITIALIZER };
 
@@ -208,8 +210,28 @@ void *lb_parallel_scratch(int tid)
     return P.scratch[tid];
 }
 
+lb_status lb_parallel_reserve_shared(size_t bytes, lb_error *err)
+{
+    LB_ASSERT(!P.in_region);
+    if (bytes <= P.shared_bytes && P.shared) return LB_OK;
+    bytes = (bytes + 63) & ~(size_t)63;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0)
+        return lb_errorf(err, LB_ERR_NOMEM, "out of memory for %zu bytes of shared scratch",
+                         bytes);
+    free(P.shared);
+    P.shared = p;
+    P.shared_bytes = bytes;
+    return LB_OK;
+}
+
+void *lb_parallel_shared(void) { return P.shared; }
+
 void lb_parallel_shutdown(void)
 {
     stop_workers();
     free_scratch();
+    free(P.shared);
+    P.shared = NULL;
+    P.shared_bytes = 0;
 }

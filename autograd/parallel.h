@@ -54,6 +54,14 @@ lb_status lb_parallel_reserve(size_t bytes, lb_error *err);
 /* Thread tid's scratch (valid until the next lb_parallel_reserve or set_threads). */
 void *lb_parallel_scratch(int tid);
 
+/* One more buffer, shared by all threads, for data an op prepares before its parallel region
+ * and only reads inside it (packed weights): at least `bytes`, only grows. Ops run one at a
+ * time, so each op may use all of it during its forward or backward call. LB_ERR_NOMEM on
+ * failure. */
+lb_status lb_parallel_reserve_shared(size_t bytes, lb_error *err);
+/* The shared buffer (valid until the next lb_parallel_reserve_shared). */
+void *lb_parallel_shared(void);
+
 /* Stops the workers and frees the scratch (at exit; the pool restarts on demand). */
 void lb_parallel_shutdown(void);
 

@@ -331,6 +331,11 @@ static lb_tensor *maxpool_k3s2p1(lb_graph *g, lb_tensor **in)
 {
     return lb_maxpool2d(g, in[0], 3, 2, 1);
 }
+/* a window of 17x17 > 256 cells: the winner's place is kept in four bytes, not one */
+static lb_tensor *maxpool_k17s2p8(lb_graph *g, lb_tensor **in)
+{
+    return lb_maxpool2d(g, in[0], 17, 2, 8);
+}
 static lb_tensor *avgpool_k2s2(lb_graph *g, lb_tensor **in)
 {
     return lb_avgpool2d(g, in[0], 2, 2, 0);
@@ -424,6 +429,8 @@ static const gradcheck_case grad_rows[] = {
     { "maxpool2d k3 s1 p1", 1, { { 1, 2, 5, 5 } }, { 4 }, maxpool_k3s1p1, 1e-3, 1e-2,
       GC_NORMAL, 0 },
     { "maxpool2d k3 s2 p1", 1, { { 2, 1, 5, 6 } }, { 4 }, maxpool_k3s2p1, 1e-3, 1e-2,
+      GC_NORMAL, 0 },
+    { "maxpool2d k17 s2 p8", 1, { { 1, 2, 18, 19 } }, { 4 }, maxpool_k17s2p8, 1e-3, 1e-2,
       GC_NORMAL, 0 },
     { "avgpool2d k2 s2", 1, { { 2, 2, 4, 4 } }, { 4 }, avgpool_k2s2, 1e-2, 1e-2, GC_NORMAL, 0 },
     { "avgpool2d k3 s2 p1", 1, { { 2, 2, 5, 5 } }, { 4 }, avgpool_k3s2p1, 1e-2, 1e-2,

@@ -319,12 +319,16 @@ L.append("- Command: `%s`" % e["INVOCATION"])
 L.append("- Steps per run: %s timed; PyTorch runs %s untimed warm-up steps first, lowbit runs "
          "the same total and counts every step (its `train_images_per_s`, first step "
          "included: conservative for lowbit). Best of %s alternating run(s) (mlp and lenet5: %s). "
-         "Both then evaluate the test set once (batch 500; not timed, but in peak RSS)."
+         "Both then evaluate the test set once (not timed, but in peak RSS): PyTorch at batch "
+         "500 under no_grad, lowbit at the training batch."
          % (e["STEPS_DESC"].rstrip(", "), e["WARMUP"], e["REPEAT"], e["SMALL_REPEAT"]))
 L.append("- PyTorch at its best setting here: `OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=T`, "
          "`torch.set_num_threads(T)`, one inter-op thread; CNNs in %s; for %s also "
          "`OMP_WAIT_POLICY=passive`, the faster kept (column \"PyTorch setting\"). Inputs are "
-         "uint8 normalised per batch inside the step on both sides; no augmentation."
+         "uint8 normalised per batch inside the step on both sides; no augmentation. PyTorch "
+         "holds the uint8 data set in memory; lowbit streams CIFAR-10 from its decoded cache "
+         "file (pixels in the page cache, not in its RSS; `--data-in-memory` would add 184 MB) "
+         "and reads MNIST-style IDX files into memory."
          % ({"1": "channels-last memory format", "0": "NCHW",
              "auto": "NCHW and channels-last, the faster kept"}[e["TORCH_CL"]],
             e["PASSIVE_MODELS"] or "no model"))
