@@ -280,6 +280,13 @@ void lb_graph_drop(lb_graph *g, lb_tensor *t)
     t->recompute = true;
 }
 
+void lb_graph_discard(lb_graph *g, lb_tensor *t)
+{
+    if (!g->release || !t || !t->op || !t->owns_data || !t->data) return;
+    block_put(g, t->data, lb_numel(t));
+    t->data = NULL;
+}
+
 lb_status lb_backward(lb_graph *g, lb_tensor *loss, lb_error *err)
 {
     if (!loss || !lb_graph_ok(g)) {
@@ -325,7 +332,7 @@ lb_status lb_backward(lb_graph *g, lb_tensor *loss, lb_error *err)
             if (t->src[i]) t->src[i]->grad_fresh = false;
         if (t != loss) {
             grad_put(g, t);
-            if (g->release && t->owns_data) {
+            if (g->release && t->owns_data && t->data) { /* not discarded */
                 block_put(g, t->data, lb_numel(t));
                 t->data = NULL; /* a use after release is a crash, not a silent wrong value */
             }

@@ -55,6 +55,11 @@ void lb_graph_set_release_activations(lb_graph *g, bool on);
  * its sources and saved data, writes its output) and cheap, such as a fake-quantized
  * activation feeding one conv. Without release, or for a leaf or an in-place alias: no-op. */
 void lb_graph_drop(lb_graph *g, lb_tensor *t);
+/* With release on: t's buffer is released now, for good. Only when no later forward and no
+ * backward reads t's data (the caller knows the graph: a batchnorm_relu output whose one
+ * reader is a max pooling, whose backward reads its winners, not its input, while
+ * batchnorm_relu's own backward reads its bit mask). Otherwise a no-op, as lb_graph_drop. */
+void lb_graph_discard(lb_graph *g, lb_tensor *t);
 
 bool lb_graph_ok(const lb_graph *g);
 /* Returns the sticky status and copies its message into err. */

@@ -27,6 +27,9 @@ typedef struct {
     float  momentum, eps;
     float *mean;      /* (C) batch mean (training) or running mean (eval)          */
     float *inv_std;   /* (C) 1 / sqrt(var + eps) of the same statistics             */
+    uint8_t *mask;    /* batchnorm_relu with gradients: bit s%8 of byte s/8 of row
+                         (n, c) (rows of (S+7)/8 bytes) is y > 0; backward reads it, not
+                         y, so y may be released once its readers have run */
 } bn_saved;
 
 /* Shape of x as (B, C, S). */
@@ -163,6 +166,43 @@ static inline void mask_row(float *restrict dy, const float *restrict y, int64_t
     }
 }
 
+/* bits[k] bit i = (y[8k + i] > 0), for a row of S values. */
+#if LB_HAVE_AVX2
+LB_AVX2 static int64_t mask_bits_avx2(const float *restrict y, int64_t S, uint8_t *restrict bits)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    int64_t s = 0;
+    for (; s + 8 <= S; s += 8)
+        bits[s >> 3] = (uint8_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(y + s), zero,
+                                                                 _CMP_GT_OQ));
+    return s;
+}
+#endif
+
+static void mask_bits(const float *restrict y, int64_t S, uint8_t *restrict bits)
+{
+    int64_t s = 0;
+#if LB_HAVE_AVX2
+    if (lb_cpu_avx2()) s = mask_bits_avx2(y, S, bits);
+#endif
+    for (; s < S; s += 8) {
+        unsigned b = 0;
+        for (int64_t i = 0; i < 8 && s + i < S; i++) b |= (unsigned)(y[s + i] > 0.0f) << i;
+        bits[s >> 3] = (uint8_t)b;
+    }
+}
+
+/* dy[s] = bit s of bits ? dy[s] : +0 (the mask of mask_bits; relu's backward rule). */
+static inline void mask_row_bits(float *restrict dy, const uint8_t *restrict bits, int64_t S)
+{
+    for (int64_t s = 0; s < S; s++) {
+        uint32_t d;
+        memcpy(&d, &dy[s], sizeof d);
+        d &= -(uint32_t)(bits[s >> 3] >> (s & 7) & 1u);
+        memcpy(&dy[s], &d, sizeof d);
+    }
+}
+
 /* Channels [lo, hi) of the forward pass; the op is split over channels. */
 LB_CLONES
 static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
@@ -199,12 +239,13 @@ static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
         for (int64_t n = 0; n < B; n++) {
             const float *restrict xp = x->data + (n * C + c) * S;
             float *restrict yp = y->data + (n * C + c) * S;
-            if (p->relu) /* the same value, then relu's select */
+            if (p->relu) { /* the same value, then relu's select */
                 for (int64_t s = 0; s < S; s++) {
                     const float v = a * (xp[s] - mean) + b;
                     yp[s] = v > 0.0f ? v : 0.0f;
                 }
-            else
+                if (p->mask) mask_bits(yp, S, p->mask + (n * C + c) * ((S + 7) / 8));
+            } else
                 for (int64_t s = 0; s < S; s++) yp[s] = a * (xp[s] - mean) + b;
         }
     }
@@ -236,7 +277,8 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
         double sum_dy = 0.0, sum_dy_xc = 0.0;
         for (int64_t n = 0; n < B; n++) {
             float *dyr = y->grad + (n * C + c) * S;
-            if (p->relu) mask_row(dyr, y->data + (n * C + c) * S, S);
+            if (p->relu && p->mask) mask_row_bits(dyr, p->mask + (n * C + c) * ((S + 7) / 8), S);
+            else if (p->relu) mask_row(dyr, y->data + (n * C + c) * S, S);
             row_dy_sums(dyr, x->data + (n * C + c) * S, S, mean, &sum_dy, &sum_dy_xc);
         }
         const double sum_dy_xhat = sum_dy_xc * inv_std;
@@ -307,6 +349,12 @@ static lb_tensor *batchnorm(lb_graph *g, lb_tensor *x, lb_tensor *gamma, lb_tens
     p->mean = lb_graph_alloc(g, (size_t)C * sizeof(float));
     p->inv_std = lb_graph_alloc(g, (size_t)C * sizeof(float));
     if (!p->mean || !p->inv_std) return NULL;
+    if (relu && lb_graph_grad_enabled(g)
+        && (x->requires_grad || gamma->requires_grad || beta->requires_grad)) {
+        const int64_t rows = lb_numel(x) / (x->n_dims == 4 ? x->shape[2] * x->shape[3] : 1);
+        const int64_t S = x->n_dims == 4 ? x->shape[2] * x->shape[3] : 1;
+        if (!(p->mask = lb_graph_alloc(g, (size_t)(rows * ((S + 7) / 8))))) return NULL;
+    }
     return lb_graph_record(g, relu ? &batchnorm_relu_def : &batchnorm_def, x->shape, x->n_dims,
                            (lb_tensor *[]){ x, gamma, beta, running_mean, running_var }, 5, p);
 }

@@ -618,6 +618,10 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
                                                                   : lb_relu(g, a); break;
         case LB_NODE_MAXPOOL:
             y = lb_maxpool2d(g, a, nd->u.pool.k, nd->u.pool.stride, nd->u.pool.pad);
+            /* a BN-ReLU output only this pooling reads: neither backward needs it */
+            if (y && nd->in[0] >= 0 && users[nd->in[0]] == 1 && a->op
+                && !strcmp(a->op->name, "batchnorm_relu"))
+                lb_graph_discard(g, a);
             break;
         case LB_NODE_AVGPOOL:
             y = lb_avgpool2d(g, a, nd->u.pool.k, nd->u.pool.stride, nd->u.pool.pad);

@@ -307,7 +307,14 @@ static float release_step(lb_graph *g, bool release, float *gw, size_t *high, bo
                                 1e-5f);
     lb_tensor *bn = c; /* owns the buffer the in-place add and relu write */
     c = lb_relu_inplace(g, lb_add_inplace(g, c, lb_relu(g, lb_conv2d(g, X, Wc, NULL, 1, 1))));
-    lb_tensor *loss = lb_add(g, lb_sum(g, lb_mul(g, h, h)), lb_sum(g, lb_mul(g, c, c)));
+    /* BN-ReLU read only by max pooling: discarded after the pooling (its mask is kept) */
+    lb_tensor *br = lb_batchnorm_relu(g, lb_conv2d(g, X, Wc, NULL, 1, 1), ga, be, mean, var,
+                                      0.1f, 1e-5f);
+    lb_tensor *mp = lb_maxpool2d(g, br, 2, 2, 0);
+    lb_graph_discard(g, br);
+    ck_assert(!release || br->data == NULL);
+    lb_tensor *loss = lb_add(g, lb_add(g, lb_sum(g, lb_mul(g, h, h)), lb_sum(g, lb_mul(g, c, c))),
+                             lb_sum(g, lb_mul(g, mp, mp)));
     lb_error err = { 0 };
     ck_assert_msg(loss != NULL && lb_backward(g, loss, &err) == LB_OK, "%s", err.msg);
     memcpy(gw, W0->grad, NW0 * sizeof(float));
