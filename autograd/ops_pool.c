@@ -71,6 +71,37 @@ static pool_saved *pool_setup(lb_graph *g, const char *op, const lb_tensor *x, i
 
 /* ---- maxpool2d ------------------------------------------------------------------------ */
 
+#if LB_HAVE_AVX2
+/* 2x2 stride-2 windows of input rows r0, r1, four outputs at a time: y[ow] and the winner's
+ * place (0 r0[2ow], 1 r0[2ow+1], 2 r1[2ow], 3 r1[2ow+1]), with the scalar rule (first max
+ * wins, a NaN wins). Returns where the scalar tail starts. */
+LB_AVX2 static int64_t maxpool22_row_avx2(const float *r0, const float *r1, int64_t Wo,
+                                          float *y, uint8_t *place)
+{
+    const __m128i pick = _mm_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                       -1);
+    int64_t ow = 0;
+    for (; ow + 4 <= Wo; ow += 4) {
+        const __m128 a0 = _mm_loadu_ps(r0 + 2 * ow), a1 = _mm_loadu_ps(r0 + 2 * ow + 4);
+        const __m128 b0 = _mm_loadu_ps(r1 + 2 * ow), b1 = _mm_loadu_ps(r1 + 2 * ow + 4);
+        const __m128 v[4] = { _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1)),
+                              _mm_shuffle_ps(b0, b1, _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1)) };
+        __m128 best = v[0], r = _mm_setzero_ps();
+        for (int t = 1; t < 4; t++) {
+            const __m128 take = _mm_or_ps(_mm_cmpgt_ps(v[t], best), _mm_cmpunord_ps(v[t], v[t]));
+            best = _mm_blendv_ps(best, v[t], take);
+            r = _mm_blendv_ps(r, _mm_castsi128_ps(_mm_set1_epi32(t)), take);
+        }
+        _mm_storeu_ps(y + ow, best);
+        const int32_t bytes = _mm_cvtsi128_si32(_mm_shuffle_epi8(_mm_castps_si128(r), pick));
+        memcpy(place + ow, &bytes, 4);
+    }
+    return ow;
+}
+#endif
+
 LB_CLONES
 static void maxpool2d_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
@@ -83,24 +114,28 @@ static void maxpool2d_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
         for (int64_t pl = lo; pl < hi; pl++) {
             const float *xp = x->data + pl * H * W;
             float *yp = y->data + pl * Ho * Wo;
-            const int64_t o0 = pl * Ho * Wo;
-            for (int64_t oh = 0; oh < Ho; oh++)
-                for (int64_t ow = 0; ow < Wo; ow++) {
-                    const int64_t i0 = 2 * oh * W + 2 * ow;
+            uint8_t *ap = p->am8 + pl * Ho * Wo; /* k*k = 4: always one byte */
+            for (int64_t oh = 0; oh < Ho; oh++) {
+                const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
+                int64_t ow = 0;
+#if LB_HAVE_AVX2
+                if (lb_cpu_avx2()) ow = maxpool22_row_avx2(r0, r1, Wo, yp + oh * Wo, ap + oh * Wo);
+#endif
+                for (; ow < Wo; ow++) {
                     /* selects, not branches (the winner is random); same rule as the
                      * general path: first max wins, NaN propagates */
-                    float best = xp[i0];
+                    const float v[4] = { r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1] };
+                    float best = v[0];
                     int best_r = 0;
-                    const int64_t cand[3] = { i0 + 1, i0 + W, i0 + W + 1 };
-                    for (int t = 0; t < 3; t++) {
-                        const float v = xp[cand[t]];
-                        const bool take = v > best || v != v;
-                        best = take ? v : best;
-                        best_r = take ? t + 1 : best_r; /* window places 1, 2, 3 */
+                    for (int t = 1; t < 4; t++) {
+                        const bool take = v[t] > best || v[t] != v[t];
+                        best = take ? v[t] : best;
+                        best_r = take ? t : best_r;
                     }
                     yp[oh * Wo + ow] = best;
-                    am_put(p, o0 + oh * Wo + ow, best_r);
+                    ap[oh * Wo + ow] = (uint8_t)best_r;
                 }
+            }
         }
         return;
     }
@@ -149,6 +184,13 @@ static void maxpool2d_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
         float *dx = x->grad + pl * HW;            /* (H, W)   */
         const float *dy = y->grad + pl * S;       /* (Ho, Wo) */
         if (x->grad_fresh) memset(dx, 0, (size_t)HW * sizeof(float)); /* a plane, in cache */
+        if (k == 2 && p->stride == 2 && p->pad == 0) { /* the common case: place 2*row + col */
+            const uint8_t *ap = p->am8 + pl * S;
+            for (int64_t oh = 0, s = 0; oh < Ho; oh++)
+                for (int64_t ow = 0; ow < Wo; ow++, s++)
+                    dx[(2 * oh + (ap[s] >> 1)) * W + 2 * ow + (ap[s] & 1)] += dy[s];
+            continue;
+        }
         for (int64_t oh = 0, s = 0; oh < Ho; oh++)
             for (int64_t ow = 0; ow < Wo; ow++, s++) { /* only the winner gets dy */
                 const int64_t r = p->am8 ? p->am8[pl * S + s] : p->am32[pl * S + s];

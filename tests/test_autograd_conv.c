@@ -179,6 +179,43 @@ START_TEST(test_maxpool_forward)
 }
 END_TEST
 
+/* 2x2 stride-2 pooling over rows long enough for the vector path (four outputs at a time)
+ * and its scalar tail, with ties and NaNs: values and routed gradients as a scalar reference
+ * (first maximum wins, a NaN wins). */
+START_TEST(test_maxpool_k2_rows)
+{
+    enum { C = 3, H = 6, W = 22, Ho = 3, Wo = 11 };
+    float xs[C * H * W], want[C * Ho * Wo], dx[C * H * W] = { 0 }, r[C * Ho * Wo];
+    lb_rng rng = lb_rng_make(3);
+    for (int i = 0; i < C * H * W; i++) {
+        const float u = lb_rng_uniform(&rng);
+        xs[i] = u < 0.1f ? NAN : u < 0.4f ? 1.0f : (float)(int)(u * 8.0f); /* ties, NaNs */
+    }
+    for (int i = 0; i < C * Ho * Wo; i++) r[i] = (float)(i + 1);
+    for (int c = 0, o = 0; c < C; c++)
+        for (int oh = 0; oh < Ho; oh++)
+            for (int ow = 0; ow < Wo; ow++, o++) {
+                const int i0 = (c * H + 2 * oh) * W + 2 * ow;
+                const int cand[4] = { i0, i0 + 1, i0 + W, i0 + W + 1 };
+                int b = cand[0];
+                for (int t = 1; t < 4; t++)
+                    if (xs[cand[t]] > xs[b] || isnan(xs[cand[t]])) b = cand[t];
+                want[o] = xs[b];
+                dx[b] += r[o];
+            }
+    lb_graph *g = lb_graph_new(0);
+    lb_tensor *x = leaf(g, xs, (int64_t[]){ 1, C, H, W }, 4, true);
+    lb_tensor *y = lb_maxpool2d(g, x, 2, 2, 0);
+    ck_assert_ptr_nonnull(y);
+    for (int i = 0; i < C * Ho * Wo; i++)
+        ck_assert_msg(memcmp(&y->data[i], &want[i], sizeof(float)) == 0 || (isnan(y->data[i]) && isnan(want[i])),
+                      "y[%d] = %g, want %g", i, (double)y->data[i], (double)want[i]);
+    backward_weighted(g, y, r);
+    expect_near("maxpool k2 rows dx", x->grad, dx, C * H * W, 0.0);
+    lb_graph_free(g);
+}
+END_TEST
+
 START_TEST(test_avgpool_forward)
 {
     lb_graph *g = lb_graph_new(0);
@@ -777,6 +814,7 @@ Suite *autograd_conv_suite(void)
     tcase_add_test(tc, test_conv2d_forward_3x3);
     tcase_add_test(tc, test_conv2d_forward_1x1);
     tcase_add_test(tc, test_maxpool_forward);
+    tcase_add_test(tc, test_maxpool_k2_rows);
     tcase_add_test(tc, test_avgpool_forward);
     tcase_add_test(tc, test_global_avgpool_forward);
     tcase_add_test(tc, test_batchnorm_forward);
