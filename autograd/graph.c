@@ -272,19 +272,18 @@ static void grad_put(lb_graph *g, lb_tensor *t)
     t->grad = NULL;
 }
 
-void lb_graph_drop(lb_graph *g, lb_tensor *t)
-{
-    if (!g->release || !t || !t->op || !t->owns_data || !t->data) return;
-    block_put(g, t->data, lb_numel(t));
-    t->data = NULL;
-    t->recompute = true;
-}
-
 void lb_graph_discard(lb_graph *g, lb_tensor *t)
 {
     if (!g->release || !t || !t->op || !t->owns_data || !t->data) return;
     block_put(g, t->data, lb_numel(t));
     t->data = NULL;
+}
+
+void lb_graph_drop(lb_graph *g, lb_tensor *t)
+{
+    if (!g->release || !t || !t->op || !t->owns_data || !t->data) return;
+    lb_graph_discard(g, t);
+    t->recompute = true;
 }
 
 lb_status lb_backward(lb_graph *g, lb_tensor *loss, lb_error *err)

@@ -155,17 +155,6 @@ static inline void row_dy_sums(const float *restrict dy, const float *restrict x
     *sum_dy_xc += lanes_sum(b);
 }
 
-/* dy[s] = y[s] > 0 ? dy[s] : +0, on the bits (branch-free; relu's backward rule). */
-static inline void mask_row(float *restrict dy, const float *restrict y, int64_t S)
-{
-    for (int64_t s = 0; s < S; s++) {
-        uint32_t d;
-        memcpy(&d, &dy[s], sizeof d);
-        d &= -(uint32_t)(y[s] > 0.0f);
-        memcpy(&dy[s], &d, sizeof d);
-    }
-}
-
 /* bits[k] bit i = (y[8k + i] > 0), for a row of S values. */
 #if LB_HAVE_AVX2
 LB_AVX2 static int64_t mask_bits_avx2(const float *restrict y, int64_t S, uint8_t *restrict bits)
@@ -277,8 +266,8 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
         double sum_dy = 0.0, sum_dy_xc = 0.0;
         for (int64_t n = 0; n < B; n++) {
             float *dyr = y->grad + (n * C + c) * S;
-            if (p->relu && p->mask) mask_row_bits(dyr, p->mask + (n * C + c) * ((S + 7) / 8), S);
-            else if (p->relu) mask_row(dyr, y->data + (n * C + c) * S, S);
+            /* a batchnorm_relu that gets a gradient always has its mask (see batchnorm()) */
+            if (p->relu) mask_row_bits(dyr, p->mask + (n * C + c) * ((S + 7) / 8), S);
             row_dy_sums(dyr, x->data + (n * C + c) * S, S, mean, &sum_dy, &sum_dy_xc);
         }
         const double sum_dy_xhat = sum_dy_xc * inv_std;
