@@ -246,25 +246,29 @@ static void d_pad(const dgeom *g, const float *restrict x, float *restrict xp)
             _mm256_storeu_ps(o_ + 16, a11);                                                    \
     } while (0)
 
-/* out (DO rows of ld) [0, DT) = the DO x DT tile at xp: see "direct" above. */
+/* out (DO rows of ld) [0, DT) = the DO x DT tile at xp: see "direct" above. Only the kernel
+ * rows [ia, ib) are summed: the others read nothing but zero padding rows for this tile. */
 __attribute__((target("avx2,fma")))
 static void tile_avx2(const float *restrict xp, int64_t plane, int64_t C, int64_t kh, int64_t kw,
-                      int64_t Wp, const float *restrict w, float *restrict out, int64_t ld)
+                      int64_t ia, int64_t ib, int64_t Wp, const float *restrict w,
+                      float *restrict out, int64_t ld)
 {
     TILE_ACCS;
     for (int64_t c = 0; c < C; c++, xp += plane)
-        for (int64_t i = 0; i < kh; i++)
-            for (int64_t j = 0; j < kw; j++, w += DO) TILE_TAP(xp + i * Wp + j, w);
+        for (int64_t i = ia; i < ib; i++) {
+            const float *restrict wr = w + ((c * kh + i) * kw) * DO;
+            for (int64_t j = 0; j < kw; j++) TILE_TAP(xp + i * Wp + j, wr + j * DO);
+        }
     TILE_STORE(out, ld);
 }
 
 /* tile_avx2 for 3x3 kernels, the 9 taps of a channel unrolled (no inner loop overhead). */
 __attribute__((target("avx2,fma")))
 static void tile33_avx2(const float *restrict xp, int64_t plane, int64_t C, int64_t kh,
-                        int64_t kw, int64_t Wp, const float *restrict w, float *restrict out,
-                        int64_t ld)
+                        int64_t kw, int64_t ia, int64_t ib, int64_t Wp, const float *restrict w,
+                        float *restrict out, int64_t ld)
 {
-    (void)kh, (void)kw;
+    (void)kh, (void)kw, (void)ia, (void)ib; /* all 9 taps */
     TILE_ACCS;
     const int64_t W2 = 2 * Wp;
     for (int64_t c = 0; c < C; c++, xp += plane, w += 9 * DO) {
@@ -299,13 +303,16 @@ static void tilet_avx2(const float *restrict xp, int64_t plane, int64_t C, int64
 /* The same with 2 vectors: a DO x 16 tile in 8 accumulators. */
 __attribute__((target("avx2,fma")))
 static void tile2_avx2(const float *restrict xp, int64_t plane, int64_t C, int64_t kh, int64_t kw,
-                       int64_t Wp, const float *restrict w, float *restrict out, int64_t ld)
+                       int64_t ia, int64_t ib, int64_t Wp, const float *restrict w,
+                       float *restrict out, int64_t ld)
 {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a3 = a0, a4 = a0, a6 = a0, a7 = a0, a9 = a0;
     __m256 a10 = a0;
+    const float *restrict w0 = w;
     for (int64_t c = 0; c < C; c++, xp += plane)
-        for (int64_t i = 0; i < kh; i++) {
+        for (int64_t i = ia; i < ib; i++) {
             const float *restrict xr = xp + i * Wp;
+            w = w0 + ((c * kh + i) * kw) * DO;
             for (int64_t j = 0; j < kw; j++, w += DO) {
                 const __m256 x0 = _mm256_loadu_ps(xr + j), x1 = _mm256_loadu_ps(xr + j + 8);
                 __m256 b = _mm256_broadcast_ss(w);
@@ -327,13 +334,52 @@ static void tile2_avx2(const float *restrict xp, int64_t plane, int64_t C, int64
     _mm256_storeu_ps(out, a9), _mm256_storeu_ps(out + 8, a10);
 }
 
+/* Two output channels x 48 positions in 12 accumulators: the last channel block when only
+ * its first 2 channels are real (6 output channels: LeNet's conv1, and the dx of its conv2),
+ * where the DO x DT tile would spend half its multiply-adds on zero weights. Reads the first
+ * 2 of each tap's DO weights; kernel rows [ia, ib) as tile_avx2. */
+__attribute__((target("avx2,fma")))
+static void tile2c_avx2(const float *restrict xp, int64_t plane, int64_t C, int64_t kh,
+                        int64_t kw, int64_t ia, int64_t ib, int64_t Wp, const float *restrict w,
+                        float *restrict out, int64_t ld)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+    __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0;
+    for (int64_t c = 0; c < C; c++, xp += plane)
+        for (int64_t i = ia; i < ib; i++) {
+            const float *restrict wr = w + ((c * kh + i) * kw) * DO;
+            for (int64_t j = 0; j < kw; j++, wr += DO) {
+                const float *restrict r = xp + i * Wp + j;
+                const __m256 u = _mm256_broadcast_ss(wr), v = _mm256_broadcast_ss(wr + 1);
+                __m256 x = _mm256_loadu_ps(r);
+                a0 = _mm256_fmadd_ps(u, x, a0), b0 = _mm256_fmadd_ps(v, x, b0);
+                x = _mm256_loadu_ps(r + 8);
+                a1 = _mm256_fmadd_ps(u, x, a1), b1 = _mm256_fmadd_ps(v, x, b1);
+                x = _mm256_loadu_ps(r + 16);
+                a2 = _mm256_fmadd_ps(u, x, a2), b2 = _mm256_fmadd_ps(v, x, b2);
+                x = _mm256_loadu_ps(r + 24);
+                a3 = _mm256_fmadd_ps(u, x, a3), b3 = _mm256_fmadd_ps(v, x, b3);
+                x = _mm256_loadu_ps(r + 32);
+                a4 = _mm256_fmadd_ps(u, x, a4), b4 = _mm256_fmadd_ps(v, x, b4);
+                x = _mm256_loadu_ps(r + 40);
+                a5 = _mm256_fmadd_ps(u, x, a5), b5 = _mm256_fmadd_ps(v, x, b5);
+            }
+        }
+    _mm256_storeu_ps(out, a0), _mm256_storeu_ps(out + 8, a1), _mm256_storeu_ps(out + 16, a2);
+    _mm256_storeu_ps(out + 24, a3), _mm256_storeu_ps(out + 32, a4), _mm256_storeu_ps(out + 40, a5);
+    out += ld;
+    _mm256_storeu_ps(out, b0), _mm256_storeu_ps(out + 8, b1), _mm256_storeu_ps(out + 16, b2);
+    _mm256_storeu_ps(out + 24, b3), _mm256_storeu_ps(out + 32, b4), _mm256_storeu_ps(out + 40, b5);
+}
+
 /* The wide tile: one output channel x DTW positions in 12 accumulators; w advances by DO per
- * tap (the packed layout), of which the kernel reads the first. */
+ * tap (the packed layout), of which the kernel reads the first. All kernel rows. */
 __attribute__((target("avx2,fma")))
 static void tile1_avx2(const float *restrict xp, int64_t plane, int64_t C, int64_t kh, int64_t kw,
-                       int64_t Wp, const float *restrict w, float *restrict out, int64_t ld)
+                       int64_t ia, int64_t ib, int64_t Wp, const float *restrict w,
+                       float *restrict out, int64_t ld)
 {
-    (void)ld;
+    (void)ld, (void)ia, (void)ib;
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
     __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
     for (int64_t c = 0; c < C; c++, xp += plane)
@@ -406,35 +452,39 @@ static void dw_tile_avx2(const float *restrict dy, int64_t ldy, const float *res
 
 /* The same kernels in plain C, for CPUs without AVX2 and FMA (n: positions, 8*dv). */
 static void tile_n_c(const float *restrict xp, int64_t plane, int64_t C, int64_t kh, int64_t kw,
-                     int64_t Wp, const float *restrict w, float *restrict out, int64_t ld, int n)
+                     int64_t ia, int64_t ib, int64_t Wp, const float *restrict w,
+                     float *restrict out, int64_t ld, int n)
 {
     float a[DO][DT] = { { 0 } };
     for (int64_t c = 0; c < C; c++, xp += plane)
-        for (int64_t i = 0; i < kh; i++)
-            for (int64_t j = 0; j < kw; j++, w += DO) {
-                const float *restrict xr = xp + i * Wp + j;
+        for (int64_t i = ia; i < ib; i++)
+            for (int64_t j = 0; j < kw; j++) {
+                const float *restrict xr = xp + i * Wp + j, *restrict wt = w + ((c * kh + i) * kw + j) * DO;
                 for (int k = 0; k < DO; k++)
-                    for (int t = 0; t < n; t++) a[k][t] += w[k] * xr[t];
+                    for (int t = 0; t < n; t++) a[k][t] += wt[k] * xr[t];
             }
     for (int k = 0; k < DO; k++) memcpy(out + k * ld, a[k], (size_t)n * sizeof(float));
 }
 
 static void tile_c(const float *restrict xp, int64_t plane, int64_t C, int64_t kh, int64_t kw,
-                   int64_t Wp, const float *restrict w, float *restrict out, int64_t ld)
+                   int64_t ia, int64_t ib, int64_t Wp, const float *restrict w, float *restrict out,
+                   int64_t ld)
 {
-    tile_n_c(xp, plane, C, kh, kw, Wp, w, out, ld, 24);
+    tile_n_c(xp, plane, C, kh, kw, ia, ib, Wp, w, out, ld, 24);
 }
 
 static void tile2_c(const float *restrict xp, int64_t plane, int64_t C, int64_t kh, int64_t kw,
-                    int64_t Wp, const float *restrict w, float *restrict out, int64_t ld)
+                    int64_t ia, int64_t ib, int64_t Wp, const float *restrict w,
+                    float *restrict out, int64_t ld)
 {
-    tile_n_c(xp, plane, C, kh, kw, Wp, w, out, ld, 16);
+    tile_n_c(xp, plane, C, kh, kw, ia, ib, Wp, w, out, ld, 16);
 }
 
 static void tile1_c(const float *restrict xp, int64_t plane, int64_t C, int64_t kh, int64_t kw,
-                    int64_t Wp, const float *restrict w, float *restrict out, int64_t ld)
+                    int64_t ia, int64_t ib, int64_t Wp, const float *restrict w,
+                    float *restrict out, int64_t ld)
 {
-    (void)ld;
+    (void)ld, (void)ia, (void)ib;
     float a[DTW] = { 0 };
     for (int64_t c = 0; c < C; c++, xp += plane)
         for (int64_t i = 0; i < kh; i++)
@@ -473,8 +523,8 @@ static void dw_tile_c(const float *restrict dy, int64_t ldy, const float *restri
         }
 }
 
-typedef void (*tile_fn)(const float *, int64_t, int64_t, int64_t, int64_t, int64_t,
-                        const float *, float *, int64_t);
+typedef void (*tile_fn)(const float *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                        int64_t, const float *, float *, int64_t);
 typedef void (*dw_tile_fn)(const float *, int64_t, const float *, const int64_t *, int64_t, int,
                            int64_t, float *);
 typedef void (*tilet_fn)(const float *, int64_t, int64_t, int64_t, const int64_t *, const float *,
@@ -493,6 +543,22 @@ static bool have_avx2_fma(void)
 #else
     return false;
 #endif
+}
+
+/* The kernel rows [*ia, *ib) that a stride-1 tile of n positions from t needs. Output row r
+ * reads padded row r + i through kernel row i (a window past the row's end reads the next
+ * row's left padding: zeros), and padded rows outside [ph, ph + H) are zero, so a kernel row
+ * that meets only those for every valid row of the tile adds nothing. Rows past Ho are
+ * garbage positions, dropped: they do not count. The dx of an unpadded convolution (LeNet's
+ * conv2: dy 10x10 padded by 4) skips a quarter of its taps this way. */
+static void tap_rows(const dgeom *g, int64_t t, int64_t n, int64_t *ia, int64_t *ib)
+{
+    const int64_t r0 = t / g->Wp;
+    int64_t r1 = (t + n - 1) / g->Wp;
+    if (r1 > g->Ho - 1) r1 = g->Ho - 1;
+    *ia = g->ph - r1 > 0 ? g->ph - r1 : 0;
+    *ib = g->ph + g->H - r0 < g->kh ? g->ph + g->H - r0 : g->kh;
+    if (*ib < *ia) *ib = *ia; /* cannot happen for t < T; keeps the loop empty if it did */
 }
 
 /* yt (nob*DO, Tt) = the padded-width output of the padded image xp. */
@@ -520,31 +586,54 @@ static void d_forward_image(const dgeom *g, const float *wpk, const float *xp, f
 #endif
         for (int64_t t = 0; t < g->Tt; t += step)
             for (int64_t k = 0; k < g->O; k++)
-                wide(xp + t, g->plane, g->C, g->kh, g->kw, g->Wp, wpk + k, yt + k * g->Tt + t,
-                     g->Tt);
+                wide(xp + t, g->plane, g->C, g->kh, g->kw, 0, g->kh, g->Wp, wpk + k,
+                     yt + k * g->Tt + t, g->Tt);
         return;
     }
     tile_fn tile = g->dv == 3 ? tile_c : tile2_c;
+    int64_t nb = g->nob; /* channel blocks for tile; the last one may go to tile2c_avx2 */
 #ifdef LB_DIRECT_AVX2
-    if (have_avx2_fma())
+    if (have_avx2_fma()) {
         tile = g->dv == 3 ? (g->kh == 3 && g->kw == 3 ? tile33_avx2 : tile_avx2) : tile2_avx2;
+        if (tile == tile_avx2 && g->O - (g->nob - 1) * DO <= 2) nb--;
+    }
 #endif
     /* The operand that is swept again for every step of the outer loop should be the one
      * that stays in cache: with positions outside, all the weights are read per tile (fine
      * while they are smaller than the image: ResNet's 16 channels at 32x32); with channel
      * blocks outside, the whole image per block (64 and 128 channels at 8x8: the weights,
      * up to 590 KB, would come from L3 for every tile) */
+    int64_t ia, ib;
     if (dg_wpk_floats(g) <= g->C * g->plane) {
-        for (int64_t t = 0; t < g->Tt; t += step)
-            for (int64_t ob = 0; ob < g->nob; ob++)
-                tile(xp + t, g->plane, g->C, g->kh, g->kw, g->Wp, wpk + ob * wblock,
+        for (int64_t t = 0; t < g->Tt; t += step) {
+            tap_rows(g, t, step, &ia, &ib);
+            for (int64_t ob = 0; ob < nb; ob++)
+                tile(xp + t, g->plane, g->C, g->kh, g->kw, ia, ib, g->Wp, wpk + ob * wblock,
                      yt + ob * DO * g->Tt + t, g->Tt);
+        }
     } else {
-        for (int64_t ob = 0; ob < g->nob; ob++)
-            for (int64_t t = 0; t < g->Tt; t += step)
-                tile(xp + t, g->plane, g->C, g->kh, g->kw, g->Wp, wpk + ob * wblock,
+        for (int64_t ob = 0; ob < nb; ob++)
+            for (int64_t t = 0; t < g->Tt; t += step) {
+                tap_rows(g, t, step, &ia, &ib);
+                tile(xp + t, g->plane, g->C, g->kh, g->kw, ia, ib, g->Wp, wpk + ob * wblock,
                      yt + ob * DO * g->Tt + t, g->Tt);
+            }
     }
+#ifdef LB_DIRECT_AVX2
+    if (nb == g->nob) return;
+    /* the last block's 2 channels, 48 positions at a time, then a DO x DT tile for the rest */
+    const float *wl = wpk + nb * wblock;
+    float *yl = yt + nb * DO * g->Tt;
+    int64_t t = 0;
+    for (; t + 2 * DT <= g->Tt; t += 2 * DT) {
+        tap_rows(g, t, 2 * DT, &ia, &ib);
+        tile2c_avx2(xp + t, g->plane, g->C, g->kh, g->kw, ia, ib, g->Wp, wl, yl + t, g->Tt);
+    }
+    if (t < g->Tt) {
+        tap_rows(g, t, step, &ia, &ib);
+        tile(xp + t, g->plane, g->C, g->kh, g->kw, ia, ib, g->Wp, wl, yl + t, g->Tt);
+    }
+#endif
 }
 
 /* y (O, Ho, Wo) = (or +=, with add) the valid columns of yt. */
