@@ -614,8 +614,24 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
                 y = lb_batchnorm_forward(&nd->u.bn, g, a);
             }
             break;
-        case LB_NODE_RELU: y = overwritable(m, users, nd->in[0]) ? lb_relu_inplace(g, a)
-                                                                  : lb_relu(g, a); break;
+        case LB_NODE_RELU:
+            if (!m->no_inplace && users[i] == 1 && i + 1 < m->n_nodes
+                && m->nodes[i + 1].kind == LB_NODE_MAXPOOL
+                && m->nodes[i + 1].in[0] == i && m->nodes[i + 1].u.pool.pad == 0) {
+                /* ReLU then a max pooling, its only reader: pooled first, then the ReLU on a
+                 * quarter of the elements (2x2). The same values and gradients: ReLU is
+                 * monotone, so the max of ReLUs is the ReLU of the max, from the same window
+                 * cell; where a window's max is <= 0 both give 0 and no gradient. The ReLU
+                 * node takes the result. */
+                const lb_node *pn = &m->nodes[i + 1];
+                y = lb_maxpool2d(g, a, pn->u.pool.k, pn->u.pool.stride, 0);
+                if (y) y = lb_relu_inplace(g, y);
+                if (!y) return NULL;
+                outs[i++] = y;
+                break;
+            }
+            y = overwritable(m, users, nd->in[0]) ? lb_relu_inplace(g, a) : lb_relu(g, a);
+            break;
         case LB_NODE_MAXPOOL:
             y = lb_maxpool2d(g, a, nd->u.pool.k, nd->u.pool.stride, nd->u.pool.pad);
             /* a BN-ReLU output only this pooling reads: neither backward needs it */
