@@ -100,6 +100,29 @@ LB_AVX2 static int64_t maxpool22_row_avx2(const float *r0, const float *r1, int6
     }
     return ow;
 }
+
+/* The backward of four such windows at a time, dx fresh: rows r0, r1 of dx get dy[ow] at
+ * the winner's cell and 0 at the other three (no branch on the place: a mispredicted one per
+ * window cost more than the writes). Returns where the scalar tail starts. */
+LB_AVX2 static int64_t maxpool22_back_row_avx2(const float *dy, const uint8_t *place,
+                                               int64_t Wo, float *r0, float *r1)
+{
+    const __m128i p0 = _mm_setr_epi32(0, 1, 0, 1), p1 = _mm_setr_epi32(2, 3, 2, 3);
+    int64_t ow = 0;
+    for (; ow + 4 <= Wo; ow += 4) {
+        int32_t bytes;
+        memcpy(&bytes, place + ow, 4);
+        const __m128i a = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(bytes));
+        const __m128 v = _mm_loadu_ps(dy + ow);
+        const __m128 vl = _mm_unpacklo_ps(v, v), vh = _mm_unpackhi_ps(v, v);
+        const __m128i al = _mm_unpacklo_epi32(a, a), ah = _mm_unpackhi_epi32(a, a);
+        _mm_storeu_ps(r0 + 2 * ow, _mm_and_ps(vl, _mm_castsi128_ps(_mm_cmpeq_epi32(al, p0))));
+        _mm_storeu_ps(r0 + 2 * ow + 4, _mm_and_ps(vh, _mm_castsi128_ps(_mm_cmpeq_epi32(ah, p0))));
+        _mm_storeu_ps(r1 + 2 * ow, _mm_and_ps(vl, _mm_castsi128_ps(_mm_cmpeq_epi32(al, p1))));
+        _mm_storeu_ps(r1 + 2 * ow + 4, _mm_and_ps(vh, _mm_castsi128_ps(_mm_cmpeq_epi32(ah, p1))));
+    }
+    return ow;
+}
 #endif
 
 LB_CLONES
@@ -183,6 +206,28 @@ static void maxpool2d_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
     for (int64_t pl = lo; pl < hi; pl++) {
         float *dx = x->grad + pl * HW;            /* (H, W)   */
         const float *dy = y->grad + pl * S;       /* (Ho, Wo) */
+        if (k == 2 && p->stride == 2 && p->pad == 0 && x->grad_fresh) {
+            /* the common case, dx fresh: each 2x2 window written whole (its winner's cell dy,
+             * the others 0), then the odd last row or column no window covers */
+            const uint8_t *ap = p->am8 + pl * S;
+            const int64_t H = x->shape[2];
+            for (int64_t oh = 0; oh < Ho; oh++) {
+                float *r0 = dx + 2 * oh * W, *r1 = r0 + W;
+                const float *dr = dy + oh * Wo;
+                const uint8_t *ar = ap + oh * Wo;
+                int64_t ow = 0;
+#if LB_HAVE_AVX2
+                if (lb_cpu_avx2()) ow = maxpool22_back_row_avx2(dr, ar, Wo, r0, r1);
+#endif
+                for (; ow < Wo; ow++) {
+                    r0[2 * ow] = r0[2 * ow + 1] = r1[2 * ow] = r1[2 * ow + 1] = 0.0f;
+                    (ar[ow] < 2 ? r0 : r1)[2 * ow + (ar[ow] & 1)] = dr[ow];
+                }
+                if (W & 1) r0[W - 1] = r1[W - 1] = 0.0f;
+            }
+            if (H & 1) memset(dx + (H - 1) * W, 0, (size_t)W * sizeof(float));
+            continue;
+        }
         if (x->grad_fresh) memset(dx, 0, (size_t)HW * sizeof(float)); /* a plane, in cache */
         if (k == 2 && p->stride == 2 && p->pad == 0) { /* the common case: place 2*row + col */
             const uint8_t *ap = p->am8 + pl * S;

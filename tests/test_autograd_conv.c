@@ -179,12 +179,14 @@ START_TEST(test_maxpool_forward)
 }
 END_TEST
 
-/* 2x2 stride-2 pooling over rows long enough for the vector path (four outputs at a time)
- * and its scalar tail, with ties and NaNs: values and routed gradients as a scalar reference
- * (first maximum wins, a NaN wins). */
+/* 2x2 stride-2 max pooling, odd sizes (the last row and column in no window), ties and NaNs:
+ * y and the winner's place against a scalar reference, then dx both ways: added into a
+ * leaf's gradient, and written whole into an op output's fresh gradient (the pooling of a
+ * reshape), where the cells no window wins must come out 0. Wo = 11: the 4-wide kernels
+ * and their scalar tail. */
 START_TEST(test_maxpool_k2_rows)
 {
-    enum { C = 3, H = 6, W = 22, Ho = 3, Wo = 11 };
+    enum { C = 3, H = 7, W = 23, Ho = 3, Wo = 11 };
     float xs[C * H * W], want[C * Ho * Wo], dx[C * H * W] = { 0 }, r[C * Ho * Wo];
     lb_rng rng = lb_rng_make(3);
     for (int i = 0; i < C * H * W; i++) {
@@ -203,16 +205,20 @@ START_TEST(test_maxpool_k2_rows)
                 want[o] = xs[b];
                 dx[b] += r[o];
             }
-    lb_graph *g = lb_graph_new(0);
-    lb_tensor *x = leaf(g, xs, (int64_t[]){ 1, C, H, W }, 4, true);
-    lb_tensor *y = lb_maxpool2d(g, x, 2, 2, 0);
-    ck_assert_ptr_nonnull(y);
-    for (int i = 0; i < C * Ho * Wo; i++)
-        ck_assert_msg(memcmp(&y->data[i], &want[i], sizeof(float)) == 0 || (isnan(y->data[i]) && isnan(want[i])),
-                      "y[%d] = %g, want %g", i, (double)y->data[i], (double)want[i]);
-    backward_weighted(g, y, r);
-    expect_near("maxpool k2 rows dx", x->grad, dx, C * H * W, 0.0);
-    lb_graph_free(g);
+    for (int fresh = 0; fresh < 2; fresh++) {
+        lb_graph *g = lb_graph_new(0);
+        lb_tensor *x = leaf(g, xs, (int64_t[]){ 1, C, H, W }, 4, true);
+        lb_tensor *xin = fresh ? lb_reshape(g, x, (int64_t[]){ 1, C, H, W }, 4) : x;
+        lb_tensor *y = lb_maxpool2d(g, xin, 2, 2, 0);
+        ck_assert_ptr_nonnull(y);
+        for (int i = 0; i < C * Ho * Wo; i++)
+            ck_assert_msg(memcmp(&y->data[i], &want[i], sizeof(float)) == 0 || (isnan(y->data[i]) && isnan(want[i])),
+                          "y[%d] = %g, want %g", i, (double)y->data[i], (double)want[i]);
+        backward_weighted(g, y, r);
+        expect_near(fresh ? "maxpool k2 rows dx (fresh)" : "maxpool k2 rows dx", x->grad, dx,
+                    C * H * W, 0.0);
+        lb_graph_free(g);
+    }
 }
 END_TEST
 
