@@ -461,6 +461,37 @@ static void dw_tile_avx2(const float *restrict dy, int64_t ldy, const float *res
     _mm256_storeu_ps(acc, hsum8x8(a0, a1, a2, a3, a4, a5, a6, a7));
     _mm_storeu_ps(acc + 8, _mm256_castps256_ps128(hsum8x8(a8, a9, a10, a11, z, z, z, z)));
 }
+
+/* dw_tile_avx2 for a channel block with only 2 real channels (LeNet's conv1: 6 outputs):
+ * acc[k*6 + jj], k < 2, jj < 6, over six taps at off[0..5] instead of four rows (two of them
+ * zero) by three taps. */
+__attribute__((target("avx2,fma")))
+static void dw_tile2c_avx2(const float *restrict dy, int64_t ldy, const float *restrict xr,
+                           const int64_t *off, int64_t Tw, int G, int64_t gs, float *restrict acc)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+    __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    const int64_t o0 = off[0], o1 = off[1], o2 = off[2], o3 = off[3], o4 = off[4], o5 = off[5];
+    for (int g = 0; g < G; g++, dy += gs, xr += gs)
+        for (int64_t t = 0; t < Tw; t += 8) {
+            const __m256 d = _mm256_loadu_ps(dy + t), e = _mm256_loadu_ps(dy + ldy + t);
+            __m256 x = _mm256_loadu_ps(xr + o0 + t);
+            a0 = _mm256_fmadd_ps(d, x, a0), a6 = _mm256_fmadd_ps(e, x, a6);
+            x = _mm256_loadu_ps(xr + o1 + t);
+            a1 = _mm256_fmadd_ps(d, x, a1), a7 = _mm256_fmadd_ps(e, x, a7);
+            x = _mm256_loadu_ps(xr + o2 + t);
+            a2 = _mm256_fmadd_ps(d, x, a2), a8 = _mm256_fmadd_ps(e, x, a8);
+            x = _mm256_loadu_ps(xr + o3 + t);
+            a3 = _mm256_fmadd_ps(d, x, a3), a9 = _mm256_fmadd_ps(e, x, a9);
+            x = _mm256_loadu_ps(xr + o4 + t);
+            a4 = _mm256_fmadd_ps(d, x, a4), a10 = _mm256_fmadd_ps(e, x, a10);
+            x = _mm256_loadu_ps(xr + o5 + t);
+            a5 = _mm256_fmadd_ps(d, x, a5), a11 = _mm256_fmadd_ps(e, x, a11);
+        }
+    const __m256 z = _mm256_setzero_ps();
+    _mm256_storeu_ps(acc, hsum8x8(a0, a1, a2, a3, a4, a5, a6, a7));
+    _mm_storeu_ps(acc + 8, _mm256_castps256_ps128(hsum8x8(a8, a9, a10, a11, z, z, z, z)));
+}
 #endif
 
 /* The same kernels in plain C, for CPUs without AVX2 and FMA (n: positions, 8*dv). */
@@ -710,6 +741,25 @@ static void d_dw_group(const dgeom *g, const float *grp, int G, float *restrict 
     const float *dyp = grp + dg_xp_floats(g);
     for (int64_t ob = 0; ob < g->nob; ob++) {
         const int64_t nk = g->O - ob * DO < DO ? g->O - ob * DO : DO;
+#ifdef LB_DIRECT_AVX2
+        if (nk <= 2 && tile == dw_tile_avx2) { /* 2 real channels: six taps per call */
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t i = 0; i < kh; i++)
+                    for (int64_t j0 = 0; j0 < kw; j0 += 6) {
+                        float acc[2 * 6];
+                        const int64_t nj = kw - j0 < 6 ? kw - j0 : 6, t0 = dg_tap(g, i, j0);
+                        int64_t off[6];
+                        for (int64_t jj = 0; jj < 6; jj++)
+                            off[jj] = dg_tap(g, i, j0 + (jj < nj ? jj : nj - 1)) - t0;
+                        dw_tile2c_avx2(dyp + ob * DO * g->Tw, g->Tw, grp + c * g->plane + t0, off,
+                                       g->Tw, G, gs, acc);
+                        for (int64_t k = 0; k < nk; k++)
+                            for (int64_t jj = 0; jj < nj; jj++)
+                                dw[(((ob * DO + k) * C + c) * kh + i) * kw + j0 + jj] += acc[k * 6 + jj];
+                    }
+            continue;
+        }
+#endif
         for (int64_t c = 0; c < C; c++)
             for (int64_t i = 0; i < kh; i++)
                 for (int64_t j0 = 0; j0 < kw; j0 += 3) {
