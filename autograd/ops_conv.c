@@ -680,9 +680,11 @@ static void d_forward_image(const dgeom *g, const float *wpk, const float *xp, f
 #endif
 }
 
-/* y (O, Ho, Wo) = (or +=, with add) the valid columns of yt. */
+/* y (O, Ho, Wo) = (or +=, with add) the valid columns of yt, plus bias[o] when given (in
+ * the same pass: y = yt + b, the sum the separate bias pass made). */
 LB_CLONES
-static void d_store(const dgeom *g, const float *restrict yt, float *restrict y, bool add)
+static void d_store(const dgeom *g, const float *restrict yt, float *restrict y, bool add,
+                    const float *restrict bias)
 {
     for (int64_t o = 0; o < g->O; o++)
         for (int64_t oh = 0; oh < g->Ho; oh++) {
@@ -690,6 +692,9 @@ static void d_store(const dgeom *g, const float *restrict yt, float *restrict y,
             float *restrict d = y + (o * g->Ho + oh) * g->Wo;
             if (add) {
                 for (int64_t t = 0; t < g->Wo; t++) d[t] += s[t];
+            } else if (bias) {
+                const float b = bias[o];
+                for (int64_t t = 0; t < g->Wo; t++) d[t] = s[t] + b;
             } else {
                 copy_row(d, s, g->Wo);
             }
@@ -929,7 +934,8 @@ static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
             float *yt = col + dg_xp_floats(&p->gf);
             d_pad(&p->gf, xn, col);
             d_forward_image(&p->gf, p->wpk, col, yt);
-            d_store(&p->gf, yt, yn, false);
+            d_store(&p->gf, yt, yn, false, j->b ? j->b->data : NULL);
+            continue; /* bias added */
         } else if (!p->col) { /* Y_n (O, S) = W (O, C) · X_n (C, S) */
             lb_sgemm(false, false, j->O, j->S, j->K, 1.0f, j->w->data, j->K, xn, j->S, 0.0f, yn,
                      j->S);
@@ -1027,7 +1033,7 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
             float *yt = col + dg_xp_floats(&p->gt);
             d_pad(&p->gt, dy, col);
             d_forward_image(&p->gt, p->wpk_t, col, yt);
-            d_store(&p->gt, yt, dx, !fresh);
+            d_store(&p->gt, yt, dx, !fresh, NULL);
         } else if (p->col) {
             /* dcol (K, S) = Wᵀ (K, O) · dY_n (O, S); overwrites the unrolled image */
             lb_sgemm(true, false, j->K, j->S, j->O, 1.0f, j->w->data, j->K, dy, j->S, 0.0f, col,
