@@ -74,14 +74,17 @@ static pool_saved *pool_setup(lb_graph *g, const char *op, const lb_tensor *x, i
 #if LB_HAVE_AVX2
 /* 2x2 stride-2 windows of input rows r0, r1, four outputs at a time: y[ow] and the winner's
  * place (0 r0[2ow], 1 r0[2ow+1], 2 r1[2ow], 3 r1[2ow+1]), with the scalar rule (first max
- * wins, a NaN wins). Returns where the scalar tail starts. */
+ * wins, a NaN wins). A row of Wo >= 4 is done whole, its last group overlapping the one before
+ * (no scalar tail, whose data-dependent branches cost more than the vector work); returns
+ * where the scalar tail starts (0 or Wo). */
 LB_AVX2 static int64_t maxpool22_row_avx2(const float *r0, const float *r1, int64_t Wo,
                                           float *y, uint8_t *place)
 {
     const __m128i pick = _mm_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
                                        -1);
-    int64_t ow = 0;
-    for (; ow + 4 <= Wo; ow += 4) {
+    if (Wo < 4) return 0;
+    for (int64_t ow = 0; ow < Wo; ow += 4) {
+        if (ow + 4 > Wo) ow = Wo - 4; /* the last four windows, overlapping: the same values */
         const __m128 a0 = _mm_loadu_ps(r0 + 2 * ow), a1 = _mm_loadu_ps(r0 + 2 * ow + 4);
         const __m128 b0 = _mm_loadu_ps(r1 + 2 * ow), b1 = _mm_loadu_ps(r1 + 2 * ow + 4);
         const __m128 v[4] = { _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0)),
@@ -98,18 +101,19 @@ LB_AVX2 static int64_t maxpool22_row_avx2(const float *r0, const float *r1, int6
         const int32_t bytes = _mm_cvtsi128_si32(_mm_shuffle_epi8(_mm_castps_si128(r), pick));
         memcpy(place + ow, &bytes, 4);
     }
-    return ow;
+    return Wo;
 }
 
 /* The backward of four such windows at a time, dx fresh: rows r0, r1 of dx get dy[ow] at
  * the winner's cell and 0 at the other three (no branch on the place: a mispredicted one per
- * window cost more than the writes). Returns where the scalar tail starts. */
+ * window cost more than the writes). Rows as maxpool22_row_avx2. */
 LB_AVX2 static int64_t maxpool22_back_row_avx2(const float *dy, const uint8_t *place,
                                                int64_t Wo, float *r0, float *r1)
 {
     const __m128i p0 = _mm_setr_epi32(0, 1, 0, 1), p1 = _mm_setr_epi32(2, 3, 2, 3);
-    int64_t ow = 0;
-    for (; ow + 4 <= Wo; ow += 4) {
+    if (Wo < 4) return 0;
+    for (int64_t ow = 0; ow < Wo; ow += 4) {
+        if (ow + 4 > Wo) ow = Wo - 4; /* the last four windows again: the same writes */
         int32_t bytes;
         memcpy(&bytes, place + ow, 4);
         const __m128i a = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(bytes));
@@ -121,7 +125,7 @@ LB_AVX2 static int64_t maxpool22_back_row_avx2(const float *dy, const uint8_t *p
         _mm_storeu_ps(r1 + 2 * ow, _mm_and_ps(vl, _mm_castsi128_ps(_mm_cmpeq_epi32(al, p1))));
         _mm_storeu_ps(r1 + 2 * ow + 4, _mm_and_ps(vh, _mm_castsi128_ps(_mm_cmpeq_epi32(ah, p1))));
     }
-    return ow;
+    return Wo;
 }
 #endif
 
