@@ -567,7 +567,9 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
                                                   : LB_QMODE_EVAL;
     /* consumers of each node: a relu may overwrite an input that only it reads */
     int *users = lb_graph_calloc(g, (size_t)m->n_nodes * sizeof *users);
-    if (!users) return NULL;
+    /* nodes whose output is a fused BN-ReLU's (whose backward needs only its bit mask) */
+    bool *bnrelu = lb_graph_calloc(g, (size_t)m->n_nodes * sizeof *bnrelu);
+    if (!users || !bnrelu) return NULL;
     for (int i = 0; i < m->n_nodes; i++)
         for (int k = 0; k < m->nodes[i].n_in; k++)
             if (m->nodes[i].in[k] >= 0) users[m->nodes[i].in[k]]++;
@@ -609,7 +611,9 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
                 y = lb_batchnorm_relu(g, a, bn->gamma, bn->beta, bn->running_mean,
                                       bn->running_var, bn->momentum, bn->eps);
                 if (!y) return NULL;
-                outs[i++] = y;
+                outs[i] = y;
+                bnrelu[i] = bnrelu[i + 1] = true;
+                i++;
             } else {
                 y = lb_batchnorm_forward(&nd->u.bn, g, a);
             }
@@ -635,8 +639,7 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
         case LB_NODE_MAXPOOL:
             y = lb_maxpool2d(g, a, nd->u.pool.k, nd->u.pool.stride, nd->u.pool.pad);
             /* a BN-ReLU output only this pooling reads: neither backward needs it */
-            if (y && nd->in[0] >= 0 && users[nd->in[0]] == 1 && a->op
-                && !strcmp(a->op->name, "batchnorm_relu"))
+            if (y && nd->in[0] >= 0 && users[nd->in[0]] == 1 && bnrelu[nd->in[0]])
                 lb_graph_discard(g, a);
             break;
         case LB_NODE_AVGPOOL:
