@@ -625,8 +625,11 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
                 /* ReLU then a max pooling, its only reader: pooled first, then the ReLU on a
                  * quarter of the elements (2x2). The same values and gradients: ReLU is
                  * monotone, so the max of ReLUs is the ReLU of the max, from the same window
-                 * cell; where a window's max is <= 0 both give 0 and no gradient. The ReLU
-                 * node takes the result. */
+                 * cell; where a window's max is <= 0 both give 0 and no gradient. (Not for
+                 * NaNs: a NaN wins a pooling window, and ReLU makes it 0 either way, so a
+                 * window holding one gives 0 here and the max of its other cells in the
+                 * other order; the step's loss or gradients are not finite then anyway.)
+                 * The ReLU node takes the result. */
                 const lb_node *pn = &m->nodes[i + 1];
                 y = lb_maxpool2d(g, a, pn->u.pool.k, pn->u.pool.stride, 0);
                 if (y) y = lb_relu_inplace(g, y);
