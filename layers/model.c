@@ -628,7 +628,7 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
                  * cell; where a window's max is <= 0 both give 0 and no gradient. (Not for
                  * NaNs: a NaN wins a pooling window, and ReLU makes it 0 either way, so a
                  * window holding one gives 0 here and the max of its other cells in the
-                 * other order; the step's loss or gradients are not finite then anyway.)
+                 * other order; neither passes the NaN on.)
                  * The ReLU node takes the result. */
                 const lb_node *pn = &m->nodes[i + 1];
                 y = lb_maxpool2d(g, a, pn->u.pool.k, pn->u.pool.stride, 0);
