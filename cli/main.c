@@ -277,6 +277,9 @@ static const char train_help_data[] =
     "  --momentum F        SGD momentum                                      [0.9]\n"
     "  --no-nesterov       plain instead of Nesterov momentum\n"
     "  --wd F              weight decay (L2 for sgd/adam, decoupled for adamw) [5e-4]\n"
+    "  --wd-all            decay biases, BN scales and shifts and quantizer steps too, as\n"
+    "                      torch.optim.SGD(model.parameters(), weight_decay=F) does\n"
+    "                      (default: conv and linear weights only)\n"
     "  --schedule NAME     constant, cosine, step or onecycle                [cosine]\n"
     "  --warmup E          linear warm-up length in epochs (may be fractional) [0.5]\n"
     "  --step-epochs E     step schedule: epochs between decays              [1]\n"
@@ -295,7 +298,7 @@ static const char train_help_data[] =
 static int cmd_train(int argc, char **argv)
 {
     lb_cli_opt o[] = { LB_OPT("model"), LB_OPT("data"), LB_OPT("data-dir"), LB_OPT("epochs"), LB_OPT("batch"), LB_OPT("optim"),
-                LB_OPT("lr"), LB_OPT("lr-min"), LB_OPT("momentum"), LB_FLAG("no-nesterov"), LB_OPT("wd"),
+                LB_OPT("lr"), LB_OPT("lr-min"), LB_OPT("momentum"), LB_FLAG("no-nesterov"), LB_OPT("wd"), LB_FLAG("wd-all"),
                 LB_OPT("schedule"), LB_OPT("warmup"), LB_OPT("step-epochs"), LB_OPT("gamma"), LB_OPT("seed"),
                 LB_OPT("threads"), LB_OPT("out"), LB_OPT("max-steps"), LB_FLAG("json"), LB_OPT("quant"), LB_OPT("init"),
                 LB_OPT("fold-bn"), LB_OPT("freeze-observers"), LB_OPT("resume"), LB_OPT("augment"),
@@ -339,6 +342,7 @@ static int cmd_train(int argc, char **argv)
     if (lb_cli_get(o, n, "no-nesterov") || cfg.optim.momentum == 0.0f) cfg.optim.nesterov = false;
     if ((s = lb_cli_get(o, n, "wd")) && !lb_cli_float(s, 0.0f, 1.0f, &cfg.optim.weight_decay))
         return lb_cli_usage("train", "--wd %s: expected a number in [0, 1]", s);
+    if (lb_cli_get(o, n, "wd-all")) cfg.optim.decay_all = true;
     if ((s = lb_cli_get(o, n, "schedule")) && lb_schedule_parse_kind(s, &cfg.sched.kind, &err))
         return lb_cli_usage("train", "%s", err.msg);
     if ((s = lb_cli_get(o, n, "warmup")) && !lb_cli_float(s, 0.0f, 1e5f, &cfg.warmup_epochs))
@@ -445,7 +449,7 @@ static int cmd_train(int argc, char **argv)
     }
     printf("lowbit train: %s (%lld parameters%s%s) on %s (%lld train / %lld test images from %s)\n"
            "  quantization: %s (weights %.1f KiB, %.1f KiB at fp32)\n"
-           "  %d epochs, batch %lld, %s lr %g %s, weight decay %g, seed %llu, %d threads\n"
+           "  %d epochs, batch %lld, %s lr %g %s, weight decay %g%s, seed %llu, %d threads\n"
            "  augmentation %s, batches prepared %s\n",
            m->name, (long long)lb_model_param_count(m), init ? ", from " : "", init ? init : "",
            train.name, (long long)train.n,
@@ -453,6 +457,7 @@ static int cmd_train(int argc, char **argv)
            (double)fbytes / 1024.0, cfg.epochs, (long long)cfg.batch,
            lb_optim_kind_name(cfg.optim.kind), (double)cfg.sched.lr_max,
            lb_schedule_kind_name(cfg.sched.kind), (double)cfg.optim.weight_decay,
+           cfg.optim.decay_all ? " on every parameter" : "",
            (unsigned long long)cfg.seed, threads, lb_augment_name(cfg.augment),
            cfg.prefetch ? "on a background thread" : "on the training thread");
     fflush(stdout);

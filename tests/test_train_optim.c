@@ -171,6 +171,29 @@ START_TEST(test_optim_no_decay)                 /* _i indexes all_kinds */
 }
 END_TEST
 
+/* decay_all (--wd-all): the NO_DECAY tensor b decays like w, as torch.optim.SGD over
+ * model.parameters() decays every parameter; buffers still stay put. For SGD the first step
+ * from zero gradients is p - lr*(wd*p) exactly (momentum buffer = the decay term); Adam moves
+ * it by about lr towards zero, AdamW shrinks it by lr*wd*p. */
+START_TEST(test_optim_decay_all)                /* _i indexes all_kinds */
+{
+    fixture  f = fixture_new();
+    lb_optim o;
+    lb_error err = { 0 };
+    lb_optim_cfg cfg = { .kind = all_kinds[_i], .momentum = 0.5f, .weight_decay = 0.1f,
+                         .decay_all = true };
+    ck_assert_msg(lb_optim_init(&o, cfg, f.ps, &err) == LB_OK, "%s", err.msg);
+    lb_optim_step(&o, f.ps, 0.5f);
+    for (int k = 0; k < N_B; k++) {             /* moved towards zero (Adam by lr*sign) */
+        const float p0 = P0[N_W + k];
+        ck_assert_float_gt((p0 - f.b->data[k]) * p0, 0.0f);
+        if (cfg.kind == LB_OPTIM_SGD) ck_assert_float_eq(f.b->data[k], p0 - 0.5f * (0.1f * p0));
+    }
+    check_buffer_untouched(&f);
+    lb_params_free(f.ps);
+}
+END_TEST
+
 /* Buffers: garbage in their gradient slot, many steps, still untouched (values and moments). */
 START_TEST(test_optim_buffers_untouched)        /* _i indexes all_kinds */
 {
@@ -435,6 +458,7 @@ Suite *train_optim_suite(void)
     TCase *tc = tcase_create("optim");
     tcase_add_loop_test(tc, test_optim_golden, 0, N_GOLDEN);
     tcase_add_loop_test(tc, test_optim_no_decay, 0, 3);
+    tcase_add_loop_test(tc, test_optim_decay_all, 0, 3);
     tcase_add_loop_test(tc, test_optim_buffers_untouched, 0, 3);
     tcase_add_test(tc, test_optim_first_step);
     tcase_add_test(tc, test_optim_init_defaults);

@@ -163,7 +163,7 @@ static void update_range(const step_job *s, int64_t j0, int64_t j1)
     const lb_optim_cfg *c = &s->o->cfg;
     const lb_params *ps = s->ps;
     const int i = s->i;
-    const float wd = (ps->flags[i] & LB_PARAM_NO_DECAY) ? 0.0f : c->weight_decay;
+    const float wd = (ps->flags[i] & LB_PARAM_NO_DECAY) && !c->decay_all ? 0.0f : c->weight_decay;
     const int64_t off = ps->offset[i] + j0, n = j1 - j0;
     float *p = ps->values + off, *g = ps->grads + off, *m = ps->m + off, *v = ps->v + off;
     switch (c->kind) {

@@ -2,8 +2,9 @@
  *
  * SGD (momentum, Nesterov, L2 weight decay) follows torch.optim.SGD exactly; Adam follows
  * torch.optim.Adam (L2 decay added to the gradient); AdamW follows torch.optim.AdamW
- * (decoupled decay). Tensors flagged LB_PARAM_NO_DECAY get no weight decay; buffers are never
- * touched. The learning rate is passed to each step so schedules stay separate.
+ * (decoupled decay). Tensors flagged LB_PARAM_NO_DECAY (biases, BN affine, quantizer steps)
+ * get no weight decay unless decay_all is set, which decays every trainable tensor as
+ * torch.optim.SGD(model.parameters(), weight_decay=wd) does; buffers are never touched. The learning rate is passed to each step so schedules stay separate.
  *
  *     lb_optim opt;
  *     lb_optim_init(&opt, (lb_optim_cfg){ .kind = LB_OPTIM_SGD, .momentum = 0.9f,
@@ -25,6 +26,7 @@ typedef struct lb_optim_cfg {
     float momentum;      /* SGD                                             */
     bool  nesterov;      /* SGD; needs momentum > 0                         */
     float weight_decay;
+    bool  decay_all;     /* decay LB_PARAM_NO_DECAY tensors too             */
     float beta1, beta2;  /* Adam/AdamW; 0 means the defaults 0.9, 0.999     */
     float eps;           /* Adam/AdamW; 0 means the default 1e-8            */
 } lb_optim_cfg;
@@ -42,7 +44,7 @@ typedef struct lb_optim {
 lb_status lb_optim_init(lb_optim *o, lb_optim_cfg cfg, lb_params *ps, lb_error *err);
 /* One update of every trainable tensor in ps from ps->grads with learning rate lr, then
  * o->t += 1. Buffers (LB_PARAM_BUFFER) are skipped, values, moments and all; LB_PARAM_NO_DECAY
- * tensors get weight_decay 0. SGD keeps its momentum buffer in ps->m; Adam/AdamW use m and v.
+ * tensors get weight_decay 0 unless cfg.decay_all. SGD keeps its momentum buffer in ps->m; Adam/AdamW use m and v.
  * Gradients are read, never cleared. */
 void lb_optim_step(lb_optim *o, lb_params *ps, float lr);
 /* Parses "sgd", "adam" or "adamw"; LB_ERR_ARG otherwise. */
