@@ -638,8 +638,11 @@ static void d_forward_image(const dgeom *g, const float *wpk, const float *xp, f
     int64_t nb = g->nob; /* channel blocks for tile; the last one may go to tile2c_avx2 */
 #ifdef LB_DIRECT_AVX2
     if (have_avx2_fma()) {
-        tile = g->dv == 3 ? (g->kh == 3 && g->kw == 3 ? tile33_avx2 : tile_avx2) : tile2_avx2;
-        if (tile == tile_avx2 && g->O - (g->nob - 1) * DO <= 2) nb--;
+        const bool k33 = g->kh == 3 && g->kw == 3;
+        tile = g->dv == 3 ? (k33 ? tile33_avx2 : tile_avx2) : tile2_avx2;
+        /* tile_avx2's shape only (3x3 has its own kernel; dv 2 blocks are not split) */
+        const bool two_ch_tail = g->dv == 3 && !k33 && g->O - (g->nob - 1) * DO <= 2;
+        if (two_ch_tail) nb--;
     }
 #endif
     /* The operand that is swept again for every step of the outer loop should be the one
@@ -735,49 +738,38 @@ static int dw_group(const dgeom *g)
     return n < 1 ? 1 : n > 8 ? 8 : (int)n;
 }
 
-/* dw (O, C, kh, kw) += the dW of the G images in the slots at grp. */
+/* dw (O, C, kh, kw) += the dW of the G images in the slots at grp. A kernel call sums
+ * `taps` consecutive taps of one kernel row for `rows` output channels into acc[k*taps + jj];
+ * taps past the row's end repeat its last (their sums are dropped). A channel block with at
+ * most 2 real channels (LeNet's conv1: 6 outputs) goes to dw_tile2c_avx2, 2 x 6 taps, instead
+ * of 4 x 3 of which two rows would be zero. */
 static void d_dw_group(const dgeom *g, const float *grp, int G, float *restrict dw)
 {
-    dw_tile_fn tile = dw_tile_c;
+    typedef struct { dw_tile_fn fn; int taps; } dw_kernel;
+    dw_kernel full = { dw_tile_c, 3 }, pair = full;
 #ifdef LB_DIRECT_AVX2
-    if (have_avx2_fma()) tile = dw_tile_avx2;
+    if (have_avx2_fma()) full = (dw_kernel){ dw_tile_avx2, 3 }, pair = (dw_kernel){ dw_tile2c_avx2, 6 };
 #endif
     const int64_t C = g->C, kh = g->kh, kw = g->kw, gs = dw_slot(g);
     const float *dyp = grp + dg_xp_floats(g);
     for (int64_t ob = 0; ob < g->nob; ob++) {
         const int64_t nk = g->O - ob * DO < DO ? g->O - ob * DO : DO;
-#ifdef LB_DIRECT_AVX2
-        if (nk <= 2 && tile == dw_tile_avx2) { /* 2 real channels: six taps per call */
-            for (int64_t c = 0; c < C; c++)
-                for (int64_t i = 0; i < kh; i++)
-                    for (int64_t j0 = 0; j0 < kw; j0 += 6) {
-                        float acc[2 * 6];
-                        const int64_t nj = kw - j0 < 6 ? kw - j0 : 6, t0 = dg_tap(g, i, j0);
-                        int64_t off[6];
-                        for (int64_t jj = 0; jj < 6; jj++)
-                            off[jj] = dg_tap(g, i, j0 + (jj < nj ? jj : nj - 1)) - t0;
-                        dw_tile2c_avx2(dyp + ob * DO * g->Tw, g->Tw, grp + c * g->plane + t0, off,
-                                       g->Tw, G, gs, acc);
-                        for (int64_t k = 0; k < nk; k++)
-                            for (int64_t jj = 0; jj < nj; jj++)
-                                dw[(((ob * DO + k) * C + c) * kh + i) * kw + j0 + jj] += acc[k * 6 + jj];
-                    }
-            continue;
-        }
-#endif
+        const dw_kernel kn = nk <= 2 ? pair : full;
         for (int64_t c = 0; c < C; c++)
             for (int64_t i = 0; i < kh; i++)
-                for (int64_t j0 = 0; j0 < kw; j0 += 3) {
+                for (int64_t j0 = 0; j0 < kw; j0 += kn.taps) {
                     float acc[DO * 3];
-                    const int64_t nj = kw - j0 < 3 ? kw - j0 : 3, t0 = dg_tap(g, i, j0);
-                    /* taps past the row's end repeat its last (their sums are dropped) */
-                    const int64_t off[3] = { 0, dg_tap(g, i, j0 + (nj > 1)) - t0,
-                                             dg_tap(g, i, j0 + (nj > 2 ? 2 : nj - 1)) - t0 };
-                    tile(dyp + ob * DO * g->Tw, g->Tw, grp + c * g->plane + t0, off, g->Tw, G, gs,
-                         acc);
+                    _Static_assert(DO * 3 >= 2 * 6, "acc holds both kernel shapes");
+                    const int64_t nj = kw - j0 < kn.taps ? kw - j0 : kn.taps, t0 = dg_tap(g, i, j0);
+                    int64_t off[6];
+                    for (int64_t jj = 0; jj < kn.taps; jj++)
+                        off[jj] = dg_tap(g, i, j0 + (jj < nj ? jj : nj - 1)) - t0;
+                    kn.fn(dyp + ob * DO * g->Tw, g->Tw, grp + c * g->plane + t0, off, g->Tw, G, gs,
+                          acc);
                     for (int64_t k = 0; k < nk; k++)
                         for (int64_t jj = 0; jj < nj; jj++)
-                            dw[(((ob * DO + k) * C + c) * kh + i) * kw + j0 + jj] += acc[k * 3 + jj];
+                            dw[(((ob * DO + k) * C + c) * kh + i) * kw + j0 + jj] +=
+                                acc[k * kn.taps + jj];
                 }
     }
 }
