@@ -3,14 +3,18 @@
 
 Trains the zoo's ResNet-20 (or vgg-small) on the JPEG CIFAR-10 copy with lowbit's recipe:
 batch 128, SGD momentum 0.9 without Nesterov, weight decay on conv/linear weights only (as
-lowbit: BN parameters and biases are not decayed), one-cycle = linear warm-up over 30% of the
+lowbit: BN parameters and biases are not decayed; --wd-all decays every parameter, as
+lowbit's --wd-all and torch.optim.SGD(model.parameters()) do), one-cycle = linear warm-up over 30% of the
 steps to --lr then cosine to 0 (train/schedule.c), random crop with 4 zero pixels of padding
 and horizontal flip on the raw image, then normalisation. Evaluates the test set after every
 epoch and prints one JSON line per epoch (the keys of lowbit's metrics.jsonl that apply).
 The model, data loading and schedule come from experiments/bench/torch_models.py.
 
 Usage: /usr/bin/python3 experiments/cifar/torch_resnet20.py --epochs 64 --threads 2 \\
-           [--model resnet20] [--max-steps N] > torch-resnet20-64ep.jsonl
+           [--model resnet20] [--wd-all] [--max-steps N] [--ckpt FILE] >> torch-resnet20-64ep.jsonl
+--ckpt FILE saves the model, optimizer and random state after every epoch (atomically: a
+temporary file, then a rename) and, when FILE exists, resumes after its last epoch with the
+same arguments, so a run can span sessions (append to the log when resuming).
 (OPENBLAS_NUM_THREADS=1 is set here, PyTorch's fastest setting on this machine.)
 """
 import os
@@ -50,6 +54,8 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--wd", type=float, default=5e-4)
+    ap.add_argument("--wd-all", action="store_true", help="decay BN parameters and biases too")
+    ap.add_argument("--ckpt", default=None, help="checkpoint file: saved every epoch, resumed")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--max-steps", type=int, default=0, help="stop after N steps (a smoke test)")
@@ -74,7 +80,8 @@ def main():
     tm.init_weights(model)
     model = model.to(memory_format=torch.channels_last)
     norm = tm.normalizer(*tm.NORM["cifar10"], True)
-    decay = [p for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1]
+    decay = [p for n, p in model.named_parameters()
+             if a.wd_all or (n.endswith("weight") and p.dim() > 1)]
     ids = {id(p) for p in decay}
     no_decay = [p for p in model.parameters() if id(p) not in ids]
     opt = torch.optim.SGD([{"params": decay, "weight_decay": a.wd},
@@ -85,8 +92,18 @@ def main():
     per_epoch = n // a.batch          # lowbit drops the last partial batch too
     total = per_epoch * a.epochs
     warmup = total * 3 // 10
-    step = 0
-    for epoch in range(1, a.epochs + 1):
+    step, first = 0, 1
+    if a.ckpt and os.path.exists(a.ckpt):
+        st = torch.load(a.ckpt)
+        if st["args"] != {k: v for k, v in vars(a).items() if k not in ("ckpt", "threads")}:
+            sys.exit(f"{a.ckpt}: saved with other arguments {st['args']}")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        gen.set_state(st["gen"])
+        torch.set_rng_state(st["rng"])
+        step, first = st["step"], st["epoch"] + 1
+        print(f"resuming {a.ckpt} after epoch {st['epoch']}", file=sys.stderr)
+    for epoch in range(first, a.epochs + 1):
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=gen)
         loss_sum, correct, seen = 0.0, 0, 0
@@ -115,6 +132,12 @@ def main():
                           "test_loss": tloss, "test_acc": acc,
                           "images_per_s": seen / train_s,
                           "seconds": time.perf_counter() - t0, "source": source}), flush=True)
+        if a.ckpt:
+            torch.save({"args": {k: v for k, v in vars(a).items() if k not in ("ckpt", "threads")},
+                        "model": model.state_dict(), "opt": opt.state_dict(),
+                        "gen": gen.get_state(), "rng": torch.get_rng_state(),
+                        "step": step, "epoch": epoch}, a.ckpt + ".tmp")
+            os.replace(a.ckpt + ".tmp", a.ckpt)
         if a.max_steps and step >= a.max_steps:
             break
 
