@@ -58,6 +58,13 @@ lb_tensor *lb_softmax_ce(lb_graph *g, lb_tensor *logits, const int32_t *labels);
 /* x (B, C, H, W), w (O, C, kh, kw), b (O) or NULL -> (B, O, Ho, Wo) with
  * Ho = (H + 2*pad - kh) / stride + 1. Direct kernels for stride 1, im2col + sgemm otherwise. */
 lb_tensor *lb_conv2d(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor *b, int stride, int pad);
+/* lb_maxpool2d(lb_conv2d(x, w, b, stride, pad), 2, 2, 0) as one op where the direct stride-1
+ * path applies (the usual 3x3 and 5x5 convolutions, output at least 2x2): the convolution's
+ * output is pooled per image while in cache and never stored, and its gradient is rebuilt per
+ * image from the pooled one. The same values and gradients as the two ops, bit for bit.
+ * Elsewhere it records the two ops. */
+lb_tensor *lb_conv2d_maxpool2(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor *b, int stride,
+                              int pad);
 /* For tests: makes conv2d use its portable C kernels even where AVX2 and FMA exist. */
 void lb_conv2d_force_portable(bool on);
 /* Max pooling, window k, stride s, padding pad (padded cells never win): (B, C, H, W) -> (B, C, Ho, Wo). */

@@ -23,6 +23,7 @@
 #include "autograd/blas.h"
 #include "autograd/ops.h"
 #include "autograd/parallel.h"
+#include "autograd/pool22.h"
 
 /* ---- direct stride-1 convolution ----------------------------------------------------------
  * The image is copied once into a zero-padded plane per channel, xp (C, Hp, Wp), and the
@@ -125,6 +126,12 @@ typedef struct {
     float  *wpk;    /* packed w (gf.nob, C, kh, kw, DO), filled by each forward         */
     float  *wpk_t;  /* packed flipped, transposed w (gt.nob, O, kh, kw, DO), by backward */
                     /* (both in lb_parallel_shared: needed only during that one call)     */
+    /* lb_conv2d_maxpool2: y is the 2x2 stride-2 max pooling (Hq, Wq) = (Ho/2, Wo/2) of the
+     * convolution, whose output is never stored; am8 (B, O, Hq, Wq) holds the winners. NULL
+     * for a plain convolution. */
+    uint8_t *am8;
+    int64_t  Hq, Wq;
+    float   *lanes; /* pooled with a bias: (B, O, 8) lane sums of each image's dy (below) */
 } conv_saved;
 
 /* Packs w (O, C, kh, kw) for the tile kernel: wpk[((ob*Ci + c)*kh + i)*kw + j][k] is the
@@ -704,6 +711,24 @@ static void d_store(const dgeom *g, const float *restrict yt, float *restrict y,
         }
 }
 
+
+/* The pooled output of one image: yq (O, Hq, Wq) = the 2x2 stride-2 max pooling of the valid
+ * columns of yt plus bias[o] (added to each cell before pooling, as d_store then the pooling
+ * op would: the same values and the same winners), places (O, Hq, Wq) the winners. yt's rows
+ * get the bias in place (a scratch the backward does not read). */
+static void d_pool_store(const dgeom *g, float *restrict yt, const float *restrict bias,
+                         int64_t Hq, int64_t Wq, float *restrict yq, uint8_t *restrict place)
+{
+    for (int64_t o = 0; o < g->O; o++)
+        for (int64_t oh = 0; oh < Hq; oh++) {
+            float *r0 = yt + o * g->Tt + 2 * oh * g->Wp, *r1 = r0 + g->Wp;
+            if (bias) {
+                const float b = bias[o];
+                for (int64_t t = 0; t < 2 * Wq; t++) r0[t] += b, r1[t] += b;
+            }
+            lb_pool22_row(r0, r1, Wq, yq + (o * Hq + oh) * Wq, place + (o * Hq + oh) * Wq);
+        }
+}
 /* dyp (nob*DO, Tw) = dy (O, Ho, Wo) in padded-width layout, zero elsewhere. */
 LB_CLONES
 static void d_dy_layout(const dgeom *g, const float *restrict dy, float *restrict dyp)
@@ -889,7 +914,17 @@ typedef struct {
     const conv_saved *p;
     lb_tensor        *y, *x, *w, *b;
     int64_t           O, K, S, CHW;
+    int64_t           Sy; /* positions per channel of y: S, or Hq*Wq when pooled */
 } conv_job;
+
+static conv_job conv_job_make(lb_tensor *y)
+{
+    const conv_saved *p = y->saved;
+    const int64_t S = p->Ho * p->Wo;
+    return (conv_job){ p, y, y->src[0], y->src[1], y->src[2], y->src[1]->shape[0],
+                       p->C * p->kh * p->kw, S, p->C * p->H * p->W,
+                       p->am8 ? p->Hq * p->Wq : S };
+}
 
 /* Scratch floats per thread before the partial dW (O, K): the direct path's padded image and
  * padded-width output (forward), padded image and dy (dW) and padded dy and dx (dx); the
@@ -921,12 +956,16 @@ static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
     const int64_t R = band_rows(j->K, p->Wo, p->Ho);
     for (int64_t n = lo; n < hi; n++) {
         const float *xn = j->x->data + n * j->CHW;
-        float *yn = j->y->data + n * j->O * j->S;
+        float *yn = j->y->data + n * j->O * j->Sy;
         if (p->direct) {
             float *yt = col + dg_xp_floats(&p->gf);
             d_pad(&p->gf, xn, col);
             d_forward_image(&p->gf, p->wpk, col, yt);
-            d_store(&p->gf, yt, yn, false, j->b ? j->b->data : NULL);
+            if (p->am8)
+                d_pool_store(&p->gf, yt, j->b ? j->b->data : NULL, p->Hq, p->Wq, yn,
+                             p->am8 + n * j->O * j->Sy);
+            else
+                d_store(&p->gf, yt, yn, false, j->b ? j->b->data : NULL);
             continue; /* bias added */
         } else if (!p->col) { /* Y_n (O, S) = W (O, C) · X_n (C, S) */
             lb_sgemm(false, false, j->O, j->S, j->K, 1.0f, j->w->data, j->K, xn, j->S, 0.0f, yn,
@@ -952,14 +991,25 @@ static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 static void conv2d_forward(lb_tensor *y)
 {
     conv_saved *p = y->saved;
-    conv_job j = { p, y, y->src[0], y->src[1], y->src[2], y->src[1]->shape[0],
-                   p->C * p->kh * p->kw, p->Ho * p->Wo, p->C * p->H * p->W };
+    conv_job j = conv_job_make(y);
     if (p->direct) d_pack(j.w->data, j.O, p->C, p->kh, p->kw, false,
                           p->wpk = lb_parallel_shared());
     lb_parallel_for(j.x->shape[0], 1, forward_part, &j);
 }
 
-/* db[o] = sum over images and positions of dY[n][o], split over channels. */
+/* The eight lane sums of db[o]'s terms from one image: lane k sums dy[s] for s = k mod 8, the
+ * tail past the last multiple of 8 in lane 0, each in increasing s. */
+static void bias_lanes(const float *restrict dy, int64_t S, float s4[8])
+{
+    for (int k = 0; k < 8; k++) s4[k] = 0.0f;
+    int64_t s = 0;
+    for (; s + 8 <= S; s += 8)
+        for (int k = 0; k < 8; k++) s4[k] += dy[s + k];
+    for (; s < S; s++) s4[0] += dy[s];
+}
+
+/* db[o] = sum over images and positions of dY[n][o], split over channels: in double, over
+ * the images in order, of their lane sums (bias_lanes). */
 static void bias_grad_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;
@@ -968,12 +1018,8 @@ static void bias_grad_part(void *ctx, int64_t lo, int64_t hi, int tid)
     for (int64_t o = lo; o < hi; o++) {
         double acc = 0.0;
         for (int64_t n = 0; n < B; n++) {
-            const float *dy = j->y->grad + (n * j->O + o) * j->S;
-            float s4[8] = { 0 };
-            int64_t s = 0;
-            for (; s + 8 <= j->S; s += 8)
-                for (int k = 0; k < 8; k++) s4[k] += dy[s + k];
-            for (; s < j->S; s++) s4[0] += dy[s];
+            float s4[8];
+            bias_lanes(j->y->grad + (n * j->O + o) * j->S, j->S, s4);
             for (int k = 0; k < 8; k++) acc += s4[k];
         }
         j->b->grad[o] += (float)acc;
@@ -997,6 +1043,18 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
     for (int64_t n = lo; n < hi; n++) {
         const float *xn = j->x->data + n * j->CHW;
         const float *dy = j->y->grad + n * j->O * j->S;
+        if (p->am8) { /* the convolution's dy from the pooled one, in this thread's scratch */
+            float *du = dw + j->O * j->K;
+            const float *dq = j->y->grad + n * j->O * j->Sy;
+            const uint8_t *am = p->am8 + n * j->O * j->Sy;
+            for (int64_t o = 0; o < j->O; o++) {
+                lb_pool22_back_plane(dq + o * j->Sy, am + o * j->Sy, p->Hq, p->Wq, p->Ho, p->Wo,
+                                     du + o * j->S);
+                /* db's lane sums now, from the same dy as the two ops' and in cache */
+                if (j->b && j->b->grad) bias_lanes(du + o * j->S, j->S, p->lanes + (n * j->O + o) * 8);
+            }
+            dy = du;
+        }
         float *dx = j->x->grad ? j->x->grad + n * j->CHW : NULL;
         if (j->w->grad) {
             if (p->direct) { /* dW += sum_t dy[o][t] xp[c][t + tap], a group at a time */
@@ -1043,15 +1101,22 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 static void conv2d_backward(lb_tensor *y)
 {
     conv_saved *p = y->saved;
-    conv_job j = { p, y, y->src[0], y->src[1], y->src[2], y->src[1]->shape[0],
-                   p->C * p->kh * p->kw, p->Ho * p->Wo, p->C * p->H * p->W };
+    conv_job j = conv_job_make(y);
     const int64_t B = j.x->shape[0];
-    if (j.b && j.b->grad) lb_parallel_for(j.O, 1, bias_grad_part, &j);
-    if (!j.w->grad && !j.x->grad) return;
+    const bool db = j.b && j.b->grad;
+    if (db && !p->am8) lb_parallel_for(j.O, 1, bias_grad_part, &j);
+    if (!j.w->grad && !j.x->grad && !(db && p->am8)) return;
     if (p->flip && j.x->grad)
         d_pack(j.w->data, j.O, p->C, p->kh, p->kw, true, p->wpk_t = lb_parallel_shared());
     const int used = lb_parallel_count(B, 1);
     lb_parallel_for(B, 1, backward_part, &j);
+    if (db && p->am8) /* pooled: backward_part left each image's lane sums */
+        for (int64_t o = 0; o < j.O; o++) {
+            double acc = 0.0;
+            for (int64_t n = 0; n < B; n++)
+                for (int k = 0; k < 8; k++) acc += p->lanes[(n * j.O + o) * 8 + k];
+            j.b->grad[o] += (float)acc;
+        }
     if (!j.w->grad) return;
     /* dW += the threads' partial sums, in thread order */
     const int64_t off = col_floats(p, j.x->grad != NULL), OK = j.O * j.K;
@@ -1066,8 +1131,39 @@ static void conv2d_backward(lb_tensor *y)
 
 static const lb_op_def conv2d_def = { "conv2d", conv2d_forward, conv2d_backward,
                                       .overwrite = 3u };
+static const lb_op_def conv2d_maxpool2_def = { "conv2d_maxpool2", conv2d_forward, conv2d_backward,
+                                               .overwrite = 3u };
+
+/* lb_conv2d, and with pool lb_conv2d_maxpool2's fused op (the caller has checked that it
+ * applies: the direct stride-1 path, an output of at least 2x2). */
+static lb_tensor *conv_record(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor *b, int stride,
+                              int pad, bool pool);
+
+/* Whether conv_record can pool the convolution's output itself; LB_ERR_* checks are left
+ * to it (false then, and the plain ops report them). */
+static bool conv_poolable(const lb_tensor *x, const lb_tensor *w, int stride, int pad)
+{
+    if (x->n_dims != 4 || w->n_dims != 4 || stride != 1 || pad < 0) return false;
+    const int64_t kh = w->shape[2], kw = w->shape[3];
+    if (kh < 1 || kw < 1 || (kh == 1 && kw == 1 && pad == 0)) return false; /* 1x1: sgemm */
+    return x->shape[2] + 2 * (int64_t)pad - kh + 1 >= 2 && x->shape[3] + 2 * (int64_t)pad - kw + 1 >= 2;
+}
 
 lb_tensor *lb_conv2d(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor *b, int stride, int pad)
+{
+    return conv_record(g, x, w, b, stride, pad, false);
+}
+
+lb_tensor *lb_conv2d_maxpool2(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor *b, int stride,
+                              int pad)
+{
+    if (!x || !w || !lb_graph_ok(g)) return NULL;
+    if (conv_poolable(x, w, stride, pad)) return conv_record(g, x, w, b, stride, pad, true);
+    return lb_maxpool2d(g, lb_conv2d(g, x, w, b, stride, pad), 2, 2, 0);
+}
+
+static lb_tensor *conv_record(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor *b, int stride,
+                              int pad, bool pool)
 {
     if (!x || !w || !lb_graph_ok(g)) return NULL;
     char sx[64], sw[64], sb[64];
@@ -1117,7 +1213,9 @@ lb_tensor *lb_conv2d(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor *b, int 
         if (lb_parallel_reserve_shared((size_t)n_pk * sizeof(float), &e))
             return lb_graph_fail(g, e.status, "conv2d: %s", e.msg);
     }
-    const int64_t n_scratch = lb_shape_numel((int64_t[]){ col_floats(p, x->requires_grad) + O * C * kh * kw, 1 },
+    /* pooled: the convolution's dy of one image, after the partial dW */
+    const int64_t n_scratch = lb_shape_numel((int64_t[]){ col_floats(p, x->requires_grad) + O * C * kh * kw
+                                                          + (pool ? O * Ho * Wo : 0), 1 },
                                              2);
     if (n_scratch < 0 || (uint64_t)n_scratch > SIZE_MAX / sizeof(float))
         return lb_graph_fail(g, LB_ERR_SHAPE, "conv2d: im2col buffer for x %s, w %s overflows",
@@ -1126,5 +1224,11 @@ lb_tensor *lb_conv2d(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor *b, int 
     if (lb_parallel_reserve((size_t)n_scratch * sizeof(float), &e))
         return lb_graph_fail(g, e.status, "conv2d: %s", e.msg);
     lb_tensor *src[3] = { x, w, b };
-    return lb_graph_record(g, &conv2d_def, (int64_t[]){ B, O, Ho, Wo }, 4, src, b ? 3 : 2, p);
+    if (!pool)
+        return lb_graph_record(g, &conv2d_def, (int64_t[]){ B, O, Ho, Wo }, 4, src, b ? 3 : 2, p);
+    p->Hq = Ho / 2, p->Wq = Wo / 2;
+    if (!(p->am8 = lb_graph_alloc(g, (size_t)(B * O * p->Hq * p->Wq)))) return NULL;
+    if (b && !(p->lanes = lb_graph_alloc(g, (size_t)(B * O * 8) * sizeof(float)))) return NULL;
+    return lb_graph_record(g, &conv2d_maxpool2_def, (int64_t[]){ B, O, p->Hq, p->Wq }, 4, src,
+                           b ? 3 : 2, p);
 }

@@ -552,6 +552,25 @@ static bool overwritable(const lb_model *m, const int *users, int src)
     return k == LB_NODE_CONV || k == LB_NODE_LINEAR || k == LB_NODE_BN || k == LB_NODE_ADD;
 }
 
+/* Whether conv node i is followed by a 2x2 stride-2 max pooling (no padding) that alone reads
+ * it, directly (1) or through a ReLU that alone reads it (2): lb_conv2d_maxpool2 then pools the
+ * convolution's output itself (and the ReLU, moved after the pooling, runs in place on a
+ * quarter of the elements); 0 otherwise, and always with no_inplace. */
+static int conv_pool_next(const lb_model *m, const int *users, int i)
+{
+    if (m->no_inplace || users[i] != 1 || i + 1 >= m->n_nodes) return 0;
+    int k = i + 1;
+    if (m->nodes[k].kind == LB_NODE_RELU) {
+        if (m->nodes[k].in[0] != i || users[k] != 1 || k + 1 >= m->n_nodes) return 0;
+        k++;
+    }
+    const lb_node *pn = &m->nodes[k];
+    if (pn->kind != LB_NODE_MAXPOOL || pn->in[0] != k - 1 || pn->u.pool.k != 2
+        || pn->u.pool.stride != 2 || pn->u.pool.pad != 0)
+        return 0;
+    return k - i;
+}
+
 lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
 {
     if (!x || !lb_graph_ok(g)) return NULL;
@@ -591,6 +610,15 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
             }
             w = lb_quantizer_forward(&nd->wq, g, w, mode);
             lb_tensor *xq = lb_quantizer_forward(&nd->aq, g, a, mode);
+            const int np = conv ? conv_pool_next(m, users, i) : 0;
+            if (np) { /* conv [relu] maxpool: the pooling node takes the result */
+                y = lb_conv2d_maxpool2(g, xq, w, b, nd->u.conv.stride, nd->u.conv.pad);
+                if (y && np == 2) y = lb_relu_inplace(g, y);
+                if (y && xq != a) lb_graph_drop(g, xq);
+                if (!y) return NULL;
+                for (int k = 0; k < np; k++) outs[i++] = y;
+                break;
+            }
             if (conv) {
                 y = lb_conv2d(g, xq, w, b, nd->u.conv.stride, nd->u.conv.pad);
             } else {

@@ -349,6 +349,19 @@ static lb_tensor *conv_nb_s1p0(lb_graph *g, lb_tensor **in)
     return lb_conv2d(g, in[0], in[1], NULL, 1, 0);
 }
 
+static lb_tensor *conv_pool_p2(lb_graph *g, lb_tensor **in)
+{
+    return lb_conv2d_maxpool2(g, in[0], in[1], in[2], 1, 2);
+}
+static lb_tensor *conv_pool_nb_p0(lb_graph *g, lb_tensor **in)
+{
+    return lb_conv2d_maxpool2(g, in[0], in[1], NULL, 1, 0);
+}
+static lb_tensor *conv_pool_s2p1(lb_graph *g, lb_tensor **in) /* not fused: two ops */
+{
+    return lb_conv2d_maxpool2(g, in[0], in[1], in[2], 2, 1);
+}
+
 /* Diamond: x, w and b feed two convolutions; their gradients must add up. */
 static lb_tensor *conv_diamond(lb_graph *g, lb_tensor **in)
 {
@@ -468,6 +481,12 @@ static const gradcheck_case grad_rows[] = {
       conv_diamond, 1e-2, 1e-2, GC_NORMAL, 0 },
     { "conv2d 1x1 residual diamond", 3, { { 2, 3, 3, 3 }, { 3, 3, 1, 1 }, { 3 } },
       { 4, 4, 1 }, conv_1x1_residual, 1e-2, 1e-2, GC_NORMAL, 0 },
+    { "conv2d_maxpool2 5x5 p2", 3, { { 2, 2, 6, 6 }, { 3, 2, 5, 5 }, { 3 } }, { 4, 4, 1 },
+      conv_pool_p2, 1e-3, 1e-2, GC_NORMAL, 0 },
+    { "conv2d_maxpool2 3x3 p0, odd output, no bias", 2, { { 2, 2, 7, 9 }, { 5, 2, 3, 3 } },
+      { 4, 4 }, conv_pool_nb_p0, 1e-3, 1e-2, GC_NORMAL, 0 },
+    { "conv2d_maxpool2 s2 (two ops)", 3, { { 1, 2, 8, 8 }, { 3, 2, 3, 3 }, { 3 } }, { 4, 4, 1 },
+      conv_pool_s2p1, 1e-3, 1e-2, GC_NORMAL, 0 },
     { "maxpool2d k2 s2", 1, { { 2, 2, 4, 4 } }, { 4 }, maxpool_k2s2, 1e-3, 1e-2, GC_NORMAL, 0 },
     { "maxpool2d k3 s1 p1", 1, { { 1, 2, 5, 5 } }, { 4 }, maxpool_k3s1p1, 1e-3, 1e-2,
       GC_NORMAL, 0 },
@@ -620,6 +639,64 @@ START_TEST(test_conv2d_vs_naive)
     free(dx_ref);
     free(dw_ref);
     free(db_ref);
+    lb_conv2d_force_portable(false);
+    ck_assert_int_eq(lb_parallel_set_threads(1, NULL), LB_OK);
+}
+END_TEST
+
+/* lb_conv2d_maxpool2 against lb_conv2d then lb_maxpool2d on the same inputs: the same y
+ * and winners bit for bit, so the same dx, dw and db bit for bit (the same dy per image, the
+ * same kernels, db's sums in the same lanes and order). LeNet-5's two
+ * convolutions (6 and 16 outputs: a two-channel last block), an odd output (a row and column
+ * no window covers), a pooled width under 4 (the scalar rows), on 1 and 3 threads, AVX2 and
+ * portable kernels, and with x an op's output (its gradient written, not added). */
+static const conv_cfg pool_cfgs[] = {
+    { 3, 1, 28, 28, 6, 5, 5, 1, 2, true },
+    { 3, 6, 14, 14, 16, 5, 5, 1, 0, true },
+    { 2, 3, 9, 11, 5, 3, 3, 1, 0, false },
+    { 2, 2, 6, 5, 4, 3, 3, 1, 1, true },
+};
+
+START_TEST(test_conv2d_maxpool2_matches)
+{
+    const conv_cfg *k = &pool_cfgs[_i / 8];
+    ck_assert_int_eq(lb_parallel_set_threads(ref_threads[_i % 2], NULL), LB_OK);
+    lb_conv2d_force_portable(_i / 2 % 2);
+    const bool via_op = _i / 4 % 2;
+    const int64_t nx = k->B * k->C * k->H * k->W, nw = k->O * k->C * k->kh * k->kw;
+    const int64_t Ho = (k->H + 2 * k->pad - k->kh) + 1, Wo = (k->W + 2 * k->pad - k->kw) + 1;
+    const int64_t ny = k->B * k->O * (Ho / 2) * (Wo / 2);
+    float *xs = malloc((size_t)nx * sizeof(float)), *ws = malloc((size_t)nw * sizeof(float));
+    float *rs = malloc((size_t)ny * sizeof(float)), bs[16];
+    ck_assert(xs && ws && rs && k->O <= 16);
+    lb_rng rng = lb_rng_make(91 + (uint64_t)_i);
+    for (int64_t i = 0; i < nx; i++) xs[i] = lb_rng_normal(&rng);
+    for (int64_t i = 0; i < nw; i++) ws[i] = lb_rng_normal(&rng);
+    for (int64_t i = 0; i < k->O; i++) bs[i] = lb_rng_normal(&rng);
+    for (int64_t i = 0; i < ny; i++) rs[i] = lb_rng_normal(&rng);
+    lb_graph *gs[2];
+    lb_tensor *xv[2], *wv[2], *bv[2], *yv[2];
+    for (int f = 0; f < 2; f++) {
+        lb_graph *g = gs[f] = lb_graph_new(0);
+        xv[f] = leaf(g, xs, (int64_t[]){ k->B, k->C, k->H, k->W }, 4, true);
+        wv[f] = leaf(g, ws, (int64_t[]){ k->O, k->C, k->kh, k->kw }, 4, true);
+        bv[f] = k->bias ? leaf(g, bs, (int64_t[]){ k->O }, 1, true) : NULL;
+        lb_tensor *xin = via_op ? lb_reshape(g, xv[f], xv[f]->shape, 4) : xv[f];
+        yv[f] = f ? lb_conv2d_maxpool2(g, xin, wv[f], bv[f], 1, k->pad)
+                  : lb_maxpool2d(g, lb_conv2d(g, xin, wv[f], bv[f], 1, k->pad), 2, 2, 0);
+        ck_assert_ptr_nonnull(yv[f]);
+        expect_shape4(yv[f], k->B, k->O, Ho / 2, Wo / 2);
+        backward_weighted(g, yv[f], rs);
+    }
+    ck_assert_str_eq(yv[1]->op->name, "conv2d_maxpool2"); /* fused, not the fallback */
+    ck_assert_mem_eq(yv[1]->data, yv[0]->data, (size_t)ny * sizeof(float));
+    ck_assert_mem_eq(xv[1]->grad, xv[0]->grad, (size_t)nx * sizeof(float));
+    ck_assert_mem_eq(wv[1]->grad, wv[0]->grad, (size_t)nw * sizeof(float));
+    if (k->bias) ck_assert_mem_eq(bv[1]->grad, bv[0]->grad, (size_t)k->O * sizeof(float));
+    for (int f = 0; f < 2; f++) lb_graph_free(gs[f]);
+    free(xs);
+    free(ws);
+    free(rs);
     lb_conv2d_force_portable(false);
     ck_assert_int_eq(lb_parallel_set_threads(1, NULL), LB_OK);
 }
@@ -835,6 +912,8 @@ Suite *autograd_conv_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_conv2d_vs_naive, 0,
                         4 * (int)(sizeof ref_cfgs / sizeof ref_cfgs[0]));
+    tcase_add_loop_test(tc, test_conv2d_maxpool2_matches, 0,
+                        8 * (int)(sizeof pool_cfgs / sizeof pool_cfgs[0]));
     tcase_add_test(tc, test_batchnorm_running_stats);
     suite_add_tcase(s, tc);
 
