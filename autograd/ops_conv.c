@@ -999,13 +999,14 @@ static void conv2d_forward(lb_tensor *y)
 
 /* The eight lane sums of db[o]'s terms from one image: lane k sums dy[s] for s = k mod 8, the
  * tail past the last multiple of 8 in lane 0, each in increasing s. */
-static void bias_lanes(const float *restrict dy, int64_t S, float s4[8])
+static void bias_lanes(const float *restrict dy, int64_t S, float *restrict out)
 {
-    for (int k = 0; k < 8; k++) s4[k] = 0.0f;
+    float s4[8] = { 0 }; /* local: the compiler keeps it in a register */
     int64_t s = 0;
     for (; s + 8 <= S; s += 8)
         for (int k = 0; k < 8; k++) s4[k] += dy[s + k];
     for (; s < S; s++) s4[0] += dy[s];
+    memcpy(out, s4, sizeof s4);
 }
 
 /* db[o] = sum over images and positions of dY[n][o], split over channels: in double, over
