@@ -585,16 +585,14 @@ static bool force_portable;
 
 void lb_conv2d_force_portable(bool on) { force_portable = on; }
 
+#ifdef LB_DIRECT_AVX2 /* only called where the AVX2 kernels exist */
 static bool have_avx2_fma(void)
 {
-#ifdef LB_DIRECT_AVX2
     static int has = -1;
     if (has < 0) has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     return has && !force_portable;
-#else
-    return false;
-#endif
 }
+#endif
 
 /* The kernel rows [*ia, *ib) that a stride-1 tile of n positions from t needs. Output row r
  * reads padded row r + i through kernel row i (a window past the row's end reads the next
