@@ -762,7 +762,7 @@ static int dw_group(const dgeom *g)
 }
 
 /* dw (O, C, kh, kw) += the dW of the G images in the slots at grp. A kernel call sums
- * `taps` consecutive taps of one kernel row for `rows` output channels into acc[k*taps + jj];
+ * `taps` consecutive taps of one kernel row for a block's channels into acc[k*taps + jj];
  * taps past the row's end repeat its last (their sums are dropped). A channel block with at
  * most 2 real channels (LeNet's conv1: 6 outputs) goes to dw_tile2c_avx2, 2 x 6 taps, instead
  * of 4 x 3 of which two rows would be zero. */
