@@ -52,6 +52,10 @@ lb_tensor *lb_sum(lb_graph *g, lb_tensor *x);
  * Numerically stable (max subtracted). Labels are copied. A label outside [0, C) is a sticky
  * LB_ERR_ARG. Returns a scalar. */
 lb_tensor *lb_softmax_ce(lb_graph *g, lb_tensor *logits, const int32_t *labels);
+/* The same with label smoothing eps in [0, 1) (else a sticky LB_ERR_ARG): the target row is
+ * (1 - eps) onehot(label) + eps / C, as PyTorch's CrossEntropyLoss(label_smoothing=eps).
+ * eps = 0 is lb_softmax_ce bit for bit. */
+lb_tensor *lb_softmax_ce_smooth(lb_graph *g, lb_tensor *logits, const int32_t *labels, float eps);
 
 /* ---- convolution and pooling (ops_conv.c, ops_pool.c) --------------------------------- */
 

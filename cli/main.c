@@ -257,6 +257,8 @@ static const char train_help_data[] =
     "                      unpacked once into $LOWBIT_CACHE (else ~/.cache/lowbit)\n"
     "  --augment NAME      crop-flip (4-pixel padded random crop, horizontal flip) or\n"
     "                      none                     [crop-flip for cifar10, else none]\n"
+    "  --cutout N          after augmenting, zero one random N x N square of each training\n"
+    "                      image (Cutout; 0 is the mean after normalisation)     [off]\n"
     "  --skip-corrupt      skip images that fail to decode (counted) instead of stopping\n"
     "  --resize            resize images whose size differs from the first image's\n"
     "                      (bilinear) instead of stopping\n"
@@ -277,6 +279,8 @@ static const char train_help_data[] =
     "  --momentum F        SGD momentum                                      [0.9]\n"
     "  --no-nesterov       plain instead of Nesterov momentum\n"
     "  --wd F              weight decay (L2 for sgd/adam, decoupled for adamw) [5e-4]\n"
+    "  --label-smoothing F training loss with label smoothing F in [0, 1), as PyTorch's\n"
+    "                      CrossEntropyLoss(label_smoothing=F); test loss is plain    [0]\n"
     "  --wd-all            decay biases, BN scales and shifts and quantizer steps too, as\n"
     "                      torch.optim.SGD(model.parameters(), weight_decay=F) does\n"
     "                      (default: conv and linear weights only)\n"
@@ -298,7 +302,7 @@ static const char train_help_data[] =
 static int cmd_train(int argc, char **argv)
 {
     lb_cli_opt o[] = { LB_OPT("model"), LB_OPT("data"), LB_OPT("data-dir"), LB_OPT("epochs"), LB_OPT("batch"), LB_OPT("optim"),
-                LB_OPT("lr"), LB_OPT("lr-min"), LB_OPT("momentum"), LB_FLAG("no-nesterov"), LB_OPT("wd"), LB_FLAG("wd-all"),
+                LB_OPT("lr"), LB_OPT("lr-min"), LB_OPT("momentum"), LB_FLAG("no-nesterov"), LB_OPT("wd"), LB_FLAG("wd-all"), LB_OPT("label-smoothing"), LB_OPT("cutout"),
                 LB_OPT("schedule"), LB_OPT("warmup"), LB_OPT("step-epochs"), LB_OPT("gamma"), LB_OPT("seed"),
                 LB_OPT("threads"), LB_OPT("out"), LB_OPT("max-steps"), LB_FLAG("json"), LB_OPT("quant"), LB_OPT("init"),
                 LB_OPT("fold-bn"), LB_OPT("freeze-observers"), LB_OPT("resume"), LB_OPT("augment"),
@@ -343,6 +347,13 @@ static int cmd_train(int argc, char **argv)
     if ((s = lb_cli_get(o, n, "wd")) && !lb_cli_float(s, 0.0f, 1.0f, &cfg.optim.weight_decay))
         return lb_cli_usage("train", "--wd %s: expected a number in [0, 1]", s);
     if (lb_cli_get(o, n, "wd-all")) cfg.optim.decay_all = true;
+    if ((s = lb_cli_get(o, n, "cutout"))) {
+        if (!lb_cli_long(s, 0, 4096, &v)) return lb_cli_usage("train", "--cutout %s: expected 0..4096 pixels", s);
+        cfg.cutout = (int)v;
+    }
+    if ((s = lb_cli_get(o, n, "label-smoothing")) &&
+        !lb_cli_float(s, 0.0f, 0.999f, &cfg.label_smoothing))
+        return lb_cli_usage("train", "--label-smoothing %s: expected a number in [0, 1)", s);
     if ((s = lb_cli_get(o, n, "schedule")) && lb_schedule_parse_kind(s, &cfg.sched.kind, &err))
         return lb_cli_usage("train", "%s", err.msg);
     if ((s = lb_cli_get(o, n, "warmup")) && !lb_cli_float(s, 0.0f, 1e5f, &cfg.warmup_epochs))
@@ -447,10 +458,12 @@ static int cmd_train(int argc, char **argv)
         cfg.sched.step_size = (int64_t)(step_epochs * (float)per_epoch);
         if (cfg.sched.step_size < 1) cfg.sched.step_size = 1;
     }
+    char cutout_desc[48] = "";
+    if (cfg.cutout > 0) snprintf(cutout_desc, sizeof cutout_desc, ", cutout %d", cfg.cutout);
     printf("lowbit train: %s (%lld parameters%s%s) on %s (%lld train / %lld test images from %s)\n"
            "  quantization: %s (weights %.1f KiB, %.1f KiB at fp32)\n"
            "  %d epochs, batch %lld, %s lr %g %s, weight decay %g%s, seed %llu, %d threads\n"
-           "  augmentation %s, batches prepared %s\n",
+           "  augmentation %s%s, label smoothing %g, batches prepared %s\n",
            m->name, (long long)lb_model_param_count(m), init ? ", from " : "", init ? init : "",
            train.name, (long long)train.n,
            (long long)test.n, train.source, qdesc, (double)wbytes / 1024.0,
@@ -458,8 +471,8 @@ static int cmd_train(int argc, char **argv)
            lb_optim_kind_name(cfg.optim.kind), (double)cfg.sched.lr_max,
            lb_schedule_kind_name(cfg.sched.kind), (double)cfg.optim.weight_decay,
            cfg.optim.decay_all ? " on every parameter" : "",
-           (unsigned long long)cfg.seed, threads, lb_augment_name(cfg.augment),
-           cfg.prefetch ? "on a background thread" : "on the training thread");
+           (unsigned long long)cfg.seed, threads, lb_augment_name(cfg.augment), cutout_desc,
+           (double)cfg.label_smoothing, cfg.prefetch ? "on a background thread" : "on the training thread");
     fflush(stdout);
     lb_train_result res;
     catch_stop_signals();

@@ -1,6 +1,6 @@
 /* batcher.c: mini-batches over an lb_dataset (in memory or streamed from its file), in a seeded
  * shuffled or stored order, with optional augmentation (random crop with zero padding,
- * horizontal flip).
+ * horizontal flip, cutout).
  *
  * The order array is allocated once by lb_batcher_init; each epoch reshuffles it in place
  * from the batcher's own lb_rng, so a seed fixes every epoch's order. The augmentation of the
@@ -80,6 +80,20 @@ void lb_augment_pixels(const lb_dataset *ds, const uint8_t *pix, lb_augment a, l
     }
 }
 
+void lb_cutout_pixels(const lb_dataset *ds, int size, lb_rng *r, float *out)
+{
+    LB_ASSERT(ds && r && size > 0);
+    const int     H = ds->h, W = ds->w;
+    const int64_t hw = (int64_t)H * W;
+    const int     cy = (int)lb_rng_below(r, (uint64_t)H), cx = (int)lb_rng_below(r, (uint64_t)W);
+    const int     y0 = cy - size / 2, x0 = cx - size / 2;
+    const int     ya = y0 < 0 ? 0 : y0, yb = y0 + size > H ? H : y0 + size;
+    const int     xa = x0 < 0 ? 0 : x0, xb = x0 + size > W ? W : x0 + size;
+    for (int ch = 0; ch < ds->c; ch++)
+        for (int y = ya; y < yb; y++)
+            for (int x = xa; x < xb; x++) out[ch * hw + (int64_t)y * W + x] = 0.0f;
+}
+
 lb_status lb_batcher_init(lb_batcher *b, const lb_dataset *ds, int64_t batch, bool shuffle,
                           uint64_t seed, lb_error *err)
 {
@@ -145,11 +159,12 @@ int64_t lb_batcher_next(lb_batcher *b, float *x, int32_t *y)
             if (b->err.status == LB_OK) b->err.status = LB_ERR_IO;
             return -1; /* pos unchanged: the batch was not served */
         }
-        lb_rng r, *rp = NULL; /* LB_AUGMENT_NONE draws nothing */
-        if (b->augment != LB_AUGMENT_NONE)
+        lb_rng r, *rp = NULL; /* LB_AUGMENT_NONE without cutout draws nothing */
+        if (b->augment != LB_AUGMENT_NONE || b->cutout > 0)
             r = lb_rng_make(mix64(mix64(b->aug_seed + (uint64_t)b->epoch) +
                                   (uint64_t)(b->pos + j))), rp = &r;
         lb_augment_pixels(ds, pix, b->augment, rp, x + j * chw);
+        if (b->cutout > 0) lb_cutout_pixels(ds, b->cutout, rp, x + j * chw);
         y[j] = ds->labels[i];
     }
     b->pos += k;

@@ -235,6 +235,8 @@ typedef struct lb_batcher {
     int64_t  pos;          /* next index into order                                  */
     int64_t  epoch;        /* epochs started so far                                  */
     lb_augment augment;    /* LB_AUGMENT_NONE unless set after init                  */
+    int      cutout;       /* > 0: after augmenting, one cutout x cutout square per
+                              sample set to 0 (lb_cutout_pixels); 0 unless set       */
     uint64_t aug_seed;     /* augmentation draws are a function of (aug_seed, epoch,
                               position in the epoch): no state to save for resuming, and
                               the same on any thread                                  */
@@ -269,6 +271,13 @@ void lb_batcher_free(lb_batcher *b);
  * (c*h*w floats) normalised as lb_dataset_get does, augmented by a: the crop offsets dy, dx
  * in [0, 8] and the flip are drawn from r (dy, then dx, then the flip); LB_AUGMENT_NONE
  * draws nothing (r may be NULL). No I/O, cannot fail. */
+/* Cutout (DeVries and Taylor, 2017): draws a centre (cy, cx) uniformly over the h x w image
+ * from r and sets out[ch][y][x] = 0 (the channel's mean after normalisation) for every
+ * channel where |y - cy| and |x - cx| put (y, x) in the size x size square
+ * [cy - size/2, cy - size/2 + size) x [cx - size/2, cx - size/2 + size), clipped at the
+ * border (so a square near an edge covers less). out holds one normalised sample. */
+void lb_cutout_pixels(const lb_dataset *ds, int size, lb_rng *r, float *out);
+
 void lb_augment_pixels(const lb_dataset *ds, const uint8_t *pix, lb_augment a, lb_rng *r,
                        float *out);
 

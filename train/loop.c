@@ -294,6 +294,7 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
     if ((st = lb_batcher_init(&b, train, cfg->batch, true, cfg->seed, err))) goto done;
     b.drop_last = true;
     b.augment = cfg->augment;
+    b.cutout = cfg->cutout;
     lb_rng rng = lb_rng_make(cfg->seed ^ 0xD1B54A32D192ED03ull); /* dropout */
     int first_epoch = 1, in_row = 0;
     int64_t step = 0, saved_step = -1; /* saved_step: the step last.ckpt was written after */
@@ -356,7 +357,7 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
             if (snapshot)
                 memcpy(snapshot, m->params->values, (size_t)m->params->total * sizeof(float));
             lb_tensor *logits = lb_model_forward(m, g, x, &rng);
-            lb_tensor *loss = lb_softmax_ce(g, logits, y);
+            lb_tensor *loss = lb_softmax_ce_smooth(g, logits, y, cfg->label_smoothing);
             if (!loss) break;
             /* NaN/Inf guard: the loss, then every gradient (one pass over the block) */
             int64_t bad_grad = -1;

@@ -57,6 +57,9 @@ typedef struct lb_train_cfg {
                                  current step and returns LB_ERR_INTERRUPTED           */
     int64_t      stop_after_step; /* > 0: behave as if *stop were set after this step */
     lb_augment   augment;     /* training-batch augmentation (LB_AUGMENT_NONE)         */
+    int          cutout;      /* > 0: cutout square side in pixels (lb_cutout_pixels)   */
+    float        label_smoothing; /* training loss's label smoothing eps, in [0, 1); the
+                                 evaluation loss is always plain cross-entropy        */
     bool         prefetch;    /* prepare batches on a background thread (true); the
                                  batches are the same either way                     */
     lb_nonfinite nonfinite;   /* NaN/Inf loss or gradient: stop (default) or skip the step */
