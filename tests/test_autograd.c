@@ -67,6 +67,39 @@ START_TEST(test_softmax_ce_forward)
 }
 END_TEST
 
+/* Label smoothing: the loss against a double-precision reference of PyTorch's definition
+ * (target (1-eps) onehot + eps/C), eps = 0 equal to lb_softmax_ce bit for bit, eps outside
+ * [0, 1) refused. */
+START_TEST(test_softmax_ce_smooth)
+{
+    lb_graph *g = lb_graph_new(0);
+    const float zs[] = { 0.5f, -1.0f, 2.0f, 0.25f, 3.0f, 1.0f, -2.0f, 0.0f };
+    const int32_t ys[] = { 2, 0 };
+    const float eps = 0.1f;
+    lb_tensor *z = lb_leaf_from(g, zs, (int64_t[]){ 2, 4 }, 2, false);
+    lb_tensor *l = lb_softmax_ce_smooth(g, z, ys, eps);
+    ck_assert_ptr_nonnull(l);
+    double want = 0.0;
+    for (int b = 0; b < 2; b++) {
+        double se = 0.0;
+        for (int c = 0; c < 4; c++) se += exp((double)zs[b * 4 + c]);
+        for (int c = 0; c < 4; c++) {
+            const double t = (c == ys[b] ? 1.0 - eps : 0.0) + eps / 4.0;
+            want -= t * ((double)zs[b * 4 + c] - log(se));
+        }
+    }
+    ck_assert_double_eq_tol(l->data[0], want / 2.0, 1e-6);
+    const float plain = lb_softmax_ce(g, z, ys)->data[0];
+    const float zero = lb_softmax_ce_smooth(g, z, ys, 0.0f)->data[0];
+    ck_assert_mem_eq(&plain, &zero, sizeof plain);
+    ck_assert_ptr_null(lb_softmax_ce_smooth(g, z, ys, 1.0f));
+    lb_error err;
+    ck_assert_int_eq(lb_graph_status(g, &err), LB_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "label smoothing"));
+    lb_graph_free(g);
+}
+END_TEST
+
 START_TEST(test_dropout_modes)
 {
     lb_graph *g = lb_graph_new(0);
@@ -108,6 +141,11 @@ static lb_tensor *b_softmax_ce(lb_graph *g, lb_tensor **in)
     static const int32_t labels[4] = { 0, 3, 2, 4 };
     return lb_softmax_ce(g, in[0], labels);
 }
+static lb_tensor *b_softmax_ce_smooth(lb_graph *g, lb_tensor **in)
+{
+    static const int32_t labels[4] = { 5, 1, 0, 2 };
+    return lb_softmax_ce_smooth(g, in[0], labels, 0.2f);
+}
 /* diamond: y = relu(x) * x + x (x feeds three ops) */
 static lb_tensor *b_diamond(lb_graph *g, lb_tensor **in)
 {
@@ -132,6 +170,7 @@ static const gradcheck_case cases[] = {
     { "sum", 1, { { 7 } }, { 1 }, b_sum, 1e-2, 2e-3, GC_NORMAL, 0 },
     { "dropout", 1, { { 4, 5 } }, { 2 }, b_dropout, 1e-2, 2e-3, GC_NORMAL, 0 },
     { "softmax_ce", 1, { { 4, 6 } }, { 2 }, b_softmax_ce, 1e-2, 2e-3, GC_NORMAL, 0 },
+    { "softmax_ce_smooth", 1, { { 4, 6 } }, { 2 }, b_softmax_ce_smooth, 1e-2, 2e-3, GC_NORMAL, 0 },
     { "diamond", 1, { { 3, 3 } }, { 2 }, b_diamond, 1e-2, 2e-3, GC_AWAY_FROM_ZERO, 0 },
     { "mlp", 4, { { 3, 5 }, { 6, 5 }, { 6 }, { 4, 6 } }, { 2, 2, 1, 2 }, b_mlp, 1e-2, 3e-3, GC_NORMAL, 0 },
 };
@@ -524,6 +563,7 @@ Suite *autograd_core_suite(void)
     tcase_add_test(fwd, test_matmul_bias_forward);
     tcase_add_test(fwd, test_elementwise_forward);
     tcase_add_test(fwd, test_softmax_ce_forward);
+    tcase_add_test(fwd, test_softmax_ce_smooth);
     tcase_add_test(fwd, test_dropout_modes);
     suite_add_tcase(s, fwd);
     TCase *grad = tcase_create("gradients");

@@ -938,6 +938,37 @@ START_TEST(test_augment_crop_flip_exact)
 }
 END_TEST
 
+/* Cutout: the square the documented draws give, clipped at the border, is 0 in every channel
+ * and nothing else changes; centres near every edge are seen. */
+START_TEST(test_cutout_exact)
+{
+    lb_dataset ds;
+    tiny(&ds); /* 2 channels of 3 x 4 */
+    bool clipped_top = false, clipped_right = false, inside = false;
+    for (uint64_t seed = 0; seed < 200; seed++) {
+        for (int size = 1; size <= 5; size++) {
+            lb_rng r = lb_rng_make(seed), q = r;
+            float  out[24];
+            for (int k = 0; k < 24; k++) out[k] = 1.0f + (float)k;
+            lb_cutout_pixels(&ds, size, &r, out);
+            const int cy = (int)lb_rng_below(&q, 3), cx = (int)lb_rng_below(&q, 4);
+            const int y0 = cy - size / 2, x0 = cx - size / 2;
+            clipped_top |= y0 < 0, clipped_right |= x0 + size > 4;
+            inside |= y0 >= 0 && x0 >= 0 && y0 + size <= 3 && x0 + size <= 4 && size == 2;
+            for (int c = 0; c < 2; c++)
+                for (int y = 0; y < 3; y++)
+                    for (int x = 0; x < 4; x++) {
+                        const bool in = y >= y0 && y < y0 + size && x >= x0 && x < x0 + size;
+                        const int  k = c * 12 + y * 4 + x;
+                        ck_assert_float_eq(out[k], in ? 0.0f : 1.0f + (float)k);
+                    }
+        }
+    }
+    ck_assert(clipped_top && clipped_right && inside);
+    lb_dataset_free(&ds);
+}
+END_TEST
+
 /* All the samples of one epoch as a batcher serves them. */
 static void epoch_batches(lb_batcher *b, lb_prefetch *p, int64_t skip, float *x, int32_t *y,
                           int64_t max_batches)
@@ -985,6 +1016,27 @@ START_TEST(test_augment_deterministic)
     ck_assert_mem_eq(xb + 16 * 90, xa + 16 * 90, (nx - 16 * 90) * sizeof *xa);
     ck_assert_mem_eq(yb + 16, ya + 16, (37 - 16) * sizeof *ya);
     ck_assert(memcmp(x0, xa, nx * sizeof *xa) != 0); /* epochs differ */
+    /* cutout draws after crop-flip: epoch 2 again with a 2x2 cutout differs from xa only by
+     * zeros, in at most 2x2 pixels of each of a sample's 3 channels, in some sample */
+    lb_batcher c;
+    ck_assert_int_eq(lb_batcher_init(&c, &ds, 8, true, 5, &err), LB_OK);
+    c.augment = LB_AUGMENT_CROP_FLIP;
+    c.cutout = 2;
+    epoch_batches(&c, NULL, 0, x0, ya, 100);
+    epoch_batches(&c, NULL, 0, xb, yb, 100);
+    int64_t cut_total = 0;
+    for (int64_t i = 0; i < 37; i++) {
+        int cut = 0;
+        for (int k = 0; k < 90; k++)
+            if (xb[i * 90 + k] != xa[i * 90 + k]) {
+                ck_assert_float_eq(xb[i * 90 + k], 0.0f);
+                cut++;
+            }
+        ck_assert_int_le(cut, 12);
+        cut_total += cut;
+    }
+    ck_assert_int_gt(cut_total, 37 * 3); /* more than one pixel per sample on average */
+    lb_batcher_free(&c);
     /* none: exactly lb_dataset_get */
     a.augment = LB_AUGMENT_NONE;
     epoch_batches(&a, NULL, 0, xa, ya, 100);
@@ -1009,12 +1061,13 @@ START_TEST(test_prefetch_same_batches)
     lb_dataset ds;
     seq_dataset(&ds, 45);
     lb_error err = { 0 };
-    for (int aug = 0; aug < 2; aug++) {
+    for (int aug = 0; aug < 3; aug++) { /* none, crop-flip, cutout 3 alone */
         lb_batcher a, b;
         ck_assert_int_eq(lb_batcher_init(&a, &ds, 4, true, 77, &err), LB_OK);
         ck_assert_int_eq(lb_batcher_init(&b, &ds, 4, true, 77, &err), LB_OK);
         a.drop_last = b.drop_last = true;
-        a.augment = b.augment = aug ? LB_AUGMENT_CROP_FLIP : LB_AUGMENT_NONE;
+        a.augment = b.augment = aug == 1 ? LB_AUGMENT_CROP_FLIP : LB_AUGMENT_NONE;
+        a.cutout = b.cutout = aug == 2 ? 3 : 0;
         lb_prefetch *p = lb_prefetch_new(&b, true, &err);
         ck_assert_ptr_nonnull(p);
         const size_t nx = 45 * 90;
@@ -1399,6 +1452,7 @@ Suite *datasets_image_suite(void)
 
     tc = tcase_create("augment_prefetch");
     tcase_add_test(tc, test_augment_crop_flip_exact);
+    tcase_add_test(tc, test_cutout_exact);
     tcase_add_test(tc, test_augment_deterministic);
     tcase_add_test(tc, test_prefetch_same_batches);
     suite_add_tcase(s, tc);

@@ -10,7 +10,7 @@
 #   resnet20-fp32-wdall  ResNet-20, $WDALL_EPOCHS epochs (default 48), weight decay on every
 #                        parameter (--wd-all: BN scales and shifts and biases too, as
 #                        torch.optim.SGD(model.parameters(), weight_decay=5e-4) does)
-#   resnet20-fp32-reg    ResNet-20, $REG_EPOCHS epochs (default 40), --wd-all, Cutout 8x8
+#   resnet20-fp32-reg    ResNet-20, $REG_EPOCHS epochs (default 48), --wd-all, Cutout 8x8
 #                        (--cutout 8) and label smoothing 0.1 (--label-smoothing 0.1)
 #   vgg-small-fp32       vgg-small, $VGG_EPOCHS epochs (default 30)
 #   resnet20-w4a4        QAT fine-tuning of resnet20-fp32-32ep: LSQ W4A4, first and last layer
@@ -30,7 +30,7 @@ build="${LB_BUILD_DIR:-build}"
 LB_BUILD_DIR="$build" tools/build.sh >/dev/null
 lowbit="$(cd "$build" && pwd)/lowbit"
 threads="${THREADS:-2}"
-long="${LONG_EPOCHS:-100}" wdall="${WDALL_EPOCHS:-48}" reg="${REG_EPOCHS:-40}" vgg="${VGG_EPOCHS:-30}" qat="${QAT_EPOCHS:-15}"
+long="${LONG_EPOCHS:-100}" wdall="${WDALL_EPOCHS:-48}" reg="${REG_EPOCHS:-48}" vgg="${VGG_EPOCHS:-30}" qat="${QAT_EPOCHS:-15}"
 stages="${STAGES:-resnet20-fp32-32ep resnet20-fp32-long resnet20-fp32-wdall resnet20-fp32-reg vgg-small-fp32 resnet20-w4a4 resnet20-w2a2}"
 mkdir -p "$RUNS_DIR"
 common=(--data cifar10 --batch 128 --momentum 0.9 --no-nesterov --wd 5e-4 --schedule onecycle
