@@ -18,8 +18,9 @@
 # A stage whose folder has a last.ckpt is resumed where it stopped (a finished one just reports
 # its result), so the script can be stopped and re-run: these runs take hours on two cores.
 # STAGES="..." picks stages (default: all, in the order above); THREADS (default 2).
-# Writes experiments/results/cifar10.md from the runs' metrics.jsonl, then appends
-# experiments/cifar/notes.md (hand-written notes on the runs).
+# Writes experiments/results/cifar10.md from the runs' metrics.jsonl (kept in
+# experiments/results/cifar10/<stage>/), then appends experiments/cifar/notes.md (hand-written
+# notes on the runs).
 # REPORT_ONLY=1 trains nothing and only rewrites the page from the runs there.
 # Usage: RUNS_DIR=DIR experiments/cifar/run.sh
 set -euo pipefail
@@ -65,24 +66,44 @@ for s in $stages; do
     nice -n 5 "${cmd[@]}" >>"$dir/stdout.jsonl" 2>>"$dir/train.log"
 done
 
-python3 - "$RUNS_DIR" $stages >experiments/results/cifar10.md <<'PY'
-import json, os, platform, subprocess, sys
-runs, stages = sys.argv[1], sys.argv[2:]
+# Each stage's metrics.jsonl and command.txt are copied into experiments/results/cifar10/<stage>/
+# (committed), and the page is written from those copies: the run folders do not outlive the
+# machine. A stage with neither keeps its row of the current page (its logs were lost).
+logs=experiments/results/cifar10
+for s in $stages; do
+    if [ -s "$RUNS_DIR/$s/metrics.jsonl" ]; then
+        mkdir -p "$logs/$s"
+        cp "$RUNS_DIR/$s/metrics.jsonl" "$RUNS_DIR/$s/command.txt" "$logs/$s/"
+    fi
+done
+python3 - "$logs" experiments/results/cifar10.md $stages >experiments/results/cifar10.md.tmp <<'PY'
+import json, os, platform, sys
+logs, page, stages = sys.argv[1], sys.argv[2], sys.argv[3:]
+old = {}
+if os.path.exists(page):
+    for l in open(page):
+        if l.startswith("| ") and not l.startswith("| run ") and l.count("|") >= 8:
+            old[l.split("|")[1].strip()] = l.rstrip("\n")
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print("# CIFAR-10 results (issue 5)\n")
-print("Written by `experiments/cifar/run.sh` from each run's metrics.jsonl. Machine: "
+print("Written by `experiments/cifar/run.sh` from each run's metrics.jsonl (copied into "
+      "`experiments/results/cifar10/<run>/` with its command.txt; the rows marked * are kept from "
+      "an earlier page, their logs having been lost with an earlier machine). Machine: "
       f"{platform.machine()}, {os.cpu_count()} cores ({cpu}), {platform.platform()}.\n")
 print("Data: the JPEG CIFAR-10 copy (`--data cifar10`), 50,000 training and 10,000 test "
       "images; random crop (4 px padding) and horizontal flip.\n")
 print("| run | epochs | test acc (last epoch) | best epoch acc | train time | img/s (median) | command |")
 print("|---|---|---|---|---|---|---|")
 for s in stages:
-    d = os.path.join(runs, s)
+    d = os.path.join(logs, s)
     try:
         rows = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl"))]
     except FileNotFoundError:
-        continue
+        rows = []
     if not rows:
+        if s in old or s + " *" in old:
+            row = old.get(s) or old[s + " *"]
+            print(row if s + " *" in old else row.replace(f"| {s} |", f"| {s} * |", 1))
         continue
     cmd = open(os.path.join(d, "command.txt")).readline().strip()
     secs = sum(r["seconds"] for r in rows)
@@ -91,6 +112,7 @@ for s in stages:
     print(f"| {s} | {rows[-1]['epoch']} | {100*rows[-1]['test_acc']:.2f}% | "
           f"{100*best['test_acc']:.2f}% (epoch {best['epoch']}) | {secs/3600:.2f} h | {ips:.0f} | `{cmd}` |")
 PY
+mv experiments/results/cifar10.md.tmp experiments/results/cifar10.md
 # notes written by hand about the runs (resumes, binaries, machine load)
 [ ! -f experiments/cifar/notes.md ] || { echo; cat experiments/cifar/notes.md; } >>experiments/results/cifar10.md
 cat experiments/results/cifar10.md
