@@ -6,12 +6,14 @@ batch 128, SGD momentum 0.9 without Nesterov, weight decay on conv/linear weight
 lowbit: BN parameters and biases are not decayed; --wd-all decays every parameter, as
 lowbit's --wd-all and torch.optim.SGD(model.parameters()) do), one-cycle = linear warm-up over 30% of the
 steps to --lr then cosine to 0 (train/schedule.c), random crop with 4 zero pixels of padding
-and horizontal flip on the raw image, then normalisation. Evaluates the test set after every
+and horizontal flip on the raw image, then normalisation; --cutout N then zeroes one random
+N x N square per image (lowbit's --cutout) and --label-smoothing F smooths the training loss
+(CrossEntropyLoss(label_smoothing=F), lowbit's --label-smoothing). Evaluates the test set after every
 epoch and prints one JSON line per epoch (the keys of lowbit's metrics.jsonl that apply).
 The model, data loading and schedule come from experiments/bench/torch_models.py.
 
 Usage: /usr/bin/python3 experiments/cifar/torch_resnet20.py --epochs 64 --threads 2 \\
-           [--model resnet20] [--wd-all] [--max-steps N] [--ckpt FILE] >> torch-resnet20-64ep.jsonl
+           [--model resnet20] [--wd-all] [--cutout N] [--label-smoothing F] [--max-steps N] [--ckpt FILE] >> torch-resnet20-64ep.jsonl
 --ckpt FILE saves the model, optimizer and random state after every epoch (atomically: a
 temporary file, then a rename) and, when FILE exists, resumes after its last epoch with the
 same arguments, so a run can span sessions (append to the log when resuming).
@@ -47,6 +49,18 @@ def augment(xb, gen):
     return out
 
 
+def cutout(xb, size, gen):
+    """Zeroes one size x size square per normalised image, centre uniform over the image and
+    clipped at the border (DeVries and Taylor's Cutout; lowbit's lb_cutout_pixels)."""
+    b, _, h, w = xb.shape
+    cy = torch.randint(0, h, (b,), generator=gen)
+    cx = torch.randint(0, w, (b,), generator=gen)
+    for i in range(b):
+        y0, x0 = int(cy[i]) - size // 2, int(cx[i]) - size // 2
+        xb[i, :, max(y0, 0):max(y0 + size, 0), max(x0, 0):max(x0 + size, 0)] = 0.0
+    return xb
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="resnet20", choices=["resnet20", "vgg-small"])
@@ -55,6 +69,8 @@ def main():
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--wd", type=float, default=5e-4)
     ap.add_argument("--wd-all", action="store_true", help="decay BN parameters and biases too")
+    ap.add_argument("--cutout", type=int, default=0, help="cutout square side (0: off)")
+    ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--ckpt", default=None, help="checkpoint file: saved every epoch, resumed")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=42)
@@ -110,11 +126,13 @@ def main():
         for i in range(per_epoch):
             idx = perm[i * a.batch:(i + 1) * a.batch]
             xb, yb = norm(augment(xtr.index_select(0, idx), gen)), ytr.index_select(0, idx)
+            if a.cutout > 0:
+                xb = cutout(xb, a.cutout, gen)
             lr = tm.lowbit_lr(step, total, warmup, a.lr)
             for g in opt.param_groups:
                 g["lr"] = lr
             out = model(xb)
-            loss = F.cross_entropy(out, yb)
+            loss = F.cross_entropy(out, yb, label_smoothing=a.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
