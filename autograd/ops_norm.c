@@ -181,10 +181,31 @@ static void mask_bits(const float *restrict y, int64_t S, uint8_t *restrict bits
     }
 }
 
+/* mask_row_bits's 8-value blocks: each lane ANDed with all ones where its bit is set, else
+ * with zero, as the scalar loop below. Returns the values done (a multiple of 8). */
+#if LB_HAVE_AVX2
+LB_AVX2 static int64_t mask_row_bits_avx2(float *restrict dy, const uint8_t *restrict bits,
+                                          int64_t S)
+{
+    const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    int64_t s = 0;
+    for (; s + 8 <= S; s += 8) {
+        const __m256i b = _mm256_and_si256(_mm256_set1_epi32(bits[s >> 3]), lane_bit);
+        const __m256  keep = _mm256_castsi256_ps(_mm256_cmpeq_epi32(b, lane_bit));
+        _mm256_storeu_ps(dy + s, _mm256_and_ps(_mm256_loadu_ps(dy + s), keep));
+    }
+    return s;
+}
+#endif
+
 /* dy[s] = bit s of bits ? dy[s] : +0 (the mask of mask_bits; relu's backward rule). */
 static inline void mask_row_bits(float *restrict dy, const uint8_t *restrict bits, int64_t S)
 {
-    for (int64_t s = 0; s < S; s++) {
+    int64_t s = 0;
+#if LB_HAVE_AVX2
+    if (lb_cpu_avx2()) s = mask_row_bits_avx2(dy, bits, S);
+#endif
+    for (; s < S; s++) {
         uint32_t d;
         memcpy(&d, &dy[s], sizeof d);
         d &= -(uint32_t)(bits[s >> 3] >> (s & 7) & 1u);
