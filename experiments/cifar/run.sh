@@ -17,6 +17,9 @@
 #   resnet20-w2a2        at 8 bits, $QAT_EPOCHS epochs (default 15), one-cycle peaking at 0.01
 # A stage whose folder has a last.ckpt is resumed where it stopped (a finished one just reports
 # its result), so the script can be stopped and re-run: these runs take hours on two cores.
+# To carry a run over to another machine: stop it with SIGTERM (it saves last.ckpt), run with
+# REPORT_ONLY=1 (it copies the unfinished run's last.ckpt into experiments/results/cifar10/
+# <stage>/), commit; on the next machine the stage restores it and resumes.
 # STAGES="..." picks stages (default: all, in the order above); THREADS (default 2).
 # Writes experiments/results/cifar10.md from the runs' metrics.jsonl (kept in
 # experiments/results/cifar10/<stage>/), then appends experiments/cifar/notes.md (hand-written
@@ -50,11 +53,17 @@ args_of() {
     esac
 }
 
+logs=experiments/results/cifar10
 for s in $stages; do
     [ -z "${REPORT_ONLY:-}" ] || break
     dir="$RUNS_DIR/$s"
     read -r -a a <<<"$(args_of "$s")"
     mkdir -p "$dir"
+    # an unfinished run carried over from an earlier machine (see below): continue it
+    if [ ! -f "$dir/last.ckpt" ] && [ -f "$logs/$s/last.ckpt" ]; then
+        echo "== $s: restoring the run carried over in $logs/$s" >&2
+        cp "$logs/$s/last.ckpt" "$logs/$s/metrics.jsonl" "$logs/$s/command.txt" "$dir/"
+    fi
     cmd=("$lowbit" train "${a[@]}" "${common[@]}" --out "$dir")
     [ -f "$dir/command.txt" ] || echo "lowbit train ${a[*]} ${common[*]} --out $s" >"$dir/command.txt"
     if [ -f "$dir/last.ckpt" ]; then
@@ -69,11 +78,26 @@ done
 # Each stage's metrics.jsonl and command.txt are copied into experiments/results/cifar10/<stage>/
 # (committed), and the page is written from those copies: the run folders do not outlive the
 # machine. A stage with neither keeps its row of the current page (its logs were lost).
-logs=experiments/results/cifar10
+# An unfinished run (stopped with SIGTERM, which saves last.ckpt, before its last epoch) also
+# leaves its last.ckpt there, about 2 MB for ResNet-20: committed, it lets the next machine
+# continue the run (restored above); a finished run's copy is removed.
 for s in $stages; do
-    if [ -s "$RUNS_DIR/$s/metrics.jsonl" ]; then
+    if [ -s "$RUNS_DIR/$s/metrics.jsonl" ] || [ -f "$RUNS_DIR/$s/last.ckpt" ]; then
         mkdir -p "$logs/$s"
-        cp "$RUNS_DIR/$s/metrics.jsonl" "$RUNS_DIR/$s/command.txt" "$logs/$s/"
+        [ ! -s "$RUNS_DIR/$s/metrics.jsonl" ] || cp "$RUNS_DIR/$s/metrics.jsonl" "$logs/$s/"
+        cp "$RUNS_DIR/$s/command.txt" "$logs/$s/"
+        read -r -a a <<<"$(args_of "$s")"
+        want=0
+        for ((i = 0; i + 1 < ${#a[@]}; i++)); do [ "${a[i]}" != --epochs ] || want="${a[i + 1]}"; done
+        done_epochs=0
+        [ ! -s "$RUNS_DIR/$s/metrics.jsonl" ] ||
+            done_epochs="$(tail -n 1 "$RUNS_DIR/$s/metrics.jsonl" | python3 -c 'import json, sys; print(json.load(sys.stdin)["epoch"])')"
+        if [ "$done_epochs" -lt "$want" ] && [ -f "$RUNS_DIR/$s/last.ckpt" ]; then
+            cp "$RUNS_DIR/$s/last.ckpt" "$logs/$s/"
+            echo "== $s: unfinished ($done_epochs of $want epochs): $logs/$s/last.ckpt carries it over" >&2
+        else
+            rm -f "$logs/$s/last.ckpt"
+        fi
     fi
 done
 python3 - "$logs" experiments/results/cifar10.md $stages >experiments/results/cifar10.md.tmp <<'PY'
