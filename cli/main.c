@@ -247,7 +247,7 @@ static const char train_help[] =
     "  --fold-bn E         from epoch E on, fold batch-norm into the preceding conv with\n"
     "                      frozen statistics, so the folded weights are quantized  [never]\n"
     ;
-/* split in two: ISO C only promises string literals of 4095 characters */
+/* split in three: ISO C only promises string literals of 4095 characters */
 static const char train_help_data[] =
     "  --data NAME|PATH    mnist, fashion-mnist, cifar10, mnist-png, folder (the image\n"
     "                      folder --data-dir), or the PATH of an image folder with\n"
@@ -271,6 +271,8 @@ static const char train_help_data[] =
     "                      sample is read when a batch needs it, so the dataset does not\n"
     "                      count in the process's memory (MNIST IDX files: always memory)\n"
     "  --no-prefetch       prepare batches on the training thread (same batches)\n"
+    ;
+static const char train_help_run[] =
     "  --epochs N          training epochs                                   [5]\n"
     "  --batch N           mini-batch size                                   [64]\n"
     "  --optim NAME        sgd, adam or adamw                                [sgd]\n"
@@ -281,6 +283,10 @@ static const char train_help_data[] =
     "  --wd F              weight decay (L2 for sgd/adam, decoupled for adamw) [5e-4]\n"
     "  --label-smoothing F training loss with label smoothing F in [0, 1), as PyTorch's\n"
     "                      CrossEntropyLoss(label_smoothing=F); test loss is plain    [0]\n"
+    "  --swa-start E       stochastic weight averaging: average the weights at the end of\n"
+    "                      epochs E..last, recompute batch-norm statistics, and report and\n"
+    "                      save (DIR/swa.ckpt) that average; last.ckpt keeps the last\n"
+    "                      iterate (torch.optim.swa_utils)                     [off]\n"
     "  --wd-all            decay biases, BN scales and shifts and quantizer steps too, as\n"
     "                      torch.optim.SGD(model.parameters(), weight_decay=F) does\n"
     "                      (default: conv and linear weights only)\n"
@@ -302,7 +308,7 @@ static const char train_help_data[] =
 static int cmd_train(int argc, char **argv)
 {
     lb_cli_opt o[] = { LB_OPT("model"), LB_OPT("data"), LB_OPT("data-dir"), LB_OPT("epochs"), LB_OPT("batch"), LB_OPT("optim"),
-                LB_OPT("lr"), LB_OPT("lr-min"), LB_OPT("momentum"), LB_FLAG("no-nesterov"), LB_OPT("wd"), LB_FLAG("wd-all"), LB_OPT("label-smoothing"), LB_OPT("cutout"),
+                LB_OPT("lr"), LB_OPT("lr-min"), LB_OPT("momentum"), LB_FLAG("no-nesterov"), LB_OPT("wd"), LB_FLAG("wd-all"), LB_OPT("label-smoothing"), LB_OPT("cutout"), LB_OPT("swa-start"),
                 LB_OPT("schedule"), LB_OPT("warmup"), LB_OPT("step-epochs"), LB_OPT("gamma"), LB_OPT("seed"),
                 LB_OPT("threads"), LB_OPT("out"), LB_OPT("max-steps"), LB_FLAG("json"), LB_OPT("quant"), LB_OPT("init"),
                 LB_OPT("fold-bn"), LB_OPT("freeze-observers"), LB_OPT("resume"), LB_OPT("augment"),
@@ -311,7 +317,8 @@ static int cmd_train(int argc, char **argv)
     const int n = (int)(sizeof o / sizeof o[0]);
     const char *pos[1];
     int n_pos, rc = lb_cli_parse("train", argc, argv, o, n, pos, 0, &n_pos);
-    if (rc == -1) return fputs(train_help, stdout), fputs(train_help_data, stdout), 0;
+    if (rc == -1) return fputs(train_help, stdout), fputs(train_help_data, stdout),
+                          fputs(train_help_run, stdout), 0;
     if (rc) return rc;
 
     lb_train_cfg cfg = lb_train_cfg_default();
@@ -347,6 +354,10 @@ static int cmd_train(int argc, char **argv)
     if ((s = lb_cli_get(o, n, "wd")) && !lb_cli_float(s, 0.0f, 1.0f, &cfg.optim.weight_decay))
         return lb_cli_usage("train", "--wd %s: expected a number in [0, 1]", s);
     if (lb_cli_get(o, n, "wd-all")) cfg.optim.decay_all = true;
+    if ((s = lb_cli_get(o, n, "swa-start"))) {
+        if (!lb_cli_long(s, 1, 100000, &v)) return lb_cli_usage("train", "--swa-start %s: expected an epoch >= 1", s);
+        cfg.swa_start = (int)v;
+    }
     if ((s = lb_cli_get(o, n, "cutout"))) {
         if (!lb_cli_long(s, 0, 4096, &v)) return lb_cli_usage("train", "--cutout %s: expected 0..4096 pixels", s);
         cfg.cutout = (int)v;
@@ -484,9 +495,11 @@ static int cmd_train(int argc, char **argv)
         goto done;
     }
     if (tst) goto fail;
-    printf("done: test accuracy %.2f%% after %d epochs, %.1f s (%.0f train images/s), "
-           "checkpoint %s/last.ckpt",
-           100.0 * res.test_acc, res.epochs, res.seconds, res.train_images_per_s, cfg.out_dir);
+    printf("done: test accuracy %.2f%% after %d epochs%s, %.1f s (%.0f train images/s), "
+           "checkpoint %s/%s",
+           100.0 * res.test_acc, res.epochs, cfg.swa_start ? " (the weight average)" : "",
+           res.seconds, res.train_images_per_s, cfg.out_dir,
+           cfg.swa_start ? "swa.ckpt (the last iterate: last.ckpt)" : "last.ckpt");
     if (res.skipped_steps)
         printf("; %lld steps skipped (NaN/Inf)", (long long)res.skipped_steps);
     printf("\n");

@@ -165,6 +165,135 @@ START_TEST(test_train_resume_exact)
 }
 END_TEST
 
+/* true for a batch-norm running statistic (recomputed, not averaged, by weight averaging) */
+static bool is_bn_stat(const lb_tensor *t)
+{
+    const char *d = strrchr(t->name, '.');
+    return d && (!strcmp(d, ".running_mean") || !strcmp(d, ".running_var"));
+}
+
+/* Weight averaging from epoch 2 of 3: every parameter is w2 + (w3 - w2) / 2 of the plain run's
+ * iterates after epochs 2 and 3, bit for bit; the batch-norm statistics are recomputed over
+ * the training set (lb_update_bn: with one batch, exactly that batch's mean); swa.ckpt holds
+ * the result and its accuracy; a run stopped after epoch 2 and resumed ends the same, bit for
+ * bit; a resumed run whose swa.ckpt is missing, an averaging start past the last epoch and
+ * averaging with BN folding are refused. */
+START_TEST(test_train_swa)
+{
+    lb_dataset tr, te;
+    toy_dataset(&tr, 200, 1);
+    toy_dataset(&te, 100, 2);
+    lb_error err = { 0 };
+    lb_train_result res;
+    const size_t bytes_of = sizeof(float);
+    /* the plain run's iterates after epochs 2 and 3 */
+    lb_model *plain = toy_model(9);
+    lb_train_cfg cfg = toy_cfg(NULL);
+    cfg.stop_after_epoch = 2;
+    ck_assert_int_eq(lb_train(plain, &tr, NULL, &cfg, &res, &err), LB_OK);
+    const int64_t total = plain->params->total;
+    float *w2 = malloc((size_t)total * bytes_of), *w3 = malloc((size_t)total * bytes_of);
+    memcpy(w2, plain->params->values, (size_t)total * bytes_of);
+    lb_model_free(plain);
+    plain = toy_model(9);
+    cfg = toy_cfg(NULL);
+    ck_assert_int_eq(lb_train(plain, &tr, NULL, &cfg, &res, &err), LB_OK);
+    memcpy(w3, plain->params->values, (size_t)total * bytes_of);
+    ck_assert(memcmp(w2, w3, (size_t)total * bytes_of) != 0);
+    /* the averaged run */
+    const char *dir = tmpdir();
+    lb_model *swa = toy_model(9);
+    cfg = toy_cfg(dir);
+    cfg.swa_start = 2;
+    ck_assert_msg(lb_train(swa, &tr, &te, &cfg, &res, &err) == LB_OK, "%s", err.msg);
+    ck_assert_int_eq(res.epochs, 3);
+    int n_stats = 0;
+    for (int i = 0; i < swa->params->n; i++) {
+        const lb_tensor *t = swa->params->t[i];
+        const int64_t off = t->data - swa->params->values;
+        if (is_bn_stat(t)) {
+            n_stats++;
+            continue;
+        }
+        for (int64_t j = 0; j < lb_numel(t); j++) {
+            const float a = w2[off + j], want = a + (w3[off + j] - a) / 2.0f;
+            ck_assert_msg(memcmp(&t->data[j], &want, sizeof want) == 0, "%s[%lld]", t->name,
+                          (long long)j);
+        }
+    }
+    ck_assert_int_eq(n_stats, 2);
+    /* res is the average's accuracy, and swa.ckpt holds it */
+    double acc, loss;
+    ck_assert_int_eq(lb_evaluate(swa, &te, 50, &acc, &loss, &err), LB_OK);
+    ck_assert_double_eq(acc, res.test_acc);
+    char path[128];
+    snprintf(path, sizeof path, "%s/swa.ckpt", dir);
+    lb_ckpt_meta meta;
+    lb_model *saved;
+    ck_assert_msg(lb_checkpoint_load(path, &saved, &meta, &err) == LB_OK, "%s", err.msg);
+    ck_assert_int_eq(meta.epoch, 3);
+    ck_assert_double_eq(meta.test_acc, acc);
+    ck_assert_mem_eq(saved->params->values, swa->params->values, (size_t)total * bytes_of);
+    /* lb_update_bn with the whole set as one batch: the running mean is that batch's mean,
+     * which the average over 4 batches of 50 matches to rounding */
+    ck_assert_int_eq(lb_update_bn(saved, &tr, 200, &err), LB_OK);
+    const lb_tensor *rm_one = NULL, *rm_four = NULL;
+    for (int i = 0; i < saved->params->n; i++)
+        if (!strcmp(saved->params->t[i]->name, "bn1.running_mean"))
+            rm_one = saved->params->t[i], rm_four = swa->params->t[i];
+    ck_assert_ptr_nonnull(rm_one);
+    float rm1[4];
+    memcpy(rm1, rm_one->data, sizeof rm1);
+    ck_assert_int_eq(lb_update_bn(saved, &tr, 50, &err), LB_OK);
+    for (int c = 0; c < 4; c++) {
+        ck_assert(rm1[c] != 0.0f);
+        ck_assert_float_eq_tol(rm_one->data[c], rm1[c], 1e-5f * (1.0f + fabsf(rm1[c])));
+    }
+    (void)rm_four;
+    lb_model_free(saved);
+    /* stopped after epoch 2 and resumed: the same average, statistics and all */
+    const char *dir2 = tmpdir();
+    lb_model *part = toy_model(9);
+    cfg = toy_cfg(dir2);
+    cfg.swa_start = 2;
+    cfg.stop_after_epoch = 2;
+    ck_assert_int_eq(lb_train(part, &tr, &te, &cfg, &res, &err), LB_OK);
+    lb_model_free(part);
+    snprintf(path, sizeof path, "%s/last.ckpt", dir2);
+    lb_model *resumed;
+    ck_assert_msg(lb_checkpoint_load(path, &resumed, &meta, &err) == LB_OK, "%s", err.msg);
+    cfg = toy_cfg(dir2);
+    cfg.swa_start = 2;
+    cfg.resume = &meta;
+    ck_assert_msg(lb_train(resumed, &tr, &te, &cfg, &res, &err) == LB_OK, "%s", err.msg);
+    ck_assert_mem_eq(resumed->params->values, swa->params->values, (size_t)total * bytes_of);
+    lb_model_free(resumed);
+    /* resuming without the average it needs */
+    snprintf(path, sizeof path, "%s/swa.ckpt", dir2);
+    ck_assert_int_eq(unlink(path), 0);
+    snprintf(path, sizeof path, "%s/last.ckpt", dir2);
+    ck_assert_msg(lb_checkpoint_load(path, &resumed, &meta, &err) == LB_OK, "%s", err.msg);
+    cfg = toy_cfg(dir2);
+    cfg.swa_start = 2;
+    cfg.resume = &meta;
+    ck_assert_int_ne(lb_train(resumed, &tr, &te, &cfg, &res, &err), LB_OK);
+    ck_assert_msg(strstr(err.msg, "swa.ckpt") != NULL, "%s", err.msg);
+    lb_model_free(resumed);
+    /* refused settings */
+    cfg = toy_cfg(NULL);
+    cfg.swa_start = 4;
+    ck_assert_int_eq(lb_train(swa, &tr, NULL, &cfg, &res, &err), LB_ERR_ARG);
+    cfg.swa_start = 2;
+    cfg.fold_bn_epoch = 2;
+    ck_assert_int_eq(lb_train(swa, &tr, NULL, &cfg, &res, &err), LB_ERR_ARG);
+    lb_model_free(swa);
+    free(w2);
+    free(w3);
+    lb_dataset_free(&tr);
+    lb_dataset_free(&te);
+}
+END_TEST
+
 /* Stopped in the middle of an epoch (as by SIGINT) and resumed: still bit-identical.
  * _i = 0: as by default (batches prefetched, no augmentation); 1: with crop-flip
  * augmentation; 2: augmentation, and the uninterrupted run prepares its batches on the
@@ -754,6 +883,7 @@ Suite *train_loop_suite(void)
     tcase_add_test(tc, test_train_learns_and_checkpoints);
     tcase_add_test(tc, test_train_deterministic);
     tcase_add_test(tc, test_train_resume_exact);
+    tcase_add_test(tc, test_train_swa);
     tcase_add_loop_test(tc, test_train_interrupt_mid_epoch, 0, 3);
     tcase_add_test(tc, test_train_sigkill_resume);
     tcase_add_test(tc, test_train_stream_read_error_resumes);

@@ -106,6 +106,68 @@ static lb_status evaluate_with(lb_model *m, lb_graph *g, const lb_dataset *ds, i
     return LB_OK;
 }
 
+/* lb_update_bn with an existing graph and label buffer (batch labels). */
+static lb_status update_bn_with(lb_model *m, lb_graph *g, const lb_dataset *ds, int64_t batch,
+                                int32_t *ybuf, lb_error *err)
+{
+    int n_bn = 0;
+    for (int i = 0; i < m->n_nodes; i++) n_bn += m->nodes[i].kind == LB_NODE_BN;
+    if (n_bn == 0 || m->bn_folded) return LB_OK;
+    for (int i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].kind == LB_NODE_BN) {
+            lb_batchnorm_layer *bn = &m->nodes[i].u.bn;
+            for (int c = 0; c < bn->c; c++)
+                bn->running_mean->data[c] = 0.0f, bn->running_var->data[c] = 1.0f;
+        }
+    lb_batcher b;
+    lb_status st = lb_batcher_init(&b, ds, batch, false, 0, err);
+    if (st) return st;
+    float *mom = malloc((size_t)m->n_nodes * sizeof *mom); /* each layer's own momentum */
+    if (!mom) {
+        lb_batcher_free(&b);
+        return lb_errorf(err, LB_ERR_NOMEM, "out of memory updating batch-norm statistics");
+    }
+    for (int i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].kind == LB_NODE_BN) mom[i] = m->nodes[i].u.bn.momentum;
+    lb_rng rng = lb_rng_make(0); /* dropout, if any: the statistics see a training forward */
+    lb_graph_set_training(g, true);
+    lb_graph_set_grad_enabled(g, false);
+    lb_batcher_start_epoch(&b);
+    for (int64_t k = 1;; k++) {
+        lb_graph_reset(g);
+        lb_tensor *x = lb_leaf(g, (int64_t[]){ batch, ds->c, ds->h, ds->w }, 4, false);
+        if (!x) break;
+        const int64_t n = lb_batcher_next(&b, x->data, ybuf);
+        if (n <= 0) break; /* the end, or a read error (lb_batcher_status) */
+        x->shape[0] = n;
+        for (int i = 0; i < m->n_nodes; i++)
+            if (m->nodes[i].kind == LB_NODE_BN) m->nodes[i].u.bn.momentum = 1.0f / (float)k;
+        if (!lb_model_forward(m, g, x, &rng)) break;
+    }
+    for (int i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].kind == LB_NODE_BN) m->nodes[i].u.bn.momentum = mom[i];
+    free(mom);
+    lb_graph_set_grad_enabled(g, true);
+    st = lb_batcher_status(&b, err);
+    lb_batcher_free(&b);
+    if (st || (st = lb_graph_status(g, err))) return st;
+    return LB_OK;
+}
+
+lb_status lb_update_bn(lb_model *m, const lb_dataset *ds, int64_t batch, lb_error *err)
+{
+    lb_status st = check_geometry(m, ds, err);
+    if (st) return st;
+    if (batch < 1) return lb_errorf(err, LB_ERR_ARG, "update_bn: batch %lld", (long long)batch);
+    lb_graph *g = lb_graph_new(0);
+    int32_t *y = malloc((size_t)batch * sizeof *y);
+    if (!g || !y) st = lb_errorf(err, LB_ERR_NOMEM, "out of memory updating batch-norm statistics");
+    else st = update_bn_with(m, g, ds, batch, y, err);
+    free(y);
+    lb_graph_free(g);
+    return st;
+}
+
 lb_status lb_predict(lb_model *m, const lb_dataset *ds, int64_t batch, int32_t *pred, double *acc,
                      double *loss, lb_error *err)
 {
@@ -265,6 +327,50 @@ static lb_status nonfinite_step(const lb_train_cfg *cfg, lb_model *m, float loss
     return LB_OK;
 }
 
+/* Writes the weight average avg as <out_dir>/swa.ckpt, a checkpoint of m with avg's values
+ * (no optimizer moments): meta.epoch is the last epoch averaged in, meta.test_acc -1 until
+ * the final one (batch-norm statistics recomputed, evaluated). keep: scratch of total floats. */
+static lb_status save_swa(const lb_train_cfg *cfg, lb_model *m, const float *avg, float *keep,
+                          int epoch, double test_acc, lb_error *err)
+{
+    const size_t bytes = (size_t)m->params->total * sizeof(float);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/swa.ckpt", cfg->out_dir);
+    lb_ckpt_meta meta = { .epoch = epoch, .seed = cfg->seed, .test_acc = test_acc,
+                          .train_loss = -1.0 };
+    snprintf(meta.dataset, sizeof meta.dataset, "%s", cfg->dataset ? cfg->dataset : "");
+    memcpy(keep, m->params->values, bytes);
+    memcpy(m->params->values, avg, bytes);
+    lb_status st = lb_checkpoint_save(path, m, &meta, false, err);
+    memcpy(m->params->values, keep, bytes);
+    return st;
+}
+
+/* Reads the running average of a resumed SWA run from <out_dir>/swa.ckpt into avg: it must be
+ * this model's and end at epoch `epoch`, the epoch last.ckpt ends with. */
+static lb_status load_swa(const lb_train_cfg *cfg, const lb_model *m, int epoch, float *avg,
+                          lb_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/swa.ckpt", cfg->out_dir);
+    lb_model *sm = NULL;
+    lb_ckpt_meta meta;
+    lb_error lerr = { 0 };
+    lb_status st = lb_checkpoint_load(path, &sm, &meta, &lerr);
+    if (st) return lb_errorf(err, st, "resuming weight averaging: %s", lerr.msg);
+    if (sm->params->total != m->params->total)
+        st = lb_errorf(err, LB_ERR_FORMAT, "%s: %lld parameters, the run's model has %lld", path,
+                       (long long)sm->params->total, (long long)m->params->total);
+    else if (meta.epoch != epoch)
+        st = lb_errorf(err, LB_ERR_FORMAT, "%s averages up to epoch %lld but last.ckpt ends "
+                       "with epoch %d (interrupted between the two saves; the average cannot "
+                       "be resumed)", path, (long long)meta.epoch, epoch);
+    else
+        memcpy(avg, sm->params->values, (size_t)m->params->total * sizeof(float));
+    lb_model_free(sm);
+    return st;
+}
+
 lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
                    const lb_train_cfg *cfg, lb_train_result *res, lb_error *err)
 {
@@ -274,8 +380,15 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
         return st;
     if (cfg->epochs < 1 || cfg->batch < 1 || cfg->eval_batch < 0)
         return lb_errorf(err, LB_ERR_ARG, "epochs, batch and eval batch must be >= 1");
+    if (cfg->swa_start < 0 || cfg->swa_start > cfg->epochs)
+        return lb_errorf(err, LB_ERR_ARG, "weight averaging from epoch %d of %d (expected 1..%d)",
+                         cfg->swa_start, cfg->epochs, cfg->epochs);
+    if (cfg->swa_start > 0 && cfg->fold_bn_epoch > 0)
+        return lb_errorf(err, LB_ERR_ARG, "weight averaging and batch-norm folding together: "
+                         "the average's batch-norm statistics are recomputed, folding freezes them");
     if (cfg->out_dir && (st = make_dir(cfg->out_dir, err))) return st;
     const double t0 = lb_now();
+    float *avg = NULL, *keep = NULL; /* weight averaging: the average, and save_swa's scratch */
     lb_batcher b = { 0 };
     lb_prefetch *pf = NULL; /* owns b while it exists: batches come from lb_prefetch_next */
     lb_optim opt;
@@ -285,7 +398,12 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
     int32_t *y = malloc((size_t)eb * sizeof *y);
     const bool skip = cfg->nonfinite == LB_NONFINITE_SKIP;
     float *snapshot = skip ? malloc((size_t)(m->params->total + 1) * sizeof(float)) : NULL;
-    if (!g || !y || (skip && !snapshot)) { /* snapshot: the parameters before a forward pass */
+    if (cfg->swa_start > 0) {
+        avg = malloc((size_t)m->params->total * sizeof(float));
+        keep = malloc((size_t)m->params->total * sizeof(float));
+    }
+    if (!g || !y || (skip && !snapshot) || (cfg->swa_start > 0 && (!avg || !keep))) {
+        /* snapshot: the parameters before a forward pass */
         st = lb_errorf(err, LB_ERR_NOMEM, "out of memory starting training");
         goto done;
     }
@@ -310,6 +428,13 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
         res->train_loss = cfg->resume->train_loss;
         res->skipped_steps = cfg->resume->skipped;
         saved_step = step;
+        if (avg && cfg->resume->epoch >= cfg->swa_start) {
+            if (!cfg->out_dir) {
+                st = lb_errorf(err, LB_ERR_ARG, "resuming weight averaging needs the run folder");
+                goto done;
+            }
+            if ((st = load_swa(cfg, m, (int)cfg->resume->epoch, avg, err))) goto done;
+        }
     }
     if (!(pf = lb_prefetch_new(&b, cfg->prefetch, err))) {
         st = err ? err->status : LB_ERR_NOMEM;
@@ -408,6 +533,12 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
         res->steps = step;
         res->epochs = epoch;
         res->train_images_per_s = res->train_seconds > 0 ? (double)(step * cfg->batch) / res->train_seconds : 0;
+        if (avg && epoch >= cfg->swa_start) { /* torch's AveragedModel: a + (w - a) / (n + 1) */
+            const float k = (float)(epoch - cfg->swa_start + 1);
+            const float *w = m->params->values;
+            for (int64_t j = 0; j < m->params->total; j++)
+                avg[j] = epoch == cfg->swa_start ? w[j] : avg[j] + (w[j] - avg[j]) / k;
+        }
         res->test_acc = res->test_loss = -1.0;
         if (test && (st = evaluate_with(m, g, test, eval_batch, y, NULL, &res->test_acc,
                                         &res->test_loss, err))) {
@@ -445,6 +576,35 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
             if ((st = append_metrics(cfg->out_dir, line, err))) goto done;
             if ((st = save_state(cfg, m, epoch, 0, step, &opt, &rng, res, err))) goto done;
             saved_step = step;
+            if (avg && epoch >= cfg->swa_start
+                && (st = save_swa(cfg, m, avg, keep, epoch, -1.0, err)))
+                goto done;
+        }
+    }
+    if (avg && res->epochs == cfg->epochs) { /* the average becomes the model */
+        const double ts = lb_now();
+        memcpy(m->params->values, avg, (size_t)m->params->total * sizeof(float));
+        if ((st = update_bn_with(m, g, train, cfg->batch, y, err))) goto done;
+        double acc = -1.0, loss = -1.0;
+        if (test && (st = evaluate_with(m, g, test, eval_batch, y, NULL, &acc, &loss, err)))
+            goto done;
+        res->test_acc = acc, res->test_loss = loss;
+        const int n = cfg->epochs - cfg->swa_start + 1;
+        if (cfg->log) {
+            fprintf(cfg->log, "weight average of %d epoch%s (%d-%d), batch-norm statistics "
+                    "recomputed: test loss %.4f  test acc %.2f%%  %.1f s\n", n, n == 1 ? "" : "s",
+                    cfg->swa_start, cfg->epochs, loss, 100.0 * acc, lb_now() - ts);
+            fflush(cfg->log);
+        }
+        if (cfg->out_dir && first_epoch <= cfg->epochs) { /* not again for a finished run */
+            char line[256];
+            snprintf(line, sizeof line,
+                     "{\"epoch\":%d,\"swa_models\":%d,\"swa_start\":%d,\"test_loss\":%.6f,"
+                     "\"test_acc\":%.6f,\"seconds\":%.3f}\n", cfg->epochs, n, cfg->swa_start,
+                     loss, acc, lb_now() - ts);
+            if ((st = append_metrics(cfg->out_dir, line, err))) goto done;
+            memcpy(avg, m->params->values, (size_t)m->params->total * sizeof(float));
+            if ((st = save_swa(cfg, m, avg, keep, cfg->epochs, acc, err))) goto done;
         }
     }
 done:
@@ -454,6 +614,8 @@ done:
     lb_batcher_free(&b);
     free(y);
     free(snapshot);
+    free(avg);
+    free(keep);
     lb_graph_free(g);
     return st;
 }

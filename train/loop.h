@@ -60,6 +60,13 @@ typedef struct lb_train_cfg {
     int          cutout;      /* > 0: cutout square side in pixels (lb_cutout_pixels)   */
     float        label_smoothing; /* training loss's label smoothing eps, in [0, 1); the
                                  evaluation loss is always plain cross-entropy        */
+    int          swa_start;   /* > 0: stochastic weight averaging (Izmailov et al., 2018;
+                                 torch.optim.swa_utils): the parameters are averaged at
+                                 the end of every epoch from this one (1-based) to the
+                                 last; after the last, the average, with batch-norm
+                                 statistics recomputed (lb_update_bn), is evaluated and
+                                 written to <out_dir>/swa.ckpt, and its accuracy is the
+                                 run's result (last.ckpt keeps the last iterate). 0: off */
     bool         prefetch;    /* prepare batches on a background thread (true); the
                                  batches are the same either way                     */
     lb_nonfinite nonfinite;   /* NaN/Inf loss or gradient: stop (default) or skip the step */
@@ -93,6 +100,15 @@ lb_train_cfg lb_train_cfg_default(void);
  * cannot be written; LB_ERR_INTERRUPTED when *cfg->stop was set (state saved). */
 lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
                    const lb_train_cfg *cfg, lb_train_result *res, lb_error *err);
+
+/* Recomputes every batch-norm layer's running statistics from ds as PyTorch's
+ * torch.optim.swa_utils.update_bn does: running mean 0 and variance 1, then one pass over ds
+ * in order, without augmentation, in training mode without gradients, batch k moving the
+ * statistics with momentum 1/k, which leaves the plain mean over the batches of the batch
+ * means and of the (unbiased) batch variances. Other training-mode state (activation range
+ * observers) updates as in any training forward. Nothing to do without batch-norm, or with
+ * it folded (frozen statistics). */
+lb_status lb_update_bn(lb_model *m, const lb_dataset *ds, int64_t batch, lb_error *err);
 
 /* Accuracy (0..1) and mean loss of m on all of ds, in eval mode (running BN statistics, no
  * dropout, no gradients). */

@@ -63,6 +63,7 @@ for s in $stages; do
     if [ ! -f "$dir/last.ckpt" ] && [ -f "$logs/$s/last.ckpt" ]; then
         echo "== $s: restoring the run carried over in $logs/$s" >&2
         cp "$logs/$s/last.ckpt" "$logs/$s/metrics.jsonl" "$logs/$s/command.txt" "$dir/"
+        [ ! -f "$logs/$s/swa.ckpt" ] || cp "$logs/$s/swa.ckpt" "$dir/"
     fi
     cmd=("$lowbit" train "${a[@]}" "${common[@]}" --out "$dir")
     [ -f "$dir/command.txt" ] || echo "lowbit train ${a[*]} ${common[*]} --out $s" >"$dir/command.txt"
@@ -94,9 +95,10 @@ for s in $stages; do
             done_epochs="$(tail -n 1 "$RUNS_DIR/$s/metrics.jsonl" | python3 -c 'import json, sys; print(json.load(sys.stdin)["epoch"])')"
         if [ "$done_epochs" -lt "$want" ] && [ -f "$RUNS_DIR/$s/last.ckpt" ]; then
             cp "$RUNS_DIR/$s/last.ckpt" "$logs/$s/"
+            [ ! -f "$RUNS_DIR/$s/swa.ckpt" ] || cp "$RUNS_DIR/$s/swa.ckpt" "$logs/$s/"
             echo "== $s: unfinished ($done_epochs of $want epochs): $logs/$s/last.ckpt carries it over" >&2
         else
-            rm -f "$logs/$s/last.ckpt"
+            rm -f "$logs/$s/last.ckpt" "$logs/$s/swa.ckpt"
         fi
     fi
 done
@@ -131,9 +133,14 @@ for s in stages:
         continue
     cmd = open(os.path.join(d, "command.txt")).readline().strip()
     secs = sum(r["seconds"] for r in rows)
+    swa = [r for r in rows if "swa_models" in r]  # --swa-start: the average's evaluation
+    rows = [r for r in rows if "swa_models" not in r]
     ips = sorted(r["images_per_s"] for r in rows)[len(rows) // 2]
     best = max(rows, key=lambda r: r["test_acc"])
-    print(f"| {s} | {rows[-1]['epoch']} | {100*rows[-1]['test_acc']:.2f}% | "
+    last = (f"{100*swa[-1]['test_acc']:.2f}% (weight average of epochs {swa[-1]['swa_start']}-"
+            f"{swa[-1]['epoch']}; last iterate {100*rows[-1]['test_acc']:.2f}%)" if swa
+            else f"{100*rows[-1]['test_acc']:.2f}%")
+    print(f"| {s} | {rows[-1]['epoch']} | {last} | "
           f"{100*best['test_acc']:.2f}% (epoch {best['epoch']}) | {secs/3600:.2f} h | {ips:.0f} | `{cmd}` |")
 PY
 mv experiments/results/cifar10.md.tmp experiments/results/cifar10.md
