@@ -44,6 +44,17 @@ static lb_model *toy_model(uint64_t seed)
     return m;
 }
 
+/* Loads <dir>/<file> (a run's checkpoint), failing the test on an error. */
+static lb_model *load_run_ckpt(const char *dir, const char *file, lb_ckpt_meta *meta)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    lb_model *m = NULL;
+    lb_error err = { 0 };
+    ck_assert_msg(lb_checkpoint_load(path, &m, meta, &err) == LB_OK, "%s", err.msg);
+    return m;
+}
+
 static lb_train_cfg toy_cfg(const char *out)
 {
     lb_train_cfg c = lb_train_cfg_default();
@@ -146,11 +157,8 @@ START_TEST(test_train_resume_exact)
     ck_assert_int_eq(res.epochs, 2);
     lb_model_free(part);
     /* ... and resumed from its checkpoint */
-    char path[128];
-    snprintf(path, sizeof path, "%s/last.ckpt", dir);
     lb_ckpt_meta meta;
-    lb_model *resumed;
-    ck_assert_msg(lb_checkpoint_load(path, &resumed, &meta, &err) == LB_OK, "%s", err.msg);
+    lb_model *resumed = load_run_ckpt(dir, "last.ckpt", &meta);
     ck_assert_int_eq(meta.epoch, 2);
     cfg = toy_cfg(dir);
     cfg.resume = &meta;
@@ -226,21 +234,17 @@ START_TEST(test_train_swa)
     double acc, loss;
     ck_assert_int_eq(lb_evaluate(swa, &te, 50, &acc, &loss, &err), LB_OK);
     ck_assert_double_eq(acc, res.test_acc);
-    char path[128];
-    snprintf(path, sizeof path, "%s/swa.ckpt", dir);
     lb_ckpt_meta meta;
-    lb_model *saved;
-    ck_assert_msg(lb_checkpoint_load(path, &saved, &meta, &err) == LB_OK, "%s", err.msg);
+    lb_model *saved = load_run_ckpt(dir, "swa.ckpt", &meta);
     ck_assert_int_eq(meta.epoch, 3);
     ck_assert_double_eq(meta.test_acc, acc);
     ck_assert_mem_eq(saved->params->values, swa->params->values, (size_t)total * bytes_of);
     /* lb_update_bn with the whole set as one batch: the running mean is that batch's mean,
      * which the average over 4 batches of 50 matches to rounding */
     ck_assert_int_eq(lb_update_bn(saved, &tr, 200, &err), LB_OK);
-    const lb_tensor *rm_one = NULL, *rm_four = NULL;
+    const lb_tensor *rm_one = NULL;
     for (int i = 0; i < saved->params->n; i++)
-        if (!strcmp(saved->params->t[i]->name, "bn1.running_mean"))
-            rm_one = saved->params->t[i], rm_four = swa->params->t[i];
+        if (!strcmp(saved->params->t[i]->name, "bn1.running_mean")) rm_one = saved->params->t[i];
     ck_assert_ptr_nonnull(rm_one);
     float rm1[4];
     memcpy(rm1, rm_one->data, sizeof rm1);
@@ -249,7 +253,6 @@ START_TEST(test_train_swa)
         ck_assert(rm1[c] != 0.0f);
         ck_assert_float_eq_tol(rm_one->data[c], rm1[c], 1e-5f * (1.0f + fabsf(rm1[c])));
     }
-    (void)rm_four;
     lb_model_free(saved);
     /* stopped after epoch 2 and resumed: the same average, statistics and all */
     const char *dir2 = tmpdir();
@@ -259,9 +262,7 @@ START_TEST(test_train_swa)
     cfg.stop_after_epoch = 2;
     ck_assert_int_eq(lb_train(part, &tr, &te, &cfg, &res, &err), LB_OK);
     lb_model_free(part);
-    snprintf(path, sizeof path, "%s/last.ckpt", dir2);
-    lb_model *resumed;
-    ck_assert_msg(lb_checkpoint_load(path, &resumed, &meta, &err) == LB_OK, "%s", err.msg);
+    lb_model *resumed = load_run_ckpt(dir2, "last.ckpt", &meta);
     cfg = toy_cfg(dir2);
     cfg.swa_start = 2;
     cfg.resume = &meta;
@@ -269,10 +270,10 @@ START_TEST(test_train_swa)
     ck_assert_mem_eq(resumed->params->values, swa->params->values, (size_t)total * bytes_of);
     lb_model_free(resumed);
     /* resuming without the average it needs */
+    char path[160];
     snprintf(path, sizeof path, "%s/swa.ckpt", dir2);
     ck_assert_int_eq(unlink(path), 0);
-    snprintf(path, sizeof path, "%s/last.ckpt", dir2);
-    ck_assert_msg(lb_checkpoint_load(path, &resumed, &meta, &err) == LB_OK, "%s", err.msg);
+    resumed = load_run_ckpt(dir2, "last.ckpt", &meta);
     cfg = toy_cfg(dir2);
     cfg.swa_start = 2;
     cfg.resume = &meta;
