@@ -207,6 +207,7 @@ START_TEST(test_train_swa)
     cfg = toy_cfg(NULL);
     ck_assert_int_eq(lb_train(plain, &tr, NULL, &cfg, &res, &err), LB_OK);
     memcpy(w3, plain->params->values, (size_t)total * bytes_of);
+    lb_model_free(plain);
     ck_assert(memcmp(w2, w3, (size_t)total * bytes_of) != 0);
     /* the averaged run */
     const char *dir = tmpdir();
