@@ -12,6 +12,9 @@
 #                        torch.optim.SGD(model.parameters(), weight_decay=5e-4) does)
 #   resnet20-fp32-reg    ResNet-20, $REG_EPOCHS epochs (default 48), --wd-all, Cutout 8x8
 #                        (--cutout 8) and label smoothing 0.1 (--label-smoothing 0.1)
+#   resnet20-fp32-reg-swa  stochastic weight averaging from resnet20-fp32-reg's last weights:
+#                        $SWA_EPOCHS epochs (default 12) at the constant lr $SWA_LR (0.01), the
+#                        weights averaged after each (--swa-start 1), BN statistics recomputed
 #   vgg-small-fp32       vgg-small, $VGG_EPOCHS epochs (default 30)
 #   resnet20-w4a4        QAT fine-tuning of resnet20-fp32-32ep: LSQ W4A4, first and last layer
 #   resnet20-w2a2        at 8 bits, $QAT_EPOCHS epochs (default 15), one-cycle peaking at 0.01
@@ -19,7 +22,8 @@
 # its result), so the script can be stopped and re-run: these runs take hours on two cores.
 # To carry a run over to another machine: stop it with SIGTERM (it saves last.ckpt), run with
 # REPORT_ONLY=1 (it copies the unfinished run's last.ckpt into experiments/results/cifar10/
-# <stage>/), commit; on the next machine the stage restores it and resumes.
+# <stage>/), commit; on the next machine the stage restores it and resumes. KEEP_CKPT="stage
+# ..." keeps finished runs' last.ckpt there too (for a stage that starts from it with --init).
 # STAGES="..." picks stages (default: all, in the order above); THREADS (default 2).
 # Writes experiments/results/cifar10.md from the runs' metrics.jsonl (kept in
 # experiments/results/cifar10/<stage>/), then appends experiments/cifar/notes.md (hand-written
@@ -34,8 +38,8 @@ build="${LB_BUILD_DIR:-build}"
 LB_BUILD_DIR="$build" tools/build.sh >/dev/null
 lowbit="$(cd "$build" && pwd)/lowbit"
 threads="${THREADS:-2}"
-long="${LONG_EPOCHS:-100}" wdall="${WDALL_EPOCHS:-48}" reg="${REG_EPOCHS:-48}" vgg="${VGG_EPOCHS:-30}" qat="${QAT_EPOCHS:-15}"
-stages="${STAGES:-resnet20-fp32-32ep resnet20-fp32-long resnet20-fp32-wdall resnet20-fp32-reg vgg-small-fp32 resnet20-w4a4 resnet20-w2a2}"
+long="${LONG_EPOCHS:-100}" wdall="${WDALL_EPOCHS:-48}" reg="${REG_EPOCHS:-48}" swa="${SWA_EPOCHS:-12}" swa_lr="${SWA_LR:-0.01}" vgg="${VGG_EPOCHS:-30}" qat="${QAT_EPOCHS:-15}"
+stages="${STAGES:-resnet20-fp32-32ep resnet20-fp32-long resnet20-fp32-wdall resnet20-fp32-reg resnet20-fp32-reg-swa vgg-small-fp32 resnet20-w4a4 resnet20-w2a2}"
 mkdir -p "$RUNS_DIR"
 common=(--data cifar10 --batch 128 --momentum 0.9 --no-nesterov --wd 5e-4 --schedule onecycle
         --warmup 0 --threads "$threads" --seed 42 --json)
@@ -46,6 +50,7 @@ args_of() {
     resnet20-fp32-long) echo "--model resnet20 --epochs $long --lr 0.1" ;;
     resnet20-fp32-wdall) echo "--model resnet20 --epochs $wdall --lr 0.1 --wd-all" ;;
     resnet20-fp32-reg) echo "--model resnet20 --epochs $reg --lr 0.1 --wd-all --cutout 8 --label-smoothing 0.1" ;;
+    resnet20-fp32-reg-swa) echo "--init $RUNS_DIR/resnet20-fp32-reg/last.ckpt --epochs $swa --lr $swa_lr --schedule constant --swa-start 1 --wd-all --cutout 8 --label-smoothing 0.1" ;;
     vgg-small-fp32) echo "--model vgg-small --epochs $vgg --lr 0.1" ;;
     resnet20-w4a4) echo "--init $RUNS_DIR/resnet20-fp32-32ep/last.ckpt --quant w4a4,first=8,last=8 --epochs $qat --lr 0.01" ;;
     resnet20-w2a2) echo "--init $RUNS_DIR/resnet20-fp32-32ep/last.ckpt --quant w2a2,first=8,last=8 --epochs $qat --lr 0.01" ;;
@@ -65,8 +70,9 @@ for s in $stages; do
         cp "$logs/$s/last.ckpt" "$logs/$s/metrics.jsonl" "$logs/$s/command.txt" "$dir/"
         [ ! -f "$logs/$s/swa.ckpt" ] || cp "$logs/$s/swa.ckpt" "$dir/"
     fi
-    cmd=("$lowbit" train "${a[@]}" "${common[@]}" --out "$dir")
-    [ -f "$dir/command.txt" ] || echo "lowbit train ${a[*]} ${common[*]} --out $s" >"$dir/command.txt"
+    # the stage's own options last: they override the common ones (--schedule for SWA)
+    cmd=("$lowbit" train "${common[@]}" "${a[@]}" --out "$dir")
+    [ -f "$dir/command.txt" ] || echo "lowbit train ${common[*]} ${a[*]} --out $s" >"$dir/command.txt"
     if [ -f "$dir/last.ckpt" ]; then
         echo "== $s: resuming" >&2
         cmd+=(--resume "$dir")
@@ -93,10 +99,11 @@ for s in $stages; do
         done_epochs=0
         [ ! -s "$RUNS_DIR/$s/metrics.jsonl" ] ||
             done_epochs="$(tail -n 1 "$RUNS_DIR/$s/metrics.jsonl" | python3 -c 'import json, sys; print(json.load(sys.stdin)["epoch"])')"
-        if [ "$done_epochs" -lt "$want" ] && [ -f "$RUNS_DIR/$s/last.ckpt" ]; then
+        if { [ "$done_epochs" -lt "$want" ] || [[ " ${KEEP_CKPT:-} " == *" $s "* ]]; } &&
+            [ -f "$RUNS_DIR/$s/last.ckpt" ]; then
             cp "$RUNS_DIR/$s/last.ckpt" "$logs/$s/"
             [ ! -f "$RUNS_DIR/$s/swa.ckpt" ] || cp "$RUNS_DIR/$s/swa.ckpt" "$logs/$s/"
-            echo "== $s: unfinished ($done_epochs of $want epochs): $logs/$s/last.ckpt carries it over" >&2
+            echo "== $s: $done_epochs of $want epochs: $logs/$s/last.ckpt carries it over" >&2
         else
             rm -f "$logs/$s/last.ckpt" "$logs/$s/swa.ckpt"
         fi
