@@ -132,6 +132,10 @@ typedef struct {
     uint8_t *am8;
     int64_t  Hq, Wq;
     float   *lanes; /* pooled with a bias: (B, O, 8) lane sums of each image's dy (below) */
+    /* dW's image groups (direct): a slot of `slot` floats per image, its padded image, then
+     * at dy_off its dy with rows dy_ld floats apart (dw_layout) */
+    int64_t  slot, dy_off, dy_ld;
+    bool     share_dy; /* the dy in the slot is dx's padded dy (gt) too */
 } conv_saved;
 
 /* Packs w (O, C, kh, kw) for the tile kernel: wpk[((ob*Ci + c)*kh + i)*kw + j][k] is the
@@ -781,15 +785,16 @@ static int dw_group(const dgeom *g)
  * taps past the row's end repeat its last (their sums are dropped). A channel block with at
  * most 2 real channels (LeNet's conv1: 6 outputs) goes to dw_tile2c_avx2, 2 x 6 taps, instead
  * of 4 x 3 of which two rows would be zero. */
-static void d_dw_group(const dgeom *g, const float *grp, int G, float *restrict dw)
+static void d_dw_group(const dgeom *g, const float *grp, int G, int64_t gs, int64_t dy_off,
+                       int64_t ldy, float *restrict dw)
 {
     typedef struct { dw_tile_fn fn; int taps; } dw_kernel;
     dw_kernel full = { dw_tile_c, 3 }, pair = full;
 #ifdef LB_DIRECT_AVX2
     if (have_avx2_fma()) full = (dw_kernel){ dw_tile_avx2, 3 }, pair = (dw_kernel){ dw_tile2c_avx2, 6 };
 #endif
-    const int64_t C = g->C, kh = g->kh, kw = g->kw, gs = dw_slot(g);
-    const float *dyp = grp + dg_xp_floats(g);
+    const int64_t C = g->C, kh = g->kh, kw = g->kw;
+    const float *dyp = grp + dy_off;
     for (int64_t ob = 0; ob < g->nob; ob++) {
         const int64_t nk = g->O - ob * DO < DO ? g->O - ob * DO : DO;
         const dw_kernel kn = nk <= 2 ? pair : full;
@@ -802,7 +807,7 @@ static void d_dw_group(const dgeom *g, const float *grp, int G, float *restrict 
                     int64_t off[6];
                     for (int64_t jj = 0; jj < kn.taps; jj++)
                         off[jj] = dg_tap(g, i, j0 + (jj < nj ? jj : nj - 1)) - t0;
-                    kn.fn(dyp + ob * DO * g->Tw, g->Tw, grp + c * g->plane + t0, off, g->Tw, G, gs,
+                    kn.fn(dyp + ob * DO * ldy, ldy, grp + c * g->plane + t0, off, g->Tw, G, gs,
                           acc);
                     for (int64_t k = 0; k < nk; k++)
                         for (int64_t jj = 0; jj < nj; jj++)
@@ -810,6 +815,30 @@ static void d_dw_group(const dgeom *g, const float *grp, int G, float *restrict 
                                 acc[k * kn.taps + jj];
                 }
     }
+}
+
+/* Where dW's dy goes in a group slot. By default after the padded image, in the
+ * padded-width layout (nob*DO, Tw) of d_dy_layout. When dx is computed by the flipped kernel
+ * and its padded dy (gt) has the same row width with the padding columns shared, that padded
+ * dy holds the same layout: row h of dy starts at (h + gt.ph)*Wp + gt.pw, followed by the next
+ * row's left padding (zeros where d_dy_layout writes zeros), the channels gt.plane apart, and
+ * the bottom padding rows are the zeros past T. Then the slot keeps the padded dy and serves
+ * both dW (from dy_off) and dx, and d_dy_layout's pass is saved. That needs whole channel
+ * blocks (no zero rows for the missing channels) and the reads up to Tw to stay within a
+ * plane. The group size stays dw_group's either way (it sets dW's summation order). */
+static void dw_layout(conv_saved *p)
+{
+    const dgeom *f = &p->gf, *t = &p->gt;
+    p->slot = dw_slot(f);
+    p->dy_off = dg_xp_floats(f);
+    p->dy_ld = f->Tw;
+    p->share_dy = p->flip && f->s == 1 && t->Wp == f->Wp && t->pw + t->W == t->Wp &&
+                  f->O % DO == 0 && t->ph >= 1 && t->pw + (f->Tw - f->T) <= t->ph * t->Wp;
+    if (!p->share_dy) return;
+    const int64_t dyn = f->nob * DO * f->Tw, tn = dg_xp_floats(t);
+    p->slot = dg_xp_floats(f) + (tn > dyn ? tn : dyn);
+    p->dy_off = dg_xp_floats(f) + t->ph * t->Wp + t->pw;
+    p->dy_ld = t->plane;
 }
 
 /* Output positions o in [*lo, *hi) whose input index o*stride - pad + k lies in [0, n_in):
@@ -953,7 +982,7 @@ static int64_t col_floats(const conv_saved *p, bool x_grad)
             const int64_t t = p->C * p->kh * p->kw * p->Ho * p->Wo;
             n = t > n ? t : n;
         }
-        return n + dw_group(&p->gf) * dw_slot(&p->gf);
+        return n + dw_group(&p->gf) * p->slot;
     }
     const int64_t K = p->C * p->kh * p->kw;
     int64_t n = p->col ? K * band_rows(K, p->Wo, p->Ho) * p->Wo : 0;
@@ -1050,7 +1079,7 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
     float *col = lb_parallel_scratch(tid);
     float *dw = col + col_floats(p, j->x->grad != NULL);
     const int G = p->direct ? dw_group(&p->gf) : 0;
-    float *grp = dw - G * (p->direct ? dw_slot(&p->gf) : 0);
+    float *grp = dw - G * (p->direct ? p->slot : 0);
     int filled = 0;
     const int64_t R = band_rows(j->K, p->Wo, p->Ho);
     if (j->w->grad && (p->direct || p->col)) memset(dw, 0, (size_t)(j->O * j->K) * sizeof(float));
@@ -1070,13 +1099,15 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
             dy = du;
         }
         float *dx = j->x->grad ? j->x->grad + n * j->CHW : NULL;
+        const float *dyp = NULL; /* dy padded for dx (gt), when the dW slot holds it */
         if (j->w->grad) {
             if (p->direct) { /* dW += sum_t dy[o][t] xp[c][t + tap], a group at a time */
-                float *slot = grp + filled * dw_slot(&p->gf);
+                float *slot = grp + filled * p->slot, *sd = slot + dg_xp_floats(&p->gf);
                 d_pad(&p->gf, xn, slot);
-                d_dy_layout(&p->gf, dy, slot + dg_xp_floats(&p->gf));
-                if (++filled == G || n + 1 == hi) {
-                    d_dw_group(&p->gf, grp, filled, dw);
+                if (p->share_dy) d_pad(&p->gt, dy, sd), dyp = sd;
+                else d_dy_layout(&p->gf, dy, sd);
+                if (++filled == G || n + 1 == hi) { /* the slots stay until the next image */
+                    d_dw_group(&p->gf, grp, filled, p->slot, p->dy_off, p->dy_ld, dw);
                     filled = 0;
                 }
             } else if (!p->col) { /* dW (O, C) += dY_n (O, S) · X_nᵀ (S, C) */
@@ -1095,8 +1126,8 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
         const bool fresh = j->x->grad_fresh; /* dX_n is written, not added to */
         if (p->flip) { /* dX_n += conv(dY_n padded by k - 1 - pad, flipped w) */
             float *yt = col + dg_xp_floats(&p->gt);
-            d_pad(&p->gt, dy, col);
-            d_forward_image(&p->gt, p->wpk_t, col, yt);
+            if (!dyp) d_pad(&p->gt, dy, col), dyp = col;
+            d_forward_image(&p->gt, p->wpk_t, dyp, yt);
             d_store(&p->gt, yt, dx, !fresh, NULL);
         } else if (p->col) {
             /* dcol (K, S) = Wᵀ (K, O) · dY_n (O, S); overwrites the unrolled image */
@@ -1221,6 +1252,7 @@ static lb_tensor *conv_record(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor
         p->flip = x->requires_grad && stride == 1 && pad <= kh - 1 && pad <= kw - 1;
         if (p->flip) p->gt = dgeom_make(O, Ho, Wo, kh - 1 - P, kw - 1 - P, kh, kw, C, 1);
         else p->col = true; /* dx through col2im */
+        dw_layout(p);
         int64_t n_pk = dg_wpk_floats(&p->gf);
         if (p->flip && dg_wpk_floats(&p->gt) > n_pk) n_pk = dg_wpk_floats(&p->gt);
         lb_error e = { 0 };
