@@ -213,6 +213,58 @@ static inline void mask_row_bits(float *restrict dy, const uint8_t *restrict bit
     }
 }
 
+/* batchnorm_relu's first backward pass over a row in one: dy masked in place (mask_row_bits)
+ * and its sums (row_dy_sums) from the masked values in the same loads; the same bits as the
+ * two passes. */
+#if LB_HAVE_AVX2
+LB_AVX2 static int64_t row_mask_dy_sums_avx2(float *restrict dy, const uint8_t *restrict bits,
+                                             const float *restrict x, int64_t S, float m,
+                                             float *restrict la, float *restrict lb)
+{
+    const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256  vm = _mm256_set1_ps(m);
+    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+    int64_t s = 0;
+    for (; s + 8 <= S; s += 8) {
+        const __m256i t = _mm256_and_si256(_mm256_set1_epi32(bits[s >> 3]), lane_bit);
+        const __m256  keep = _mm256_castsi256_ps(_mm256_cmpeq_epi32(t, lane_bit));
+        const __m256  d = _mm256_and_ps(_mm256_loadu_ps(dy + s), keep);
+        _mm256_storeu_ps(dy + s, d);
+        a = _mm256_add_ps(a, d);
+        b = _mm256_add_ps(b, _mm256_mul_ps(d, _mm256_sub_ps(_mm256_loadu_ps(x + s), vm)));
+    }
+    _mm256_storeu_ps(la, a);
+    _mm256_storeu_ps(lb, b);
+    return s;
+}
+#endif
+
+/* mask_row_bits then row_dy_sums on one row. */
+static inline void row_mask_dy_sums(float *restrict dy, const uint8_t *restrict bits,
+                                    const float *restrict x, int64_t S, float m, double *sum_dy,
+                                    double *sum_dy_xc)
+{
+#if LB_HAVE_AVX2
+    if (lb_cpu_avx2()) {
+        float a[8], b[8];
+        int64_t s = row_mask_dy_sums_avx2(dy, bits, x, S, m, a, b);
+        for (; s < S; s++) {
+            uint32_t d;
+            memcpy(&d, &dy[s], sizeof d);
+            d &= -(uint32_t)(bits[s >> 3] >> (s & 7) & 1u);
+            memcpy(&dy[s], &d, sizeof d);
+            a[s & 7] += dy[s];
+            b[s & 7] += dy[s] * (x[s] - m);
+        }
+        *sum_dy += lanes_sum(a);
+        *sum_dy_xc += lanes_sum(b);
+        return;
+    }
+#endif
+    mask_row_bits(dy, bits, S);
+    row_dy_sums(dy, x, S, m, sum_dy, sum_dy_xc);
+}
+
 /* Channels [lo, hi) of the forward pass; the op is split over channels. */
 LB_CLONES
 static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
@@ -288,8 +340,11 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
         for (int64_t n = 0; n < B; n++) {
             float *dyr = y->grad + (n * C + c) * S;
             /* a batchnorm_relu that gets a gradient always has its mask (see batchnorm()) */
-            if (p->relu) mask_row_bits(dyr, p->mask + (n * C + c) * ((S + 7) / 8), S);
-            row_dy_sums(dyr, x->data + (n * C + c) * S, S, mean, &sum_dy, &sum_dy_xc);
+            if (p->relu)
+                row_mask_dy_sums(dyr, p->mask + (n * C + c) * ((S + 7) / 8),
+                                 x->data + (n * C + c) * S, S, mean, &sum_dy, &sum_dy_xc);
+            else
+                row_dy_sums(dyr, x->data + (n * C + c) * S, S, mean, &sum_dy, &sum_dy_xc);
         }
         const double sum_dy_xhat = sum_dy_xc * inv_std;
         if (gamma->grad) gamma->grad[c] += (float)sum_dy_xhat;
