@@ -71,6 +71,8 @@ lb_tensor *lb_conv2d_maxpool2(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor
                               int pad);
 /* For tests: makes conv2d use its portable C kernels even where AVX2 and FMA exist. */
 void lb_conv2d_force_portable(bool on);
+/* For tests: makes batchnorm's row sums use their portable C code even where AVX2 exists. */
+void lb_batchnorm_force_portable(bool on);
 /* Max pooling, window k, stride s, padding pad (padded cells never win): (B, C, H, W) -> (B, C, Ho, Wo). */
 lb_tensor *lb_maxpool2d(lb_graph *g, lb_tensor *x, int k, int stride, int pad);
 /* Average pooling; padded cells count in the divisor (PyTorch's count_include_pad=True). */

@@ -40,119 +40,174 @@ static void bn_dims(const lb_tensor *x, int64_t *B, int64_t *C, int64_t *S)
     *S = x->n_dims == 4 ? x->shape[2] * x->shape[3] : 1;
 }
 
-/* Row sums over S values, in 8 float lanes (lane k takes the values at s = k mod 8, the
- * same order in the portable and the AVX2 code, so both give the same bits); callers add the
- * row sums in double, so a channel's sum never accumulates more than S floats in single
- * precision. */
-static inline double lanes_sum(const float *l)
+/* Row sums over S values in 32 float lanes: lane k takes the values at s = k mod 32, in
+ * increasing s. Four independent accumulators: one would leave the row sums waiting on the
+ * add latency (the BN passes ran at a third of the load rate). The lanes are then folded to
+ * 8 in float, ((k) + (k+8)) + ((k+16) + (k+24)), and those added in double, so a channel's
+ * sum never accumulates more than S/32 floats in single precision. The portable code does
+ * the same operations in the same order as the AVX2 kernel, so both give the same bits. */
+enum { RL_SUM, RL_SQ, RL_DY, RL_MASK_DY };
+#define RL_LANES 32
+
+static inline double lanes_fold(const float *l)
 {
-    return ((double)l[0] + l[1] + l[2] + l[3]) + ((double)l[4] + l[5] + l[6] + l[7]);
+    float f[8];
+    for (int k = 0; k < 8; k++) f[k] = (l[k] + l[k + 8]) + (l[k + 16] + l[k + 24]);
+    return ((double)f[0] + f[1] + f[2] + f[3]) + ((double)f[4] + f[5] + f[6] + f[7]);
 }
 
-#if LB_HAVE_AVX2
-/* One kernel for the three row sums: a[k] += x (with dy == NULL and m unused: sum of x),
- * b[k] += (x - m)^2 (sq), or a[k] += dy, b[k] += dy * (x - m) (with dy). */
-LB_AVX2 static void row_lanes_avx2(const float *restrict x, const float *restrict dy, int64_t S,
-                                   float m, bool sq, float *restrict la, float *restrict lb)
+/* keep dy[s] (bit s of the ReLU mask set) or +0: relu's backward rule */
+static inline float masked(float v, const uint8_t *bits, int64_t s)
 {
-    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
-    const __m256 vm = _mm256_set1_ps(m);
-    int64_t s = 0;
-    if (dy)
-        for (; s + 8 <= S; s += 8) {
-            const __m256 d = _mm256_loadu_ps(dy + s);
-            a = _mm256_add_ps(a, d);
-            b = _mm256_add_ps(b, _mm256_mul_ps(d, _mm256_sub_ps(_mm256_loadu_ps(x + s), vm)));
-        }
-    else if (sq)
-        for (; s + 8 <= S; s += 8) {
-            const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + s), vm);
-            b = _mm256_add_ps(b, _mm256_mul_ps(d, d));
-        }
-    else
-        for (; s + 8 <= S; s += 8) a = _mm256_add_ps(a, _mm256_loadu_ps(x + s));
-    _mm256_storeu_ps(la, a);
-    _mm256_storeu_ps(lb, b);
-    for (; s < S; s++) {
+    uint32_t d;
+    memcpy(&d, &v, sizeof d);
+    d &= -(uint32_t)(bits[s >> 3] >> (s & 7) & 1u);
+    memcpy(&v, &d, sizeof d);
+    return v;
+}
+
+/* The lanes of one row, by mode: RL_SUM a += x; RL_SQ a += x - m, b += (x - m)^2; RL_DY a += dy,
+ * b += dy * (x - m); RL_MASK_DY the same after dy is masked in place by bits. Values from
+ * s0 on (the AVX2 kernel's blocks end there) in lane s mod 32. */
+static void row_lanes_tail(const float *restrict x, float *restrict dy, const uint8_t *bits,
+                           int64_t s0, int64_t S, float m, int mode, float *restrict a,
+                           float *restrict b)
+{
+    for (int64_t s = s0; s < S; s++) {
+        const int k = (int)(s & (RL_LANES - 1));
         const float d = x[s] - m;
-        if (dy) {
-            la[s & 7] += dy[s];
-            lb[s & 7] += dy[s] * d;
-        } else if (sq) {
-            lb[s & 7] += d * d;
+        if (mode == RL_SUM) {
+            a[k] += x[s];
+        } else if (mode == RL_SQ) {
+            a[k] += d;
+            b[k] += d * d;
         } else {
-            la[s & 7] += x[s];
+            const float g = mode == RL_MASK_DY ? (dy[s] = masked(dy[s], bits, s)) : dy[s];
+            a[k] += g;
+            b[k] += g * d;
         }
     }
 }
+
+#if LB_HAVE_AVX2
+/* One block of 8 values at s into the accumulators a, b, by mode. */
+LB_AVX2 static inline void lanes8_avx2(const float *restrict x, float *restrict dy,
+                                       const uint8_t *restrict bits, int64_t s, __m256 vm,
+                                       int mode, __m256 *a, __m256 *b)
+{
+    const __m256 xv = _mm256_loadu_ps(x + s);
+    if (mode == RL_SUM) {
+        *a = _mm256_add_ps(*a, xv);
+    } else if (mode == RL_SQ) {
+        const __m256 d = _mm256_sub_ps(xv, vm);
+        *a = _mm256_add_ps(*a, d);
+        *b = _mm256_add_ps(*b, _mm256_mul_ps(d, d));
+    } else {
+        __m256 g = _mm256_loadu_ps(dy + s);
+        if (mode == RL_MASK_DY) {
+            const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+            const __m256i t = _mm256_and_si256(_mm256_set1_epi32(bits[s >> 3]), lane_bit);
+            g = _mm256_and_ps(g, _mm256_castsi256_ps(_mm256_cmpeq_epi32(t, lane_bit)));
+            _mm256_storeu_ps(dy + s, g);
+        }
+        *a = _mm256_add_ps(*a, g);
+        *b = _mm256_add_ps(*b, _mm256_mul_ps(g, _mm256_sub_ps(xv, vm)));
+    }
+}
+
+/* Whole blocks of 8, block s/8 into accumulator (s/8) mod 4. Returns the values done. */
+LB_AVX2 static int64_t row_lanes_avx2(const float *restrict x, float *restrict dy,
+                                      const uint8_t *restrict bits, int64_t S, float m, int mode,
+                                      float *restrict la, float *restrict lb)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    const __m256 vm = _mm256_set1_ps(m);
+    int64_t s = 0;
+    for (; s + 32 <= S; s += 32) {
+        lanes8_avx2(x, dy, bits, s, vm, mode, &a0, &b0);
+        lanes8_avx2(x, dy, bits, s + 8, vm, mode, &a1, &b1);
+        lanes8_avx2(x, dy, bits, s + 16, vm, mode, &a2, &b2);
+        lanes8_avx2(x, dy, bits, s + 24, vm, mode, &a3, &b3);
+    }
+    if (s + 8 <= S) lanes8_avx2(x, dy, bits, s, vm, mode, &a0, &b0), s += 8;
+    if (s + 8 <= S) lanes8_avx2(x, dy, bits, s, vm, mode, &a1, &b1), s += 8;
+    if (s + 8 <= S) lanes8_avx2(x, dy, bits, s, vm, mode, &a2, &b2), s += 8;
+    _mm256_storeu_ps(la, a0), _mm256_storeu_ps(la + 8, a1);
+    _mm256_storeu_ps(la + 16, a2), _mm256_storeu_ps(la + 24, a3);
+    _mm256_storeu_ps(lb, b0), _mm256_storeu_ps(lb + 8, b1);
+    _mm256_storeu_ps(lb + 16, b2), _mm256_storeu_ps(lb + 24, b3);
+    return s;
+}
 #endif
+
+static bool force_portable;
+
+void lb_batchnorm_force_portable(bool on) { force_portable = on; }
+
+/* The lanes a, b of a row (zeroed first), by mode. */
+static void row_lanes(const float *restrict x, float *restrict dy, const uint8_t *bits,
+                      int64_t S, float m, int mode, float *restrict a, float *restrict b)
+{
+    int64_t s0 = 0;
+#if LB_HAVE_AVX2
+    if (lb_cpu_avx2() && !force_portable) s0 = row_lanes_avx2(x, dy, bits, S, m, mode, a, b);
+#endif
+    if (s0 == 0) memset(a, 0, RL_LANES * sizeof(float)), memset(b, 0, RL_LANES * sizeof(float));
+    row_lanes_tail(x, dy, bits, s0, S, m, mode, a, b);
+}
 
 static inline double row_sum(const float *restrict x, int64_t S)
 {
-    float l[8] = { 0 };
-#if LB_HAVE_AVX2
-    if (lb_cpu_avx2()) {
-        float u[8];
-        row_lanes_avx2(x, NULL, S, 0.0f, false, l, u);
-        return lanes_sum(l);
-    }
-#endif
-    int64_t s = 0;
-    for (; s + 8 <= S; s += 8)
-        for (int k = 0; k < 8; k++) l[k] += x[s + k];
-    for (; s < S; s++) l[s & 7] += x[s];
-    return lanes_sum(l);
+    float a[RL_LANES], b[RL_LANES];
+    row_lanes(x, NULL, NULL, S, 0.0f, RL_SUM, a, b);
+    return lanes_fold(a);
 }
 
 /* Sum of (x - m)^2 over a row. */
 static inline double row_sq_dev(const float *restrict x, int64_t S, float m)
 {
-    float l[8] = { 0 };
-#if LB_HAVE_AVX2
-    if (lb_cpu_avx2()) {
-        float u[8];
-        row_lanes_avx2(x, NULL, S, m, true, u, l);
-        return lanes_sum(l);
-    }
-#endif
-    int64_t s = 0;
-    for (; s + 8 <= S; s += 8)
-        for (int k = 0; k < 8; k++) {
-            const float d = x[s + k] - m;
-            l[k] += d * d;
-        }
-    for (; s < S; s++) {
-        const float d = x[s] - m;
-        l[s & 7] += d * d;
-    }
-    return lanes_sum(l);
+    float a[RL_LANES], b[RL_LANES];
+    row_lanes(x, NULL, NULL, S, m, RL_SQ, a, b);
+    return lanes_fold(b);
 }
 
-/* Sums of dy and of dy * (x - m) over a row. */
-static inline void row_dy_sums(const float *restrict dy, const float *restrict x, int64_t S,
-                               float m, double *sum_dy, double *sum_dy_xc)
+/* Rows of at least this many values get their statistics one row at a time (row_stats_merge):
+ * a row of a (B, C, H, W) batch is H*W contiguous values, 64 to 1024 floats in the zoo, and
+ * its second pass reads it from L1 instead of the whole channel from memory again. */
+#define ROW_STATS_MIN 32
+
+/* Merges a row of S values into the mean and sum of squared deviations (*mean, *m2) of the n
+ * values before it (Chan et al.'s pairwise update). The row's own are two-pass ones: its sum,
+ * then the deviations from its mean rounded to float, m, summed and squared (A = sum(x - m),
+ * Q = sum((x - m)^2)): its exact mean is m + A/S and its squared deviations from it
+ * Q - A^2/S (the corrected two-pass algorithm), so the float rounding of the first sum does
+ * not reach the result. No cancellation when |mean| >> std, as with two passes over the
+ * whole channel; the sums in another order. */
+static inline void row_stats_merge(const float *restrict x, int64_t S, double n, double *mean,
+                                   double *m2)
 {
-    float a[8] = { 0 }, b[8] = { 0 };
-#if LB_HAVE_AVX2
-    if (lb_cpu_avx2()) {
-        row_lanes_avx2(x, dy, S, m, false, a, b);
-        *sum_dy += lanes_sum(a);
-        *sum_dy_xc += lanes_sum(b);
-        return;
-    }
-#endif
-    int64_t s = 0;
-    for (; s + 8 <= S; s += 8)
-        for (int k = 0; k < 8; k++) {
-            a[k] += dy[s + k];
-            b[k] += dy[s + k] * (x[s + k] - m);
-        }
-    for (; s < S; s++) {
-        a[s & 7] += dy[s];
-        b[s & 7] += dy[s] * (x[s] - m);
-    }
-    *sum_dy += lanes_sum(a);
-    *sum_dy_xc += lanes_sum(b);
+    float a[RL_LANES], b[RL_LANES];
+    const float m = (float)(row_sum(x, S) / (double)S);
+    row_lanes(x, NULL, NULL, S, m, RL_SQ, a, b);
+    const double A = lanes_fold(a), mu = m + A / (double)S;
+    double q = lanes_fold(b) - A * A / (double)S;
+    if (q < 0.0) q = 0.0;
+    const double tot = n + (double)S, d = mu - *mean;
+    *mean += d * ((double)S / tot);
+    *m2 += q + d * d * (n * (double)S / tot);
+}
+
+/* Sums of dy and of dy * (x - m) over a row; with bits, dy is first masked in place by them
+ * (batchnorm_relu's backward: the bits relu's backward would have written), in the same
+ * pass. */
+static inline void row_dy_sums(float *restrict dy, const uint8_t *bits, const float *restrict x,
+                               int64_t S, float m, double *sum_dy, double *sum_dy_xc)
+{
+    float a[RL_LANES], b[RL_LANES];
+    row_lanes(x, dy, bits, S, m, bits ? RL_MASK_DY : RL_DY, a, b);
+    *sum_dy += lanes_fold(a);
+    *sum_dy_xc += lanes_fold(b);
 }
 
 /* bits[k] bit i = (y[8k + i] > 0), for a row of S values. */
@@ -181,90 +236,6 @@ static void mask_bits(const float *restrict y, int64_t S, uint8_t *restrict bits
     }
 }
 
-/* mask_row_bits's 8-value blocks: each lane ANDed with all ones where its bit is set, else
- * with zero, as the scalar loop below. Returns the values done (a multiple of 8). */
-#if LB_HAVE_AVX2
-LB_AVX2 static int64_t mask_row_bits_avx2(float *restrict dy, const uint8_t *restrict bits,
-                                          int64_t S)
-{
-    const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    int64_t s = 0;
-    for (; s + 8 <= S; s += 8) {
-        const __m256i b = _mm256_and_si256(_mm256_set1_epi32(bits[s >> 3]), lane_bit);
-        const __m256  keep = _mm256_castsi256_ps(_mm256_cmpeq_epi32(b, lane_bit));
-        _mm256_storeu_ps(dy + s, _mm256_and_ps(_mm256_loadu_ps(dy + s), keep));
-    }
-    return s;
-}
-#endif
-
-/* dy[s] = bit s of bits ? dy[s] : +0 (the mask of mask_bits; relu's backward rule). */
-static inline void mask_row_bits(float *restrict dy, const uint8_t *restrict bits, int64_t S)
-{
-    int64_t s = 0;
-#if LB_HAVE_AVX2
-    if (lb_cpu_avx2()) s = mask_row_bits_avx2(dy, bits, S);
-#endif
-    for (; s < S; s++) {
-        uint32_t d;
-        memcpy(&d, &dy[s], sizeof d);
-        d &= -(uint32_t)(bits[s >> 3] >> (s & 7) & 1u);
-        memcpy(&dy[s], &d, sizeof d);
-    }
-}
-
-/* batchnorm_relu's first backward pass over a row in one: dy masked in place (mask_row_bits)
- * and its sums (row_dy_sums) from the masked values in the same loads; the same bits as the
- * two passes. */
-#if LB_HAVE_AVX2
-LB_AVX2 static int64_t row_mask_dy_sums_avx2(float *restrict dy, const uint8_t *restrict bits,
-                                             const float *restrict x, int64_t S, float m,
-                                             float *restrict la, float *restrict lb)
-{
-    const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    const __m256  vm = _mm256_set1_ps(m);
-    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
-    int64_t s = 0;
-    for (; s + 8 <= S; s += 8) {
-        const __m256i t = _mm256_and_si256(_mm256_set1_epi32(bits[s >> 3]), lane_bit);
-        const __m256  keep = _mm256_castsi256_ps(_mm256_cmpeq_epi32(t, lane_bit));
-        const __m256  d = _mm256_and_ps(_mm256_loadu_ps(dy + s), keep);
-        _mm256_storeu_ps(dy + s, d);
-        a = _mm256_add_ps(a, d);
-        b = _mm256_add_ps(b, _mm256_mul_ps(d, _mm256_sub_ps(_mm256_loadu_ps(x + s), vm)));
-    }
-    _mm256_storeu_ps(la, a);
-    _mm256_storeu_ps(lb, b);
-    return s;
-}
-#endif
-
-/* mask_row_bits then row_dy_sums on one row. */
-static inline void row_mask_dy_sums(float *restrict dy, const uint8_t *restrict bits,
-                                    const float *restrict x, int64_t S, float m, double *sum_dy,
-                                    double *sum_dy_xc)
-{
-#if LB_HAVE_AVX2
-    if (lb_cpu_avx2()) {
-        float a[8], b[8];
-        int64_t s = row_mask_dy_sums_avx2(dy, bits, x, S, m, a, b);
-        for (; s < S; s++) {
-            uint32_t d;
-            memcpy(&d, &dy[s], sizeof d);
-            d &= -(uint32_t)(bits[s >> 3] >> (s & 7) & 1u);
-            memcpy(&dy[s], &d, sizeof d);
-            a[s & 7] += dy[s];
-            b[s & 7] += dy[s] * (x[s] - m);
-        }
-        *sum_dy += lanes_sum(a);
-        *sum_dy_xc += lanes_sum(b);
-        return;
-    }
-#endif
-    mask_row_bits(dy, bits, S);
-    row_dy_sums(dy, x, S, m, sum_dy, sum_dy_xc);
-}
-
 /* Channels [lo, hi) of the forward pass; the op is split over channels. */
 LB_CLONES
 static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
@@ -280,12 +251,20 @@ static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
     for (int64_t c = lo; c < hi; c++) {
         if (p->training) {
             /* batch mean and biased variance; the running statistics move towards them
-             * (unbiased variance). Two passes: no cancellation when |mean| >> std. */
-            double sum = 0.0, sq = 0.0;
-            for (int64_t n = 0; n < B; n++) sum += row_sum(x->data + (n * C + c) * S, S);
-            const double mean = sum / N;
-            for (int64_t n = 0; n < B; n++)
-                sq += row_sq_dev(x->data + (n * C + c) * S, S, (float)mean);
+             * (unbiased variance). */
+            double mean, sq;
+            if (S >= ROW_STATS_MIN) { /* one pass over memory: each row's two passes in L1 */
+                mean = 0.0, sq = 0.0;
+                for (int64_t n = 0; n < B; n++)
+                    row_stats_merge(x->data + (n * C + c) * S, S, (double)(n * S), &mean, &sq);
+            } else { /* two passes: no cancellation when |mean| >> std */
+                double sum = 0.0;
+                sq = 0.0;
+                for (int64_t n = 0; n < B; n++) sum += row_sum(x->data + (n * C + c) * S, S);
+                mean = sum / N;
+                for (int64_t n = 0; n < B; n++)
+                    sq += row_sq_dev(x->data + (n * C + c) * S, S, (float)mean);
+            }
             const double var = sq / N;
             p->mean[c] = (float)mean;
             p->inv_std[c] = (float)(1.0 / sqrt(var + p->eps));
@@ -340,11 +319,8 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
         for (int64_t n = 0; n < B; n++) {
             float *dyr = y->grad + (n * C + c) * S;
             /* a batchnorm_relu that gets a gradient always has its mask (see batchnorm()) */
-            if (p->relu)
-                row_mask_dy_sums(dyr, p->mask + (n * C + c) * ((S + 7) / 8),
-                                 x->data + (n * C + c) * S, S, mean, &sum_dy, &sum_dy_xc);
-            else
-                row_dy_sums(dyr, x->data + (n * C + c) * S, S, mean, &sum_dy, &sum_dy_xc);
+            row_dy_sums(dyr, p->relu ? p->mask + (n * C + c) * ((S + 7) / 8) : NULL,
+                        x->data + (n * C + c) * S, S, mean, &sum_dy, &sum_dy_xc);
         }
         const double sum_dy_xhat = sum_dy_xc * inv_std;
         if (gamma->grad) gamma->grad[c] += (float)sum_dy_xhat;

@@ -768,6 +768,113 @@ START_TEST(test_batchnorm_running_stats)
 }
 END_TEST
 
+/* Rows of 32 or more values take the one-row-at-a-time statistics (row_stats_merge): the
+ * batch mean and variance still match the double-precision formula when |mean| >> std
+ * (channel 1: 10^4 + 0.5 N(0, 1), where one pass of sum and sum of squares in float would
+ * lose the variance), with rows whose length is not a multiple of 8. momentum 1: the
+ * running statistics are the batch's. */
+START_TEST(test_batchnorm_row_stats)
+{
+    const int64_t B = 5, C = 2, H = 7, W = 9, S = H * W, N = B * S;
+    float *xs = malloc((size_t)(B * C * S) * sizeof(float));
+    ck_assert_ptr_nonnull(xs);
+    lb_rng rng = lb_rng_make(11);
+    for (int64_t n = 0; n < B; n++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t s = 0; s < S; s++)
+                xs[(n * C + c) * S + s] = (c ? 1e4f : -3.0f) + 0.5f * lb_rng_normal(&rng);
+    const float gs[2] = { 1.5f, 0.75f }, bs[2] = { 0.25f, -2.0f }, z[2] = { 0, 0 }, o[2] = { 1, 1 };
+    lb_graph *g = lb_graph_new(0);
+    lb_tensor *x = leaf(g, xs, (int64_t[]){ B, C, H, W }, 4, false);
+    lb_tensor *gamma = leaf(g, gs, (int64_t[]){ C }, 1, false);
+    lb_tensor *beta = leaf(g, bs, (int64_t[]){ C }, 1, false);
+    lb_tensor *rm = leaf(g, z, (int64_t[]){ C }, 1, false);
+    lb_tensor *rv = leaf(g, o, (int64_t[]){ C }, 1, false);
+    lb_tensor *y = lb_batchnorm(g, x, gamma, beta, rm, rv, 1.0f, 1e-5f);
+    ck_assert_ptr_nonnull(y);
+    for (int64_t c = 0; c < C; c++) {
+        double mean = 0.0, var = 0.0, ymean = 0.0;
+        for (int64_t n = 0; n < B; n++)
+            for (int64_t s = 0; s < S; s++) mean += xs[(n * C + c) * S + s];
+        mean /= (double)N;
+        for (int64_t n = 0; n < B; n++)
+            for (int64_t s = 0; s < S; s++) {
+                const double d = xs[(n * C + c) * S + s] - mean;
+                var += d * d;
+                ymean += y->data[(n * C + c) * S + s];
+            }
+        const double unbiased = var / (double)(N - 1);
+        ymean /= (double)N;
+        ck_assert_msg(fabs(rm->data[c] - mean) <= 1e-6 * fabs(mean) + 1e-6,
+                      "channel %lld: mean %.9g, want %.9g", (long long)c, rm->data[c], mean);
+        ck_assert_msg(fabs(rv->data[c] - unbiased) <= 1e-5 * unbiased,
+                      "channel %lld: variance %.9g, want %.9g", (long long)c, rv->data[c], unbiased);
+        ck_assert_double_eq_tol(ymean, bs[c], 1e-3);
+    }
+    lb_graph_free(g);
+    free(xs);
+}
+END_TEST
+
+/* batchnorm (plain and with relu) gives the same bits with its AVX2 row sums and with the
+ * portable ones, forward and backward, for rows shorter than a block, with a partial last
+ * group of 32 lanes, whole groups, and a tail: both fold the same lanes in the same order. */
+START_TEST(test_batchnorm_portable_bits)
+{
+    static const int64_t sizes[][2] = { { 1, 5 }, { 5, 8 }, { 7, 9 }, { 8, 8 }, { 1, 1031 } };
+    const int64_t B = 3, C = 2;
+    const int64_t H = sizes[_i / 2][0], W = sizes[_i / 2][1], S = H * W, n = B * C * S;
+    const bool relu = _i % 2;
+    float *xs = malloc((size_t)n * sizeof(float)), *rs = malloc((size_t)n * sizeof(float));
+    float *out[2][6];
+    ck_assert(xs && rs);
+    lb_rng rng = lb_rng_make(17 + (uint64_t)_i);
+    for (int64_t i = 0; i < n; i++) {
+        xs[i] = 0.5f + lb_rng_normal(&rng);
+        rs[i] = lb_rng_normal(&rng);
+    }
+    const float gs[2] = { 1.25f, -0.5f }, bs[2] = { 0.1f, 0.3f }, z[2] = { 0, 0 }, o[2] = { 1, 1 };
+    for (int pass = 0; pass < 2; pass++) {
+        lb_batchnorm_force_portable(pass == 1);
+        lb_graph *g = lb_graph_new(0);
+        lb_tensor *x = leaf(g, xs, (int64_t[]){ B, C, H, W }, 4, true);
+        lb_tensor *gamma = leaf(g, gs, (int64_t[]){ C }, 1, true);
+        lb_tensor *beta = leaf(g, bs, (int64_t[]){ C }, 1, true);
+        lb_tensor *rm = leaf(g, z, (int64_t[]){ C }, 1, false);
+        lb_tensor *rv = leaf(g, o, (int64_t[]){ C }, 1, false);
+        lb_tensor *y = (relu ? lb_batchnorm_relu : lb_batchnorm)(g, x, gamma, beta, rm, rv, 0.1f,
+                                                                  1e-5f);
+        ck_assert_ptr_nonnull(y);
+        float *ys = malloc((size_t)n * sizeof(float));
+        ck_assert_ptr_nonnull(ys);
+        memcpy(ys, y->data, (size_t)n * sizeof(float)); /* backward may reuse y's memory */
+        backward_weighted(g, y, rs);
+        const lb_tensor *t[5] = { x, gamma, beta, rm, rv };
+        out[pass][0] = ys;
+        for (int k = 0; k < 5; k++) {
+            const int64_t m = k ? C : n;
+            const float *src = k < 3 ? t[k]->grad : t[k]->data;
+            out[pass][k + 1] = malloc((size_t)m * sizeof(float));
+            ck_assert_ptr_nonnull(out[pass][k + 1]);
+            memcpy(out[pass][k + 1], src, (size_t)m * sizeof(float));
+        }
+        lb_graph_free(g);
+    }
+    lb_batchnorm_force_portable(false);
+    static const char *what[6] = { "y", "dx", "dgamma", "dbeta", "running_mean", "running_var" };
+    for (int k = 0; k < 6; k++) {
+        const int64_t m = k == 0 || k == 1 ? n : C;
+        ck_assert_msg(memcmp(out[0][k], out[1][k], (size_t)m * sizeof(float)) == 0,
+                      "%s differs between the AVX2 and portable row sums (S %lld, relu %d)",
+                      what[k], (long long)S, relu);
+        free(out[0][k]);
+        free(out[1][k]);
+    }
+    free(xs);
+    free(rs);
+}
+END_TEST
+
 /* ---- (e) shape and argument errors --------------------------------------------------------- */
 
 /* y must be NULL, and g must hold the sticky status `want` with a message naming op. */
@@ -915,6 +1022,8 @@ Suite *autograd_conv_suite(void)
     tcase_add_loop_test(tc, test_conv2d_maxpool2_matches, 0,
                         8 * (int)(sizeof pool_cfgs / sizeof pool_cfgs[0]));
     tcase_add_test(tc, test_batchnorm_running_stats);
+    tcase_add_test(tc, test_batchnorm_row_stats);
+    tcase_add_loop_test(tc, test_batchnorm_portable_bits, 0, 10);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");
