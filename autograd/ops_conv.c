@@ -116,6 +116,25 @@ static int64_t dg_tap(const dgeom *g, int64_t i, int64_t j)
     return ((i & 1) * 2 + (j & 1)) * (g->plane / 4) + (i >> 1) * g->Wp + (j >> 1);
 }
 
+/* dx of a stride-2 convolution by its four phases. dx[c][2a + py][2b + px] takes only the
+ * taps (i, j) with i = py + pad (mod 2) and j = px + pad (mod 2), each reading
+ * dy[o][a + ri][b + rj], ri = (py + pad - i)/2, rj = (px + pad - j)/2: per phase a stride-1
+ * correlation of dy with a quarter of the kernel (3x3: 1, 2, 2 and 4 taps), with no
+ * multiply-add on the zeros a stride-1 form of the transposed convolution would insert.
+ * dy is padded once (Pt rows on top, Pl columns on the left, zeros past its end: rows of Wd
+ * floats, planes of Hd*Wd) and shared by the four phases; a phase's output position a*Wd + b
+ * (b < Wph valid) is computed by the tap-table tile (tilet) with the taps at
+ * (ri + Pt)*Wd + rj + Pl. */
+typedef struct {
+    int64_t Pt, Pl, Hd, Wd, plane, tail; /* padded dy: plane floats a channel, then tail   */
+    int64_t Hph[2], Wph[2];              /* rows and columns of dx of each parity          */
+    int64_t Tt[4];                       /* positions of phase q = 2*py + px, to 24        */
+    int     nt[4];                       /* its taps (0: that phase of dx gets no term)    */
+    int64_t toff[4][MAX_TAPS2];          /* their offsets in the padded dy                 */
+    int8_t  ti[4][MAX_TAPS2], tj[4][MAX_TAPS2]; /* their kernel rows and columns           */
+    int64_t nob;                         /* blocks of DO dx channels                        */
+} phgeom;
+
 typedef struct {
     int64_t C, H, W, kh, kw, Ho, Wo;
     int     stride, pad;
@@ -137,6 +156,8 @@ typedef struct {
     int64_t  slot, dy_off, dy_ld;
     bool     share_dy; /* the dy in the slot is dx's padded dy (gt) too */
     bool     dw_tiled; /* the threads' partial dW in the dW kernel's order (d_dw_group) */
+    bool     phase;    /* stride 2: dx by its four phases (phgeom) */
+    phgeom   ph;
 } conv_saved;
 
 /* Packs w (O, C, kh, kw) for the tile kernel: wpk[((ob*Ci + c)*kh + i)*kw + j][k] is the
@@ -868,6 +889,146 @@ static void dw_untile(const dgeom *g, const float *restrict part, float *restric
                     }
 }
 
+/* The phases' geometry of dx (C, H, W) from dy (O, Ho, Wo), stride 2, kernel kh x kw, pad. */
+static phgeom ph_make(int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t pad,
+                      int64_t Ho, int64_t Wo)
+{
+    phgeom g = { .nob = (C + DO - 1) / DO };
+    g.Hph[0] = (H + 1) / 2, g.Hph[1] = H / 2, g.Wph[0] = (W + 1) / 2, g.Wph[1] = W / 2;
+    /* the extreme dy rows and columns a phase reads, relative to a and b */
+    int64_t rlo = 0, rhi = 0, clo = 0, chi = 0;
+    for (int py = 0; py < 2; py++)
+        for (int64_t i = 0; i < kh; i++) {
+            if ((py + pad - i) & 1) continue;
+            const int64_t r = (py + pad - i) / 2;
+            rlo = r < rlo ? r : rlo;
+            rhi = r + g.Hph[py] - 1 > rhi ? r + g.Hph[py] - 1 : rhi;
+        }
+    for (int px = 0; px < 2; px++)
+        for (int64_t j = 0; j < kw; j++) {
+            if ((px + pad - j) & 1) continue;
+            const int64_t r = (px + pad - j) / 2;
+            clo = r < clo ? r : clo;
+            chi = r + g.Wph[px] - 1 > chi ? r + g.Wph[px] - 1 : chi;
+        }
+    g.Pt = -rlo, g.Pl = -clo;
+    g.Hd = g.Pt + (rhi + 1 > Ho ? rhi + 1 : Ho);
+    g.Wd = g.Pl + (chi + 1 > Wo ? chi + 1 : Wo);
+    g.plane = g.Hd * g.Wd;
+    g.tail = 2 * g.Wd + DT + 8; /* the garbage positions of the last tile, past the last row */
+    for (int q = 0; q < 4; q++) {
+        const int py = q >> 1, px = q & 1;
+        g.Tt[q] = (g.Hph[py] * g.Wd + DT - 1) / DT * DT;
+        int n = 0;
+        for (int64_t i = 0; i < kh; i++)
+            for (int64_t j = 0; j < kw; j++) {
+                if (((py + pad - i) & 1) || ((px + pad - j) & 1)) continue;
+                g.toff[q][n] = ((py + pad - i) / 2 + g.Pt) * g.Wd + (px + pad - j) / 2 + g.Pl;
+                g.ti[q][n] = (int8_t)i, g.tj[q][n] = (int8_t)j;
+                n++;
+            }
+        g.nt[q] = n;
+        if (g.Hph[py] == 0 || g.Wph[px] == 0) g.nt[q] = 0, g.Tt[q] = 0; /* no such rows */
+    }
+    return g;
+}
+
+static int64_t ph_dyp_floats(const phgeom *g, int64_t O) { return O * g->plane + g->tail; }
+static int64_t ph_out_floats(const phgeom *g)
+{
+    return g->nob * DO * (g->Tt[0] + g->Tt[1] + g->Tt[2] + g->Tt[3]);
+}
+static int64_t ph_wpk_floats(const phgeom *g, int64_t O)
+{
+    int64_t n = 0;
+    for (int q = 0; q < 4; q++) n += g->nob * O * g->nt[q] * DO;
+    return n;
+}
+
+/* wph: for each phase q in turn, (nob, O, nt[q], DO) = w[o][c][ti][tj] with c = block*DO + k
+ * (0 past C). */
+static void ph_pack(const phgeom *g, const float *w, int64_t O, int64_t C, int64_t kh,
+                    int64_t kw, float *restrict wph)
+{
+    for (int q = 0; q < 4; q++)
+        for (int64_t cb = 0; cb < g->nob; cb++)
+            for (int64_t o = 0; o < O; o++)
+                for (int t = 0; t < g->nt[q]; t++)
+                    for (int64_t k = 0; k < DO; k++) {
+                        const int64_t c = cb * DO + k;
+                        *wph++ = c < C ? w[((o * C + c) * kh + g->ti[q][t]) * kw + g->tj[q][t]]
+                                       : 0.0f;
+                    }
+}
+
+/* dyp = dy (O, Ho, Wo) at (Pt, Pl) in planes of Hd x Wd, zeros elsewhere and in the tail. */
+static void ph_pad(const phgeom *g, int64_t O, int64_t Ho, int64_t Wo, const float *restrict dy,
+                   float *restrict dyp)
+{
+    memset(dyp, 0, (size_t)ph_dyp_floats(g, O) * sizeof(float));
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t h = 0; h < Ho; h++)
+            memcpy(dyp + o * g->plane + (h + g->Pt) * g->Wd + g->Pl, dy + (o * Ho + h) * Wo,
+                   (size_t)Wo * sizeof(float));
+}
+
+/* Row a of dx's rows of parity py (C, H, W): d[2b] (=, or += with add) r0[b] for b < n0 and
+ * d[2b + 1] r1[b] for b < n1 (n0 - n1 is 0 or 1); r0 or r1 NULL for a phase without taps
+ * (zeros). Both phases in one pass of contiguous stores, which the compiler vectorizes. */
+LB_CLONES
+static void ph_store_row(float *restrict d, const float *restrict r0, const float *restrict r1,
+                         int64_t n0, int64_t n1, bool add)
+{
+    int64_t b = 0;
+    if (r0 && r1) {
+        if (add)
+            for (; b < n1; b++) d[2 * b] += r0[b], d[2 * b + 1] += r1[b];
+        else
+            for (; b < n1; b++) d[2 * b] = r0[b], d[2 * b + 1] = r1[b];
+        if (b < n0) d[2 * b] = add ? d[2 * b] + r0[b] : r0[b];
+        return;
+    }
+    for (b = 0; b < n0; b++)
+        if (r0) d[2 * b] = add ? d[2 * b] + r0[b] : r0[b];
+        else if (!add) d[2 * b] = 0.0f;
+    for (b = 0; b < n1; b++)
+        if (r1) d[2 * b + 1] = add ? d[2 * b + 1] + r1[b] : r1[b];
+        else if (!add) d[2 * b + 1] = 0.0f;
+}
+
+/* dx (C, H, W) = (fresh) or += the four phases of one image, from its padded dy; out is
+ * scratch of ph_out_floats (the four phases' outputs, then stored together). */
+static void ph_dx_image(const phgeom *g, int64_t O, int64_t C, int64_t H, int64_t W,
+                        const float *wph, const float *dyp, float *restrict out,
+                        float *restrict dx, bool fresh)
+{
+    tilet_fn tt = tilet_c;
+#ifdef LB_DIRECT_AVX2
+    if (have_avx2_fma()) tt = tilet_avx2;
+#endif
+    const float *res[4];
+    for (int q = 0; q < 4; q++) {
+        const int64_t wblock = O * g->nt[q] * DO;
+        res[q] = g->nt[q] > 0 ? out : NULL;
+        for (int64_t t = 0; g->nt[q] > 0 && t < g->Tt[q]; t += DT)
+            for (int64_t cb = 0; cb < g->nob; cb++)
+                tt(dyp + t, g->plane, O, g->nt[q], g->toff[q], wph + cb * wblock,
+                   out + cb * DO * g->Tt[q] + t, g->Tt[q]);
+        out += g->nob * DO * g->Tt[q];
+        wph += g->nob * wblock;
+    }
+    for (int64_t c = 0; c < C; c++)
+        for (int py = 0; py < 2; py++) {
+            const float *r0 = res[2 * py], *r1 = res[2 * py + 1];
+            if (r0) r0 += c * g->Tt[2 * py];
+            if (r1) r1 += c * g->Tt[2 * py + 1];
+            if (!r0 && !r1 && !fresh) continue;
+            for (int64_t a = 0; a < g->Hph[py]; a++)
+                ph_store_row(dx + (c * H + 2 * a + py) * W, r0 ? r0 + a * g->Wd : NULL,
+                             r1 ? r1 + a * g->Wd : NULL, g->Wph[0], g->Wph[1], !fresh);
+        }
+}
+
 /* Output positions o in [*lo, *hi) whose input index o*stride - pad + k lies in [0, n_in):
  * the rest of the row reads zero padding. Lets the inner loops run without bounds checks. */
 static void valid_range(int64_t n_in, int64_t n_out, int stride, int pad, int64_t k,
@@ -1004,6 +1165,9 @@ static int64_t col_floats(const conv_saved *p, bool x_grad)
         int64_t n = dg_xp_floats(&p->gf) + dg_y_floats(&p->gf);
         if (p->flip && x_grad) {
             const int64_t t = dg_xp_floats(&p->gt) + dg_y_floats(&p->gt);
+            n = t > n ? t : n;
+        } else if (p->phase && x_grad) { /* the padded dy and a phase's output */
+            const int64_t t = ph_dyp_floats(&p->ph, p->gf.O) + ph_out_floats(&p->ph);
             n = t > n ? t : n;
         } else if (x_grad) { /* dx through col2im: the whole unrolled image */
             const int64_t t = p->C * p->kh * p->kw * p->Ho * p->Wo;
@@ -1157,6 +1321,10 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
             if (!dyp) d_pad(&p->gt, dy, col), dyp = col;
             d_forward_image(&p->gt, p->wpk_t, dyp, yt);
             d_store(&p->gt, yt, dx, !fresh, NULL);
+        } else if (p->phase) { /* stride 2: dX_n by phases (phgeom) */
+            ph_pad(&p->ph, j->O, p->Ho, p->Wo, dy, col);
+            ph_dx_image(&p->ph, j->O, p->C, p->H, p->W, p->wpk_t, col,
+                        col + ph_dyp_floats(&p->ph, j->O), dx, fresh);
         } else if (p->col) {
             /* dcol (K, S) = Wᵀ (K, O) · dY_n (O, S); overwrites the unrolled image */
             lb_sgemm(true, false, j->K, j->S, j->O, 1.0f, j->w->data, j->K, dy, j->S, 0.0f, col,
@@ -1181,6 +1349,8 @@ static void conv2d_backward(lb_tensor *y)
     if (!j.w->grad && !j.x->grad && !(db && p->am8)) return;
     if (p->flip && j.x->grad)
         d_pack(j.w->data, j.O, p->C, p->kh, p->kw, true, p->wpk_t = lb_parallel_shared());
+    if (p->phase && j.x->grad)
+        ph_pack(&p->ph, j.w->data, j.O, p->C, p->kh, p->kw, p->wpk_t = lb_parallel_shared());
     const int used = lb_parallel_count(B, 1);
     lb_parallel_for(B, 1, backward_part, &j);
     if (db && p->am8) /* pooled: backward_part left each image's lane sums */
@@ -1281,11 +1451,13 @@ static lb_tensor *conv_record(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor
         /* dx as a stride-1 correlation of dy needs the padding k - 1 - pad >= 0 */
         p->flip = x->requires_grad && stride == 1 && pad <= kh - 1 && pad <= kw - 1;
         if (p->flip) p->gt = dgeom_make(O, Ho, Wo, kh - 1 - P, kw - 1 - P, kh, kw, C, 1);
+        else if (stride == 2 && x->requires_grad) p->phase = true, p->ph = ph_make(C, H, W, kh, kw, P, Ho, Wo);
         else p->col = true; /* dx through col2im */
         dw_layout(p);
         p->dw_tiled = dw_tiles(&p->gf);
         int64_t n_pk = dg_wpk_floats(&p->gf);
         if (p->flip && dg_wpk_floats(&p->gt) > n_pk) n_pk = dg_wpk_floats(&p->gt);
+        if (p->phase && ph_wpk_floats(&p->ph, O) > n_pk) n_pk = ph_wpk_floats(&p->ph, O);
         lb_error e = { 0 };
         if (lb_parallel_reserve_shared((size_t)n_pk * sizeof(float), &e))
             return lb_graph_fail(g, e.status, "conv2d: %s", e.msg);
