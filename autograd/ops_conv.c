@@ -889,28 +889,29 @@ static void dw_untile(const dgeom *g, const float *restrict part, float *restric
                     }
 }
 
+/* Along one axis (kernel k, padding pad, n[p] outputs of parity p): the lowest dy index a
+ * phase reads relative to its output index (*lo <= 0) and the highest it reads (*hi >= 0). */
+static void ph_reach(int64_t k, int64_t pad, const int64_t n[2], int64_t *lo, int64_t *hi)
+{
+    *lo = 0, *hi = 0;
+    for (int p = 0; p < 2; p++)
+        for (int64_t i = 0; i < k; i++) {
+            if ((p + pad - i) & 1) continue;
+            const int64_t r = (p + pad - i) / 2;
+            *lo = r < *lo ? r : *lo;
+            *hi = r + n[p] - 1 > *hi ? r + n[p] - 1 : *hi;
+        }
+}
+
 /* The phases' geometry of dx (C, H, W) from dy (O, Ho, Wo), stride 2, kernel kh x kw, pad. */
 static phgeom ph_make(int64_t C, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t pad,
                       int64_t Ho, int64_t Wo)
 {
     phgeom g = { .nob = (C + DO - 1) / DO };
     g.Hph[0] = (H + 1) / 2, g.Hph[1] = H / 2, g.Wph[0] = (W + 1) / 2, g.Wph[1] = W / 2;
-    /* the extreme dy rows and columns a phase reads, relative to a and b */
-    int64_t rlo = 0, rhi = 0, clo = 0, chi = 0;
-    for (int py = 0; py < 2; py++)
-        for (int64_t i = 0; i < kh; i++) {
-            if ((py + pad - i) & 1) continue;
-            const int64_t r = (py + pad - i) / 2;
-            rlo = r < rlo ? r : rlo;
-            rhi = r + g.Hph[py] - 1 > rhi ? r + g.Hph[py] - 1 : rhi;
-        }
-    for (int px = 0; px < 2; px++)
-        for (int64_t j = 0; j < kw; j++) {
-            if ((px + pad - j) & 1) continue;
-            const int64_t r = (px + pad - j) / 2;
-            clo = r < clo ? r : clo;
-            chi = r + g.Wph[px] - 1 > chi ? r + g.Wph[px] - 1 : chi;
-        }
+    int64_t rlo, rhi, clo, chi; /* the extreme dy rows and columns the phases read */
+    ph_reach(kh, pad, g.Hph, &rlo, &rhi);
+    ph_reach(kw, pad, g.Wph, &clo, &chi);
     g.Pt = -rlo, g.Pl = -clo;
     g.Hd = g.Pt + (rhi + 1 > Ho ? rhi + 1 : Ho);
     g.Wd = g.Pl + (chi + 1 > Wo ? chi + 1 : Wo);
