@@ -286,6 +286,20 @@ void lb_graph_drop(lb_graph *g, lb_tensor *t)
     t->recompute = true;
 }
 
+/* Brings back the output of s if it was dropped after the forward pass: runs its op's forward
+ * again, after its own sources if they were dropped too (a fake-quantized input computed from
+ * a dropped batch-norm output). Its other sources are alive: a node's buffer is released only
+ * after its own backward, which comes later on the tape than its readers'. */
+static bool recompute(lb_graph *g, lb_tensor *s)
+{
+    if (!s || !s->recompute || s->data) return true;
+    for (int k = 0; k < LB_MAX_SRC; k++)
+        if (!recompute(g, s->src[k])) return false;
+    if (!(s->data = data_get(g, lb_numel(s)))) return false;
+    s->op->forward(s);
+    return true;
+}
+
 lb_status lb_backward(lb_graph *g, lb_tensor *loss, lb_error *err)
 {
     if (!loss || !lb_graph_ok(g)) {
@@ -320,12 +334,8 @@ lb_status lb_backward(lb_graph *g, lb_tensor *loss, lb_error *err)
             if (!s->grad) return lb_graph_status(g, err);
             s->grad_fresh = write;
         }
-        for (int i = -1; i < LB_MAX_SRC; i++) { /* t or operands dropped after the forward */
-            lb_tensor *s = i < 0 ? t : t->src[i];
-            if (!s || !s->recompute || s->data) continue;
-            if (!(s->data = data_get(g, lb_numel(s)))) return lb_graph_status(g, err);
-            s->op->forward(s); /* its sources are alive: released only after its backward */
-        }
+        for (int i = -1; i < LB_MAX_SRC; i++) /* t or operands dropped after the forward */
+            if (!recompute(g, i < 0 ? t : t->src[i])) return lb_graph_status(g, err);
         t->op->backward(t);
         for (int i = 0; i < LB_MAX_SRC; i++)
             if (t->src[i]) t->src[i]->grad_fresh = false;

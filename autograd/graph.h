@@ -51,9 +51,11 @@ bool lb_graph_grad_enabled(const lb_graph *g);
 void lb_graph_set_release_activations(lb_graph *g, bool on);
 /* With release on: t's readers have all run their forward, so its buffer is released now
  * for the rest of the forward pass to reuse; if a backward needs t, lb_backward runs t's op
- * forward again first (into fresh memory). Only for a node whose op forward is pure (reads
- * its sources and saved data, writes its output) and cheap, such as a fake-quantized
- * activation feeding one conv. Without release, or for a leaf or an in-place alias: no-op. */
+ * forward again first (into fresh memory), after t's own sources if they were dropped too.
+ * Only for a node whose op forward is pure (reads its sources and saved data, writes its
+ * output) and cheap, such as a fake-quantized activation feeding one conv, or a
+ * batch-norm (its second run reuses the first one's statistics and leaves the running ones).
+ * Without release, or for a leaf or an in-place alias: no-op. */
 void lb_graph_drop(lb_graph *g, lb_tensor *t);
 /* With release on: t's buffer is released now, for good. Only when no later forward and no
  * backward reads t's data (the caller knows the graph: a batchnorm_relu output whose one

@@ -24,6 +24,9 @@
 typedef struct {
     bool   training;  /* graph mode when the node was recorded                      */
     bool   relu;      /* batchnorm_relu: y = max(0, bn(x)), dy masked by y > 0      */
+    bool   ran;       /* the forward pass has run: a second run (the output dropped
+                         and recomputed for backward, lb_graph_drop) normalises with
+                         the saved statistics and leaves the running ones and the mask */
     float  momentum, eps;
     float *mean;      /* (C) batch mean (training) or running mean (eval)          */
     float *inv_std;   /* (C) 1 / sqrt(var + eps) of the same statistics             */
@@ -249,7 +252,7 @@ static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
     bn_dims(x, &B, &C, &S);
     const double N = (double)(B * S), m = p->momentum;
     for (int64_t c = lo; c < hi; c++) {
-        if (p->training) {
+        if (p->training && !p->ran) { /* (a second run keeps the first one's statistics) */
             /* batch mean and biased variance; the running statistics move towards them
              * (unbiased variance). */
             double mean, sq;
@@ -270,7 +273,7 @@ static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
             p->inv_std[c] = (float)(1.0 / sqrt(var + p->eps));
             rmean->data[c] = (float)((1.0 - m) * rmean->data[c] + m * mean);
             rvar->data[c] = (float)((1.0 - m) * rvar->data[c] + m * var * N / (N - 1.0));
-        } else {
+        } else if (!p->training) {
             p->mean[c] = rmean->data[c];
             p->inv_std[c] = (float)(1.0 / sqrt((double)rvar->data[c] + p->eps));
         }
@@ -285,7 +288,7 @@ static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
                     const float v = a * (xp[s] - mean) + b;
                     yp[s] = v > 0.0f ? v : 0.0f;
                 }
-                if (p->mask) mask_bits(yp, S, p->mask + (n * C + c) * ((S + 7) / 8));
+                if (p->mask && !p->ran) mask_bits(yp, S, p->mask + (n * C + c) * ((S + 7) / 8));
             } else
                 for (int64_t s = 0; s < S; s++) yp[s] = a * (xp[s] - mean) + b;
         }
@@ -295,6 +298,7 @@ static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 static void batchnorm_forward(lb_tensor *y)
 {
     lb_parallel_for(y->src[0]->shape[1], 1, forward_part, y);
+    ((bn_saved *)y->saved)->ran = true;
 }
 
 /* dgamma = sum(dy * xhat), dbeta = sum(dy) over a channel; and

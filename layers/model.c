@@ -627,6 +627,11 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
             }
             /* the fake-quantized input has no other reader: recomputed if backward needs it */
             if (y && xq != a) lb_graph_drop(g, xq);
+            /* so has a fused BN-ReLU output read only by this layer: recomputed from the BN's
+             * input and statistics (one elementwise pass) rather than held through the
+             * forward pass (a quarter to a half of a CNN's activations) */
+            if (y && nd->in[0] >= 0 && bnrelu[nd->in[0]] && users[nd->in[0]] == 1)
+                lb_graph_drop(g, a);
             break;
         }
         case LB_NODE_BN:

@@ -313,7 +313,8 @@ END_TEST
 /* One step of a net whose layers near the input are wider than those after them, and a
  * conv-BN-ReLU block with an in-place residual add: the gradients, the loss and the data-arena
  * high-water mark, with or without releasing activations during backward. */
-static float release_step(lb_graph *g, bool release, float *gw, size_t *high, bool *dropped)
+static float release_step(lb_graph *g, bool release, float *gw, size_t *high, bool *dropped,
+                          float *stats)
 {
     enum { B = 64, D = 256, NW0 = 2 * D * 2 * D, NW1 = D * 2 * D, NWC = 4 * 4 * 9 };
     static float xs[B * 2 * D], w0[NW0], w1[NW1], xc[4 * 4 * 8 * 8], wc[NWC];
@@ -352,8 +353,21 @@ static float release_step(lb_graph *g, bool release, float *gw, size_t *high, bo
     lb_tensor *mp = lb_maxpool2d(g, br, 2, 2, 0);
     lb_graph_discard(g, br);
     ck_assert(!release || br->data == NULL);
+    /* BN-ReLU read by a pure op (standing in for a fake quantizer) read by a conv: both dropped,
+     * recomputed in a chain for the conv's backward; the BN's second run normalises with the
+     * first one's statistics and leaves the running ones as they were */
+    float rm2[4] = { 0 }, rv2[4] = { 1, 1, 1, 1 };
+    lb_tensor *mean2 = lb_leaf_from(g, rm2, (int64_t[]){ 4 }, 1, false);
+    lb_tensor *var2 = lb_leaf_from(g, rv2, (int64_t[]){ 4 }, 1, false);
+    lb_tensor *b2 = lb_batchnorm_relu(g, lb_conv2d(g, X, Wc, NULL, 1, 1), ga, be, mean2, var2,
+                                      0.1f, 1e-5f);
+    lb_tensor *q2 = lb_relu(g, b2);
+    lb_tensor *c2 = lb_conv2d(g, q2, Wc, NULL, 1, 1);
+    lb_graph_drop(g, q2);
+    lb_graph_drop(g, b2);
+    ck_assert(!release || (q2->data == NULL && b2->data == NULL));
     lb_tensor *loss = lb_add(g, lb_add(g, lb_sum(g, lb_mul(g, h, h)), lb_sum(g, lb_mul(g, c, c))),
-                             lb_sum(g, lb_mul(g, mp, mp)));
+                             lb_add(g, lb_sum(g, lb_mul(g, mp, mp)), lb_sum(g, lb_mul(g, c2, c2))));
     lb_error err = { 0 };
     ck_assert_msg(loss != NULL && lb_backward(g, loss, &err) == LB_OK, "%s", err.msg);
     memcpy(gw, W0->grad, NW0 * sizeof(float));
@@ -362,6 +376,8 @@ static float release_step(lb_graph *g, bool release, float *gw, size_t *high, bo
     memcpy(gw + NW0 + NW1 + NWC, ga->grad, 4 * sizeof(float));
     *high = lb_graph_data_arena(g)->high_water;
     *dropped = a1->data == NULL && h->data == NULL && bn->data == NULL;
+    memcpy(stats, mean2->data, 4 * sizeof(float));
+    memcpy(stats + 4, var2->data, 4 * sizeof(float));
     return loss->data[0];
 }
 
@@ -371,18 +387,22 @@ START_TEST(test_release_activations)
     static float g_off[NG], g_on[NG];
     size_t high_off, high_on, high_on2;
     bool dropped_off, dropped_on;
+    float st_off[8], st_on[8];
     lb_graph *g0 = lb_graph_new(0), *g1 = lb_graph_new(0);
-    const float l_off = release_step(g0, false, g_off, &high_off, &dropped_off);
-    const float l_on = release_step(g1, true, g_on, &high_on, &dropped_on);
+    const float l_off = release_step(g0, false, g_off, &high_off, &dropped_off, st_off);
+    const float l_on = release_step(g1, true, g_on, &high_on, &dropped_on, st_on);
     ck_assert(!dropped_off && dropped_on); /* with release, op outputs are gone after backward */
     ck_assert_float_eq(l_on, l_off);       /* the loss keeps its value */
     ck_assert_msg(memcmp(g_off, g_on, sizeof g_off) == 0, "gradients differ with release");
+    ck_assert_msg(memcmp(st_off, st_on, sizeof st_off) == 0,
+                  "running statistics differ after the BN's output was recomputed");
+    ck_assert(st_on[0] != 0.0f); /* and they did move (once) */
     /* the wide layers' gradients fit in the released narrow layers' buffers, merged */
     ck_assert_msg(high_on + 64 * 512 * sizeof(float) <= high_off,
                   "data arena high-water %zu with release, %zu without", high_on, high_off);
-    release_step(g1, true, g_on, &high_on2, &dropped_on); /* merges the first step's blocks */
+    release_step(g1, true, g_on, &high_on2, &dropped_on, st_on); /* merges the first step's blocks */
     const uint64_t mallocs = lb_graph_data_arena(g1)->n_mallocs;
-    release_step(g1, true, g_on, &high_on2, &dropped_on);
+    release_step(g1, true, g_on, &high_on2, &dropped_on, st_on);
     ck_assert_uint_eq(lb_graph_data_arena(g1)->n_mallocs, mallocs); /* steady state */
     ck_assert_msg(memcmp(g_off, g_on, sizeof g_off) == 0, "gradients differ on a later step");
     lb_graph_free(g0);
