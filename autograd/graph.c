@@ -323,6 +323,10 @@ lb_status lb_backward(lb_graph *g, lb_tensor *loss, lb_error *err)
     loss->grad[0] += 1.0f;
     for (lb_tensor *t = g->tape; t; t = t->tape_prev) {
         if (!t->op || !t->requires_grad || !t->grad) continue;
+        if (g->release && t->op->out_unused && t != loss && t->owns_data && t->data) {
+            block_put(g, t->data, lb_numel(t)); /* its readers have run; its backward does not */
+            t->data = NULL;
+        }
         for (int i = 0; i < LB_MAX_SRC; i++) {
             lb_tensor *s = t->src[i];
             if (!s || !s->requires_grad || s->grad) continue;

@@ -1376,9 +1376,9 @@ static void conv2d_backward(lb_tensor *y)
 }
 
 static const lb_op_def conv2d_def = { "conv2d", conv2d_forward, conv2d_backward,
-                                      .overwrite = 3u };
+                                      .overwrite = 3u, .out_unused = true };
 static const lb_op_def conv2d_maxpool2_def = { "conv2d_maxpool2", conv2d_forward, conv2d_backward,
-                                               .overwrite = 3u };
+                                               .overwrite = 3u, .out_unused = true };
 
 /* lb_conv2d, and with pool lb_conv2d_maxpool2's fused op (the caller has checked that it
  * applies: the direct stride-1 path, an output of at least 2x2). */

@@ -117,7 +117,7 @@ static void mul_backward(lb_tensor *y)
         for (int64_t i = 0; i < n; i++) b->grad[i] += y->grad[i] * a->data[i]; /* db = dy * a */
 }
 
-static const lb_op_def mul_def = { "mul", mul_forward, mul_backward, 0 };
+static const lb_op_def mul_def = { "mul", mul_forward, mul_backward, .overwrite = 0 };
 
 lb_tensor *lb_mul(lb_graph *g, lb_tensor *a, lb_tensor *b)
 {
@@ -287,7 +287,8 @@ static void dropout_backward(lb_tensor *y)
     for (int64_t i = 0, n = lb_numel(y); i < n; i++) x->grad[i] += y->grad[i] * mask[i];
 }
 
-static const lb_op_def dropout_def = { "dropout", dropout_forward, dropout_backward, 0 };
+static const lb_op_def dropout_def = { "dropout", dropout_forward, dropout_backward,
+                                       .overwrite = 0 };
 
 lb_tensor *lb_dropout(lb_graph *g, lb_tensor *x, float p, lb_rng *rng)
 {
@@ -321,7 +322,7 @@ static void sum_backward(lb_tensor *y)
     for (int64_t i = 0, n = lb_numel(x); i < n; i++) x->grad[i] += y->grad[0];
 }
 
-static const lb_op_def sum_def = { "sum", sum_forward, sum_backward, 0 };
+static const lb_op_def sum_def = { "sum", sum_forward, sum_backward, .overwrite = 0 };
 
 lb_tensor *lb_sum(lb_graph *g, lb_tensor *x)
 {

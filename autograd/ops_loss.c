@@ -68,7 +68,8 @@ static void softmax_ce_backward(lb_tensor *y)
         }
 }
 
-static const lb_op_def softmax_ce_def = { "softmax_ce", softmax_ce_forward, softmax_ce_backward, 0 };
+static const lb_op_def softmax_ce_def = { "softmax_ce", softmax_ce_forward, softmax_ce_backward,
+                                          .overwrite = 0 };
 
 lb_tensor *lb_softmax_ce(lb_graph *g, lb_tensor *logits, const int32_t *labels)
 {

@@ -32,7 +32,7 @@ static void matmul_nt_backward(lb_tensor *y)
 }
 
 static const lb_op_def matmul_nt_def = { "matmul_nt", matmul_nt_forward, matmul_nt_backward,
-                                         .overwrite = 3u };
+                                         .overwrite = 3u, .out_unused = true };
 
 lb_tensor *lb_matmul_nt(lb_graph *g, lb_tensor *x, lb_tensor *w)
 {

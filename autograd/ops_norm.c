@@ -353,9 +353,10 @@ static void batchnorm_backward(lb_tensor *y)
 }
 
 static const lb_op_def batchnorm_def = { "batchnorm", batchnorm_forward, batchnorm_backward,
-                                         .overwrite = 1u };
+                                         .overwrite = 1u, .out_unused = true };
 static const lb_op_def batchnorm_relu_def = { "batchnorm_relu", batchnorm_forward,
-                                              batchnorm_backward, .overwrite = 1u };
+                                              batchnorm_backward, .overwrite = 1u,
+                                              .out_unused = true };
 
 static lb_tensor *batchnorm(lb_graph *g, lb_tensor *x, lb_tensor *gamma, lb_tensor *beta,
                             lb_tensor *running_mean, lb_tensor *running_var, float momentum,

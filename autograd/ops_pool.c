@@ -245,7 +245,8 @@ static void avgpool2d_backward(lb_tensor *y)
     lb_parallel_for(x->shape[0] * x->shape[1], 16, avgpool2d_backward_part, y);
 }
 
-static const lb_op_def avgpool2d_def = { "avgpool2d", avgpool2d_forward, avgpool2d_backward, 0 };
+static const lb_op_def avgpool2d_def = { "avgpool2d", avgpool2d_forward, avgpool2d_backward,
+                                         .overwrite = 0 };
 
 lb_tensor *lb_avgpool2d(lb_graph *g, lb_tensor *x, int k, int stride, int pad)
 {
@@ -300,7 +301,7 @@ static void global_avgpool_backward(lb_tensor *y)
 }
 
 static const lb_op_def global_avgpool_def = { "global_avgpool", global_avgpool_forward,
-                                               global_avgpool_backward, 0 };
+                                               global_avgpool_backward, .overwrite = 0 };
 
 lb_tensor *lb_global_avgpool(lb_graph *g, lb_tensor *x)
 {

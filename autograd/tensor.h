@@ -59,6 +59,10 @@ struct lb_op_def {
      * for the first consumer to reach a tensor, and only if the tensor is not also another of
      * its operands; it saves zeroing the buffer first. 0 (the default): grads arrive zeroed. */
     unsigned overwrite;
+    /* Its backward does not read y->data (conv, linear, batch-norm: they read their inputs and
+     * saved data): with release on, lb_backward hands y's buffer back before running it, so
+     * the buffer can hold the gradients that backward creates. 0 (the default): after. */
+    bool out_unused;
 };
 
 int64_t lb_numel(const lb_tensor *t);

@@ -50,7 +50,8 @@ static void fold_weight_backward(lb_tensor *y)
     }
 }
 
-static const lb_op_def fold_weight_def = { "fold_weight", fold_weight_forward, fold_weight_backward, 0 };
+static const lb_op_def fold_weight_def = { "fold_weight", fold_weight_forward, fold_weight_backward,
+                                           .overwrite = 0 };
 
 static bool vec_of(const lb_tensor *t, int64_t O) { return t->n_dims == 1 && t->shape[0] == O; }
 
@@ -93,7 +94,8 @@ static void fold_bias_backward(lb_tensor *y)
     }
 }
 
-static const lb_op_def fold_bias_def = { "fold_bias", fold_bias_forward, fold_bias_backward, 0 };
+static const lb_op_def fold_bias_def = { "fold_bias", fold_bias_forward, fold_bias_backward,
+                                         .overwrite = 0 };
 
 lb_tensor *lb_fold_bias(lb_graph *g, lb_tensor *b, lb_tensor *gamma, lb_tensor *beta,
                         lb_tensor *mean, lb_tensor *var, float eps)

@@ -200,7 +200,8 @@ static void fake_quant_backward(lb_tensor *y)
     }
 }
 
-static const lb_op_def fake_quant_def = { "fake_quant", fake_quant_forward, fake_quant_backward, 0 };
+static const lb_op_def fake_quant_def = { "fake_quant", fake_quant_forward, fake_quant_backward,
+                                          .overwrite = 0 };
 
 lb_tensor *lb_fake_quant(lb_graph *g, lb_tensor *x, const lb_qparams *qp, lb_ste ste)
 {
@@ -507,7 +508,7 @@ static void pact_backward(lb_tensor *y)
     }
 }
 
-static const lb_op_def pact_def = { "pact", pact_forward, pact_backward, 0 };
+static const lb_op_def pact_def = { "pact", pact_forward, pact_backward, .overwrite = 0 };
 
 lb_tensor *lb_pact(lb_graph *g, lb_tensor *x, lb_tensor *alpha, int bits)
 {
@@ -569,7 +570,8 @@ static void dorefa_backward(lb_tensor *y)
     }
 }
 
-static const lb_op_def dorefa_def = { "dorefa_weight", dorefa_forward, dorefa_backward, 0 };
+static const lb_op_def dorefa_def = { "dorefa_weight", dorefa_forward, dorefa_backward,
+                                      .overwrite = 0 };
 
 lb_tensor *lb_dorefa_weight(lb_graph *g, lb_tensor *w, int bits)
 {
@@ -617,7 +619,8 @@ static void binary_backward(lb_tensor *y)
         if (fabsf(w->data[i]) <= 1.0f) w->grad[i] += y->grad[i];
 }
 
-static const lb_op_def binary_def = { "binary_weight", binary_forward, binary_backward, 0 };
+static const lb_op_def binary_def = { "binary_weight", binary_forward, binary_backward,
+                                      .overwrite = 0 };
 
 /* TENSOR or CHANNEL layout for the binary and ternary ops (sticky LB_ERR_ARG otherwise). */
 static bool check_weight_gran(lb_graph *g, const char *op, const lb_tensor *w, lb_qgran gran,
@@ -679,7 +682,8 @@ static void ternary_backward(lb_tensor *y)
     for (int64_t i = 0, n = lb_numel(y); i < n; i++) w->grad[i] += y->grad[i];
 }
 
-static const lb_op_def ternary_def = { "ternary_weight", ternary_forward, ternary_backward, 0 };
+static const lb_op_def ternary_def = { "ternary_weight", ternary_forward, ternary_backward,
+                                       .overwrite = 0 };
 
 lb_tensor *lb_ternary_weight(lb_graph *g, lb_tensor *w, lb_qgran gran, float thresh)
 {

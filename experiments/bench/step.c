@@ -111,8 +111,11 @@ int main(int argc, char **argv)
     printf("%s %s batch %d, %d thread%s: %.2f ms per step (%s), %.0f images/s, last loss %.7g\n",
            name, quant, B, threads, threads == 1 ? "" : "s", 1e3 * per,
            threads == 1 ? "process CPU time" : "wall clock", B / per, loss);
-    printf("  step arena: %.1f MB after the forward pass, high-water %.1f MB; peak RSS %.1f MB\n",
-           fwd_mb, arena_mb(g, true), lb_peak_rss_mb());
+    const lb_arena *a = lb_graph_arena(g), *d = lb_graph_data_arena(g);
+    printf("  step arena: %.1f MB after the forward pass, high-water %.1f MB, held %.1f MB in "
+           "%llu blocks; peak RSS %.1f MB\n",
+           fwd_mb, arena_mb(g, true), (double)(a->total + d->total) / 1048576.0,
+           (unsigned long long)(a->n_mallocs + d->n_mallocs), lb_peak_rss_mb());
     lb_graph_free(g);
     lb_model_free(m);
     free(qc);
