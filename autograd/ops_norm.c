@@ -44,8 +44,8 @@ static void bn_dims(const lb_tensor *x, int64_t *B, int64_t *C, int64_t *S)
 }
 
 /* Row sums over S values in 32 float lanes: lane k takes the values at s = k mod 32, in
- * increasing s. Four independent accumulators: one would leave the row sums waiting on the
- * add latency (the BN passes ran at a third of the load rate). The lanes are then folded to
+ * increasing s: four independent accumulators, so the sums do not wait on one add's latency
+ * (in a ResNet-20 step the passes are bound by memory either way). The lanes are folded to
  * 8 in float, ((k) + (k+8)) + ((k+16) + (k+24)), and those added in double, so a channel's
  * sum never accumulates more than S/32 floats in single precision. The portable code does
  * the same operations in the same order as the AVX2 kernel, so both give the same bits. */
