@@ -24,6 +24,20 @@ static lb_tensor *leaf(lb_graph *g, const float *data, const int64_t *shape, int
     return t;
 }
 
+/* Batch-norm's four (C) vectors as leaves: gamma and beta (with gradients when grad), and
+ * the running mean and variance. */
+typedef struct {
+    lb_tensor *gamma, *beta, *rm, *rv;
+} bn_leaves;
+
+static bn_leaves bn_vectors(lb_graph *g, int64_t C, const float *gs, const float *bs,
+                            const float *rm, const float *rv, bool grad)
+{
+    const int64_t shape[1] = { C };
+    return (bn_leaves){ leaf(g, gs, shape, 1, grad), leaf(g, bs, shape, 1, grad),
+                        leaf(g, rm, shape, 1, false), leaf(g, rv, shape, 1, false) };
+}
+
 /* A zero-filled leaf, for error cases. */
 static lb_tensor *zeros(lb_graph *g, const int64_t *shape, int n_dims)
 {
@@ -304,10 +318,8 @@ START_TEST(test_batchnorm_forward)
     lb_graph_set_training(g, false);
     const float xs[4] = { 1, 10, 3, 20 }, rms[2] = { 1, 2 }, rvs[2] = { 3.75f, 0.75f };
     lb_tensor *x = leaf(g, xs, (int64_t[]){ 2, 2 }, 2, false);
-    lb_tensor *gamma = leaf(g, gs, (int64_t[]){ 2 }, 1, false);
-    lb_tensor *beta = leaf(g, bs, (int64_t[]){ 2 }, 1, false);
-    lb_tensor *rm = leaf(g, rms, (int64_t[]){ 2 }, 1, false);
-    lb_tensor *rv = leaf(g, rvs, (int64_t[]){ 2 }, 1, false);
+    const bn_leaves v = bn_vectors(g, 2, gs, bs, rms, rvs, false);
+    lb_tensor *gamma = v.gamma, *beta = v.beta, *rm = v.rm, *rv = v.rv;
     lb_tensor *y = lb_batchnorm(g, x, gamma, beta, rm, rv, 0.1f, 0.25f); /* std 2 and 1 */
     ck_assert_ptr_nonnull(y);
     const float want[4] = { 1, 3, 3, 8 };
@@ -719,10 +731,8 @@ START_TEST(test_batchnorm_running_stats)
     }
     lb_graph *g = lb_graph_new(0);
     lb_tensor *x = leaf(g, xs, (int64_t[]){ B, C, H, W }, 4, false);
-    lb_tensor *gamma = leaf(g, gs, (int64_t[]){ C }, 1, false);
-    lb_tensor *beta = leaf(g, bs, (int64_t[]){ C }, 1, false);
-    lb_tensor *rm = leaf(g, rm0, (int64_t[]){ C }, 1, false);
-    lb_tensor *rv = leaf(g, rv0, (int64_t[]){ C }, 1, false);
+    const bn_leaves v = bn_vectors(g, C, gs, bs, rm0, rv0, false);
+    lb_tensor *gamma = v.gamma, *beta = v.beta, *rm = v.rm, *rv = v.rv;
     lb_tensor *y = lb_batchnorm(g, x, gamma, beta, rm, rv, momentum, eps);
     ck_assert_ptr_nonnull(y);
     double mean[4] = { 0 }, var[4] = { 0 };
@@ -786,10 +796,8 @@ START_TEST(test_batchnorm_row_stats)
     const float gs[2] = { 1.5f, 0.75f }, bs[2] = { 0.25f, -2.0f }, z[2] = { 0, 0 }, o[2] = { 1, 1 };
     lb_graph *g = lb_graph_new(0);
     lb_tensor *x = leaf(g, xs, (int64_t[]){ B, C, H, W }, 4, false);
-    lb_tensor *gamma = leaf(g, gs, (int64_t[]){ C }, 1, false);
-    lb_tensor *beta = leaf(g, bs, (int64_t[]){ C }, 1, false);
-    lb_tensor *rm = leaf(g, z, (int64_t[]){ C }, 1, false);
-    lb_tensor *rv = leaf(g, o, (int64_t[]){ C }, 1, false);
+    const bn_leaves v = bn_vectors(g, C, gs, bs, z, o, false);
+    lb_tensor *gamma = v.gamma, *beta = v.beta, *rm = v.rm, *rv = v.rv;
     lb_tensor *y = lb_batchnorm(g, x, gamma, beta, rm, rv, 1.0f, 1e-5f);
     ck_assert_ptr_nonnull(y);
     for (int64_t c = 0; c < C; c++) {
@@ -838,10 +846,8 @@ START_TEST(test_batchnorm_portable_bits)
         lb_batchnorm_force_portable(pass == 1);
         lb_graph *g = lb_graph_new(0);
         lb_tensor *x = leaf(g, xs, (int64_t[]){ B, C, H, W }, 4, true);
-        lb_tensor *gamma = leaf(g, gs, (int64_t[]){ C }, 1, true);
-        lb_tensor *beta = leaf(g, bs, (int64_t[]){ C }, 1, true);
-        lb_tensor *rm = leaf(g, z, (int64_t[]){ C }, 1, false);
-        lb_tensor *rv = leaf(g, o, (int64_t[]){ C }, 1, false);
+        const bn_leaves v = bn_vectors(g, C, gs, bs, z, o, true);
+        lb_tensor *gamma = v.gamma, *beta = v.beta, *rm = v.rm, *rv = v.rv;
         lb_tensor *y = (relu ? lb_batchnorm_relu : lb_batchnorm)(g, x, gamma, beta, rm, rv, 0.1f,
                                                                   1e-5f);
         ck_assert_ptr_nonnull(y);
