@@ -106,9 +106,13 @@ static lb_status evaluate_with(lb_model *m, lb_graph *g, const lb_dataset *ds, i
     return LB_OK;
 }
 
-/* lb_update_bn with an existing graph and label buffer (batch labels). */
+/* The order of lb_update_bn's pass: fixed, so that a recomputation is reproducible. */
+#define UPDATE_BN_SEED 0x5eed5eedu
+
+/* lb_update_bn with an existing graph and label buffer (batch labels), the batches augmented
+ * by aug and cutout (the training run's, for weight averaging). */
 static lb_status update_bn_with(lb_model *m, lb_graph *g, const lb_dataset *ds, int64_t batch,
-                                int32_t *ybuf, lb_error *err)
+                                lb_augment aug, int cutout, int32_t *ybuf, lb_error *err)
 {
     int n_bn = 0;
     for (int i = 0; i < m->n_nodes; i++) n_bn += m->nodes[i].kind == LB_NODE_BN;
@@ -119,9 +123,15 @@ static lb_status update_bn_with(lb_model *m, lb_graph *g, const lb_dataset *ds, 
             for (int c = 0; c < bn->c; c++)
                 bn->running_mean->data[c] = 0.0f, bn->running_var->data[c] = 1.0f;
         }
+    /* Shuffled, as torch's training loader would give them: data sets stored by class (image
+     * folders, CIFAR-10's JPEG copy) would otherwise give batches of one class, whose mean
+     * variance leaves out the variance between classes (ResNet-20 on CIFAR-10: 85.7% with
+     * in-order batches against 88.1% with the running statistics of training). */
     lb_batcher b;
-    lb_status st = lb_batcher_init(&b, ds, batch, false, 0, err);
+    lb_status st = lb_batcher_init(&b, ds, batch, true, UPDATE_BN_SEED, err);
     if (st) return st;
+    b.augment = aug;
+    b.cutout = cutout;
     float *mom = malloc((size_t)m->n_nodes * sizeof *mom); /* each layer's own momentum */
     if (!mom) {
         lb_batcher_free(&b);
@@ -162,7 +172,7 @@ lb_status lb_update_bn(lb_model *m, const lb_dataset *ds, int64_t batch, lb_erro
     lb_graph *g = lb_graph_new(0);
     int32_t *y = malloc((size_t)batch * sizeof *y);
     if (!g || !y) st = lb_errorf(err, LB_ERR_NOMEM, "out of memory updating batch-norm statistics");
-    else st = update_bn_with(m, g, ds, batch, y, err);
+    else st = update_bn_with(m, g, ds, batch, LB_AUGMENT_NONE, 0, y, err);
     free(y);
     lb_graph_free(g);
     return st;
@@ -584,7 +594,8 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
     if (avg && res->epochs == cfg->epochs) { /* the average becomes the model */
         const double ts = lb_now();
         memcpy(m->params->values, avg, (size_t)m->params->total * sizeof(float));
-        if ((st = update_bn_with(m, g, train, cfg->batch, y, err))) goto done;
+        if ((st = update_bn_with(m, g, train, cfg->batch, cfg->augment, cfg->cutout, y, err)))
+            goto done;
         double acc = -1.0, loss = -1.0;
         if (test && (st = evaluate_with(m, g, test, eval_batch, y, NULL, &acc, &loss, err)))
             goto done;

@@ -13,8 +13,9 @@
 #   resnet20-fp32-reg    ResNet-20, $REG_EPOCHS epochs (default 48), --wd-all, Cutout 8x8
 #                        (--cutout 8) and label smoothing 0.1 (--label-smoothing 0.1)
 #   resnet20-fp32-reg-swa  stochastic weight averaging from resnet20-fp32-reg's last weights:
-#                        $SWA_EPOCHS epochs (default 12) at the constant lr $SWA_LR (0.01), the
+#                        $SWA_EPOCHS epochs (default 24) at the constant lr $SWA_LR (0.01), the
 #                        weights averaged after each (--swa-start 1), BN statistics recomputed
+#                        on shuffled, augmented training batches
 #   vgg-small-fp32       vgg-small, $VGG_EPOCHS epochs (default 30)
 #   resnet20-w4a4        QAT fine-tuning of resnet20-fp32-32ep: LSQ W4A4, first and last layer
 #   resnet20-w2a2        at 8 bits, $QAT_EPOCHS epochs (default 15), one-cycle peaking at 0.01
@@ -38,7 +39,7 @@ build="${LB_BUILD_DIR:-build}"
 LB_BUILD_DIR="$build" tools/build.sh >/dev/null
 lowbit="$(cd "$build" && pwd)/lowbit"
 threads="${THREADS:-2}"
-long="${LONG_EPOCHS:-100}" wdall="${WDALL_EPOCHS:-48}" reg="${REG_EPOCHS:-48}" swa="${SWA_EPOCHS:-12}" swa_lr="${SWA_LR:-0.01}" vgg="${VGG_EPOCHS:-30}" qat="${QAT_EPOCHS:-15}"
+long="${LONG_EPOCHS:-100}" wdall="${WDALL_EPOCHS:-48}" reg="${REG_EPOCHS:-48}" swa="${SWA_EPOCHS:-24}" swa_lr="${SWA_LR:-0.01}" vgg="${VGG_EPOCHS:-30}" qat="${QAT_EPOCHS:-15}"
 stages="${STAGES:-resnet20-fp32-32ep resnet20-fp32-long resnet20-fp32-wdall resnet20-fp32-reg resnet20-fp32-reg-swa vgg-small-fp32 resnet20-w4a4 resnet20-w2a2}"
 mkdir -p "$RUNS_DIR"
 common=(--data cifar10 --batch 128 --momentum 0.9 --no-nesterov --wd 5e-4 --schedule onecycle
