@@ -50,12 +50,14 @@ typedef struct {
 static void sens_input_free(sens_input *in)
 {
     lb_model_free(in->m);
+    lb_dataset_free(&in->calib);
     lb_dataset_free(&in->train);
     memset(in, 0, sizeof *in);
 }
 
-/* The float model of ckpt (its quantization, if any, dropped) and the last calib_n training
- * images of its dataset (or of data) as the calibration split. Never the test split. */
+/* The float model of ckpt (its quantization, if any, dropped) and calib_n training images of
+ * its dataset (or of data) as the calibration split (lb_calib_split: the last calib_n, or
+ * spread over a set stored class by class). Never the test split. */
 static lb_status sens_load(const char *ckpt, const char *data, const char *data_dir,
                            bool in_memory, long calib_n, sens_input *in, lb_error *err)
 {
@@ -73,13 +75,19 @@ static lb_status sens_load(const char *ckpt, const char *data, const char *data_
     if (!data) data = meta.dataset[0] ? meta.dataset : "mnist";
     lb_dataset_opts opts = lb_dataset_opts_default();
     opts.log = stderr;
-    opts.stream = !in_memory; /* streaming: the split is a view reading the same file */
+    opts.stream = !in_memory; /* the split is copied into memory either way */
     if ((st = lb_dataset_load_ex(data, data_dir, LB_SPLIT_TRAIN, &opts, &in->train, err))) goto done;
     st = lb_calib_split(&in->train, calib_n, &in->calib, err);
 done:
     lb_model_free(src);
     if (st) sens_input_free(in);
     return st;
+}
+
+/* How lb_calib_split picked the calibration images, for messages. */
+static const char *calib_which(const lb_dataset *train)
+{
+    return lb_calib_spread(train) ? "spread evenly over the set, stored class by class" : "the last ones";
 }
 
 /* Options both commands share: the calibration split and the Hutchinson estimator. */
@@ -93,8 +101,9 @@ done:
     "  --data NAME       dataset (default: the checkpoint's); only its training split is read\n" \
     "  --data-dir DIR    look for the dataset only in DIR\n"                                  \
     "  --data-in-memory  read the pixels into memory instead of from their file\n"          \
-    "  --calib N         calibration split: the last N training images (never the test\n"    \
-    "                    set)                                                     [1000]\n"   \
+    "  --calib N         calibration split: the last N training images, or N spread\n"      \
+    "                    evenly over a set stored class by class (image folders);\n"       \
+    "                    never the test set                                       [1000]\n"   \
     "  --samples N       Hutchinson samples (Rademacher vectors) for the Hessian traces [32]\n" \
     "  --eps F           finite-difference step, relative to each layer's rms weight [0.01]\n" \
     "  --hessian M       gn: Hessian-vector products from finite differences of the logits\n" \
@@ -166,17 +175,17 @@ static lb_status write_csv(const char *path, const lb_sens_result *r, lb_error *
 }
 
 static lb_status write_md(const char *path, const char *ckpt, const lb_sens_result *r,
-                          const lb_sens_cfg *cfg, lb_error *err)
+                          const lb_sens_cfg *cfg, const char *which, lb_error *err)
 {
     FILE *f = fopen(path, "w");
     if (!f) return lb_errorf(err, LB_ERR_IO, "%s: %s", path, strerror(errno));
     fprintf(f, "# Per-layer sensitivity of %s\n\n", ckpt);
-    fprintf(f, "Calibration split: the last %lld training images; float model: loss %.4f, "
+    fprintf(f, "Calibration split: %lld training images (%s); float model: loss %.4f, "
                "accuracy %.2f%%. Only the named layer's weights are quantized (per-channel "
                "MSE-optimal grid; 1 bit = binary), activations stay float. dL = loss change, "
                "dacc = accuracy change (points); tr(H) = Hutchinson estimate (%d samples, "
                "+- standard error); Omega = max(tr H, 0) / n * ||Q(w) - w||^2 (HAWQ-V2).\n\n",
-            (long long)r->calib_n, r->base_loss, 100.0 * r->base_acc, cfg->hutch_samples);
+            (long long)r->calib_n, which, r->base_loss, 100.0 * r->base_acc, cfg->hutch_samples);
     fprintf(f, "| layer | weights | tr(H) |");
     for (int k = 0; k < r->n_bits; k++) fprintf(f, " dL w%d | dacc w%d |", r->bits[k], r->bits[k]);
     for (int k = 0; k < r->n_bits; k++) fprintf(f, " Omega w%d |", r->bits[k]);
@@ -278,14 +287,15 @@ int lb_cmd_sensitivity(int argc, char **argv)
         fprintf(stderr, "lowbit sensitivity: %s\n", err.msg);
         return 1;
     }
-    printf("lowbit sensitivity: %s (%s), calibration: the last %ld of %lld %s training images\n",
-           pos[0], in.m->name, calib_n, (long long)in.train.n, in.train.name);
+    printf("lowbit sensitivity: %s (%s), calibration: %ld of %lld %s training images (%s)\n",
+           pos[0], in.m->name, calib_n, (long long)in.train.n, in.train.name,
+           calib_which(&in.train));
     if (lb_sensitivity_run(in.m, &in.calib, &cfg, &r, &err)) goto fail;
     char path[4096 + 8];
     snprintf(path, sizeof path, "%s.csv", prefix);
     if (write_csv(path, &r, &err)) goto fail;
     snprintf(path, sizeof path, "%s.md", prefix);
-    if (write_md(path, pos[0], &r, &cfg, &err)) goto fail;
+    if (write_md(path, pos[0], &r, &cfg, calib_which(&in.train), &err)) goto fail;
     snprintf(path, sizeof path, "%s.png", prefix);
     if (write_png(path, &r, &err)) goto fail;
     printf("wrote %s.csv, %s.md, %s.png (%.1f s)\n", prefix, prefix, prefix, r.seconds);

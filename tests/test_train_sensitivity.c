@@ -48,7 +48,9 @@ START_TEST(test_sensitivity_ordering)
     lb_error err = { 0 };
     ck_assert_int_eq(lb_calib_split(&ds, 400, &calib, &err), LB_OK);
     ck_assert_int_eq(calib.n, 400);
-    ck_assert_ptr_eq(calib.labels, ds.labels + 800);
+    ck_assert(!lb_calib_spread(&ds)); /* the quadrants come in random order: the last 400 */
+    ck_assert_mem_eq(calib.labels, ds.labels + 800, 400 * sizeof(int32_t));
+    ck_assert_mem_eq(calib.images, ds.images + 800 * 64, 400 * 64);
     float *before = malloc((size_t)m->params->total * sizeof *before);
     memcpy(before, m->params->values, (size_t)m->params->total * sizeof *before);
     lb_sens_cfg cfg = lb_sens_cfg_default();
@@ -80,6 +82,7 @@ START_TEST(test_sensitivity_ordering)
     lb_sens_result_free(&r);
     free(before);
     lb_model_free(m);
+    lb_dataset_free(&calib);
     lb_dataset_free(&ds);
 }
 END_TEST
@@ -134,6 +137,7 @@ START_TEST(test_hutchinson_softmax_regression)
         lb_sens_result_free(&r);
     }
     lb_model_free(m);
+    lb_dataset_free(&calib);
     lb_dataset_free(&ds);
 }
 END_TEST
@@ -258,13 +262,59 @@ START_TEST(test_assignment_errors)
     ck_assert_ptr_nonnull(strstr(err.msg, "quantized"));
     lb_model_free(m);
     free(qc);
+    lb_dataset_free(&calib);
     lb_dataset_free(&ds);
 }
 END_TEST
 
-/* The calibration split of a streamed training set reads the same last samples as the
- * in-memory one (a view through file_base), and the sensitivities measured on it are the
- * same, bit for bit. */
+/* A training set stored class by class (as image folders are read): the split spreads over
+ * it, the same number of each class, in order, each sample a copy of the one it was taken
+ * from; a set in random order keeps its last samples. */
+START_TEST(test_calib_split_class_sorted)
+{
+    lb_dataset ds, calib;
+    lb_error err = { 0 };
+    quad_dataset(&ds, 400, 7);
+    /* sort by class, stably (a counting sort of the samples) */
+    uint8_t *img = malloc(400 * 64);
+    int32_t *lab = malloc(400 * sizeof *lab);
+    int64_t k = 0, count[4] = { 0 };
+    for (int c = 0; c < 4; c++)
+        for (int64_t i = 0; i < 400; i++)
+            if (ds.labels[i] == c) {
+                memcpy(img + k * 64, ds.images + i * 64, 64);
+                lab[k++] = c;
+            }
+    free(ds.images), free(ds.labels);
+    ds.images = img, ds.labels = lab;
+    for (int64_t i = 0; i < 400; i++) count[lab[i]]++;
+    ck_assert(lb_calib_spread(&ds));
+    ck_assert_int_eq(lb_calib_split(&ds, 40, &calib, &err), LB_OK);
+    ck_assert_int_eq(calib.n, 40);
+    int64_t got[4] = { 0 };
+    for (int64_t j = 0; j < 40; j++) {
+        const int64_t i = (2 * j + 1) * 400 / 80; /* 5, 15, ..., 395 */
+        ck_assert_int_eq(calib.labels[j], lab[i]);
+        ck_assert_mem_eq(calib.images + j * 64, img + i * 64, 64);
+        got[calib.labels[j]]++;
+        if (j) ck_assert_int_ge(calib.labels[j], calib.labels[j - 1]);
+    }
+    for (int c = 0; c < 4; c++) /* in proportion to the class sizes, to within one */
+        ck_assert_msg(llabs(got[c] * 400 - count[c] * 40) <= 400, "class %d: %lld of %lld", c,
+                      (long long)got[c], (long long)count[c]);
+    lb_dataset_free(&calib);
+    /* one class only: not "sorted by class", the last samples */
+    for (int64_t i = 0; i < 400; i++) lab[i] = 2;
+    ck_assert(!lb_calib_spread(&ds));
+    ck_assert_int_eq(lb_calib_split(&ds, 40, &calib, &err), LB_OK);
+    ck_assert_mem_eq(calib.images, img + 360 * 64, 40 * 64);
+    lb_dataset_free(&calib);
+    lb_dataset_free(&ds);
+}
+END_TEST
+
+/* The calibration split of a streamed training set holds the same last samples as the
+ * in-memory one's, and the sensitivities measured on it are the same, bit for bit. */
 START_TEST(test_calib_split_streamed)
 {
     lb_dataset ds, st, ca, cb;
@@ -279,7 +329,7 @@ START_TEST(test_calib_split_streamed)
     memcpy(st.mean, ds.mean, sizeof st.mean), memcpy(st.std, ds.std, sizeof st.std);
     ck_assert_int_eq(lb_calib_split(&ds, 120, &ca, &err), LB_OK);
     ck_assert_int_eq(lb_calib_split(&st, 120, &cb, &err), LB_OK);
-    ck_assert(lb_dataset_streams(&cb) && cb.file_base == 180);
+    ck_assert(lb_dataset_streams(&st) && !lb_dataset_streams(&cb));
     for (int64_t i = 0; i < 120; i++) {
         float a[64], b[64];
         ck_assert_int_eq(lb_dataset_get(&ca, i, a, &err), LB_OK);
@@ -303,6 +353,8 @@ START_TEST(test_calib_split_streamed)
     lb_sens_result_free(&ra);
     lb_sens_result_free(&rb);
     lb_model_free(m);
+    lb_dataset_free(&ca);
+    lb_dataset_free(&cb);
     lb_dataset_free(&st);
     lb_dataset_free(&ds);
     unlink(path);
@@ -320,6 +372,7 @@ Suite *train_sensitivity_suite(void)
     tcase_add_test(tc, test_assignment_config_round_trip);
     tcase_add_test(tc, test_assignment_errors);
     tcase_add_test(tc, test_calib_split_streamed);
+    tcase_add_test(tc, test_calib_split_class_sorted);
     suite_add_tcase(s, tc);
     return s;
 }

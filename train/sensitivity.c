@@ -45,19 +45,44 @@ lb_status lb_sens_parse_bits(const char *s, lb_sens_cfg *cfg, lb_error *err)
     return LB_OK;
 }
 
+bool lb_calib_spread(const lb_dataset *ds)
+{
+    for (int64_t i = 1; i < ds->n; i++)
+        if (ds->labels[i] < ds->labels[i - 1]) return false;
+    return ds->n > 1 && ds->labels[0] != ds->labels[ds->n - 1];
+}
+
 lb_status lb_calib_split(const lb_dataset *train, int64_t n, lb_dataset *calib, lb_error *err)
 {
+    memset(calib, 0, sizeof *calib);
     if (n < 1 || n >= train->n)
         return lb_errorf(err, LB_ERR_ARG, "calibration split of %lld images: expected 1..%lld "
                          "(fewer than the %lld training images)", (long long)n,
                          (long long)train->n - 1, (long long)train->n);
+    const size_t px = (size_t)train->c * (size_t)train->h * (size_t)train->w;
+    const bool spread = lb_calib_spread(train);
+    uint8_t *img = malloc((size_t)n * px);
+    int32_t *lab = malloc((size_t)n * sizeof *lab);
+    if (!img || !lab) {
+        free(img), free(lab);
+        return lb_errorf(err, LB_ERR_NOMEM, "out of memory for a calibration split of %lld "
+                         "images", (long long)n);
+    }
+    for (int64_t k = 0; k < n; k++) {
+        const int64_t i = spread ? (2 * k + 1) * train->n / (2 * n)
+                                 : train->n - n + k;
+        uint8_t *dst = img + (size_t)k * px;
+        const uint8_t *p = lb_dataset_pixels(train, i, dst, err);
+        if (!p) {
+            free(img), free(lab);
+            return LB_ERR_IO;
+        }
+        if (p != dst) memcpy(dst, p, px);
+        lab[k] = train->labels[i];
+    }
     *calib = *train;
-    const int64_t first = train->n - n, px = (int64_t)train->c * train->h * train->w;
-    if (train->images) calib->images = train->images + first * px;
-    else calib->file_base = train->file_base + first; /* streaming: the same files, later */
-    calib->labels = train->labels + first;
-    calib->n = n;
-    calib->class_names = NULL; /* the view owns nothing */
+    calib->images = img, calib->labels = lab, calib->n = n;
+    calib->class_names = NULL, calib->files = NULL, calib->n_files = 0, calib->file_base = 0;
     return LB_OK;
 }
 

@@ -10,7 +10,7 @@
  * lb_mixed_qconfig turns the answer into a per-layer configuration for `lowbit train --quant`.
  * The pure algorithms live in quant/mixed.h; this file adds the model and the data.
  *
- *     lb_dataset calib;  lb_calib_split(&train, 1000, &calib, &err);   // a view, not a copy
+ *     lb_dataset calib;  lb_calib_split(&train, 1000, &calib, &err);   // a copy: lb_dataset_free
  *     lb_sens_cfg cfg = lb_sens_cfg_default();                        // bits 2,4,8
  *     lb_sens_result r;
  *     if (lb_sensitivity_run(model, &calib, &cfg, &r, &err)) ...
@@ -84,11 +84,17 @@ lb_sens_cfg lb_sens_cfg_default(void);
  * LB_ERR_ARG naming the bad item. */
 lb_status lb_sens_parse_bits(const char *s, lb_sens_cfg *cfg, lb_error *err);
 
-/* A view of the last n samples of train (pixels and labels shared, nothing allocated; do not
- * lb_dataset_free it; a streaming train's files are shared too, through file_base): the
- * held-out calibration split. LB_ERR_ARG when n < 1 or n >= train->n
- * (the rest must still be a training set). */
+/* The calibration split: n samples of train copied into memory (pixels and labels; free it
+ * with lb_dataset_free), in train's order. They are the last n, as a held-out split, unless
+ * train is stored class by class (its labels never decrease, as image folders are read:
+ * CIFAR-10's JPEG copy, MNIST's PNG folder), where the last n would be one class: then n
+ * samples spread evenly over it, sample floor((2k + 1) * train->n / (2n)) for k < n, the same
+ * number from each class of equal size. LB_ERR_ARG when n < 1 or n >= train->n, LB_ERR_NOMEM,
+ * LB_ERR_IO when a streaming train cannot be read (the file named). */
 lb_status lb_calib_split(const lb_dataset *train, int64_t n, lb_dataset *calib, lb_error *err);
+/* true when lb_calib_split spreads its samples over train: train is stored class by class
+ * (labels never decrease, and not all equal). */
+bool lb_calib_spread(const lb_dataset *train);
 
 /* "gn" or "fd"; LB_ERR_ARG otherwise. */
 lb_status lb_hess_method_parse(const char *s, lb_hess_method *out, lb_error *err);
