@@ -287,15 +287,15 @@ int lb_cmd_sensitivity(int argc, char **argv)
         fprintf(stderr, "lowbit sensitivity: %s\n", err.msg);
         return 1;
     }
+    const char *which = calib_which(&in.train);
     printf("lowbit sensitivity: %s (%s), calibration: %ld of %lld %s training images (%s)\n",
-           pos[0], in.m->name, calib_n, (long long)in.train.n, in.train.name,
-           calib_which(&in.train));
+           pos[0], in.m->name, calib_n, (long long)in.train.n, in.train.name, which);
     if (lb_sensitivity_run(in.m, &in.calib, &cfg, &r, &err)) goto fail;
     char path[4096 + 8];
     snprintf(path, sizeof path, "%s.csv", prefix);
     if (write_csv(path, &r, &err)) goto fail;
     snprintf(path, sizeof path, "%s.md", prefix);
-    if (write_md(path, pos[0], &r, &cfg, calib_which(&in.train), &err)) goto fail;
+    if (write_md(path, pos[0], &r, &cfg, which, &err)) goto fail;
     snprintf(path, sizeof path, "%s.png", prefix);
     if (write_png(path, &r, &err)) goto fail;
     printf("wrote %s.csv, %s.md, %s.png (%.1f s)\n", prefix, prefix, prefix, r.seconds);

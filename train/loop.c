@@ -125,8 +125,9 @@ static lb_status update_bn_with(lb_model *m, lb_graph *g, const lb_dataset *ds, 
         }
     /* Shuffled, as torch's training loader would give them: data sets stored by class (image
      * folders, CIFAR-10's JPEG copy) would otherwise give batches of one class, whose mean
-     * variance leaves out the variance between classes (ResNet-20 on CIFAR-10: 85.7% with
-     * in-order batches against 88.1% with the running statistics of training). */
+     * variance leaves out the variance between classes. (ResNet-20 on CIFAR-10, weights of
+     * 88.05% with training's running statistics: 85.73% in order, 86.23% shuffled, 88.01%
+     * shuffled and augmented as in training.) */
     lb_batcher b;
     lb_status st = lb_batcher_init(&b, ds, batch, true, UPDATE_BN_SEED, err);
     if (st) return st;

@@ -111,9 +111,9 @@ lb_status lb_train(lb_model *m, const lb_dataset *train, const lb_dataset *test,
  * order, a data set stored class by class would give batches of one class, whose variances
  * leave out the variance between classes), without augmentation, in training mode without
  * gradients, batch k moving the statistics with momentum 1/k, which leaves the plain mean
- * over the batches of the batch means and of the (unbiased) batch variances. Other training-mode state (activation range
- * observers) updates as in any training forward. Nothing to do without batch-norm, or with
- * it folded (frozen statistics). */
+ * over the batches of the batch means and of the (unbiased) batch variances. Other
+ * training-mode state (activation range observers) updates as in any training forward.
+ * Nothing to do without batch-norm, or with it folded (frozen statistics). */
 lb_status lb_update_bn(lb_model *m, const lb_dataset *ds, int64_t batch, lb_error *err);
 
 /* Accuracy (0..1) and mean loss of m on all of ds, in eval mode (running BN statistics, no
