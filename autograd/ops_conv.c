@@ -155,6 +155,7 @@ typedef struct {
      * at dy_off its dy with rows dy_ld floats apart (dw_layout) */
     int64_t  slot, dy_off, dy_ld;
     bool     share_dy; /* the dy in the slot is dx's padded dy (gt) too */
+    bool     cl;       /* y and dW channels last (cl_applies); wpk then holds wc */
     bool     dw_tiled; /* the threads' partial dW in the dW kernel's order (d_dw_group) */
     bool     phase;    /* stride 2: dx by its four phases (phgeom) */
     phgeom   ph;
@@ -889,6 +890,272 @@ static void dw_untile(const dgeom *g, const float *restrict part, float *restric
                     }
 }
 
+/* ---- channels last: 16 output channels on narrow unpadded images ---------------------------
+ * The padded-width layout computes Wp - Wo garbage columns per row: 4 in 14 for LeNet's
+ * conv2 (5x5, no padding, 14x14 -> 10x10), and dW also rounds its 5-tap rows up to 6. With
+ * exactly 16 output channels (two vectors) both y and dW go instead over the output channels
+ * in the vector lanes, on the image copied channels last, xc (Hp, Wp, C) zero-padded, and the
+ * weights packed wc (kh, kw, C, 16): every multiply-add is a valid one.
+ *  - y: a tile is np <= 6 consecutive output positions of one row x 16 channels, 2*np
+ *    accumulators. Kernel row i, index q = j*C + c < kw*C: position p reads
+ *    xc[((oh + i)*Wp + ow + p)*C + q] (one broadcast), times wc[i][q][0..16) (two loads,
+ *    shared by the np positions). The tile (S, 16) is then written in the padded-width
+ *    layout, so the store and the fused pooling are the plain path's.
+ *  - dW[i][q][0..16) = sum over the images of a group and the output positions of
+ *    xc[((oh + i)*Wp + ow)*C + q] times dy (S, 16)[oh*Wo + ow]: nr <= 6 consecutive q per
+ *    call in 2*nr accumulators, no lane sums at the end; the threads' partial sums are
+ *    (kh, kw, C, 16), turned into (O, C, kh, kw) when they are added up.
+ * dx stays on the flipped-kernel path (its 6 output channels would fill a vector badly). */
+#define CL_O 16 /* output channels of the channels-last path */
+#define CL_N 6  /* positions (y) or kernel indices (dW) per call, at most */
+
+static bool cl_applies(int64_t C, int64_t kh, int64_t kw, int64_t O, int64_t Wo, int64_t Wp,
+                       int stride)
+{
+    /* a fifth or more of the padded-width columns wasted; the packed weights in L1 */
+    return stride == 1 && O == CL_O && 5 * (Wp - Wo) >= Wp && C * kh * kw <= 256;
+}
+
+/* The n-th of k near-equal chunks of [0, len), k = ceil(len / CL_N): its start and size. */
+static int cl_chunk(int64_t len, int64_t n, int64_t *start)
+{
+    const int64_t k = (len + CL_N - 1) / CL_N, base = len / k, extra = len % k;
+    *start = n * base + (n < extra ? n : extra);
+    return (int)(base + (n < extra));
+}
+
+/* The channels-last image has the true padding on both sides (Wc = W + 2*pw columns): its
+ * rows do not share their padding as the padded-width layout's may. */
+static int64_t cl_wc(const dgeom *g) { return g->W + 2 * g->pw; }
+static int64_t cl_x_floats(const dgeom *g) { return (g->H + 2 * g->ph) * cl_wc(g) * g->C; }
+
+/* xc (Hp, Wp, C) = x (C, H, W) channels last, zero-padded (the true padding: rows do not
+ * share it). */
+static void cl_pad(const dgeom *g, const float *restrict x, float *restrict xc)
+{
+    const int64_t C = g->C, H = g->H, W = g->W, Wp = cl_wc(g), ph = g->ph, pw = g->pw;
+    if (ph || pw) memset(xc, 0, (size_t)cl_x_floats(g) * sizeof(float));
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t h = 0; h < H; h++) {
+            const float *restrict s = x + (c * H + h) * W;
+            float *restrict d = xc + ((h + ph) * Wp + pw) * C + c;
+            for (int64_t w = 0; w < W; w++) d[w * C] = s[w];
+        }
+}
+
+/* wc (kh, kw, C, 16) = w (16, C, kh, kw) */
+static void cl_pack(const float *restrict w, int64_t C, int64_t kh, int64_t kw,
+                    float *restrict wc)
+{
+    const int64_t K = C * kh * kw;
+    for (int64_t o = 0; o < CL_O; o++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < kh; i++)
+                for (int64_t j = 0; j < kw; j++)
+                    wc[((i * kw + j) * C + c) * CL_O + o] = w[o * K + (c * kh + i) * kw + j];
+}
+
+/* One tile of y, and one call of dW, in plain C (np, nr <= CL_N). */
+static void cl_fwd_c(const float *restrict x, int64_t C, int64_t ldx, int64_t kh, int64_t n,
+                     const float *restrict w, float *restrict y, int np)
+{
+    float a[CL_N][CL_O] = { { 0 } };
+    for (int64_t i = 0; i < kh; i++, x += ldx, w += n * CL_O)
+        for (int64_t q = 0; q < n; q++)
+            for (int p = 0; p < np; p++)
+                for (int o = 0; o < CL_O; o++) a[p][o] += x[p * C + q] * w[q * CL_O + o];
+    memcpy(y, a, (size_t)np * sizeof a[0]);
+}
+
+static void cl_dw_c(const float *restrict x, int64_t C, int64_t ldx, int64_t Ho, int64_t Wo,
+                    const float *restrict dy, int G, int64_t gs, float *restrict part, int nr)
+{
+    float a[CL_N][CL_O] = { { 0 } };
+    for (int g = 0; g < G; g++)
+        for (int64_t oh = 0; oh < Ho; oh++)
+            for (int64_t ow = 0; ow < Wo; ow++) {
+                const float *restrict xr = x + g * gs + oh * ldx + ow * C;
+                const float *restrict d = dy + g * gs + (oh * Wo + ow) * CL_O;
+                for (int r = 0; r < nr; r++)
+                    for (int o = 0; o < CL_O; o++) a[r][o] += xr[r] * d[o];
+            }
+    for (int r = 0; r < nr; r++)
+        for (int o = 0; o < CL_O; o++) part[r * CL_O + o] += a[r][o];
+}
+
+typedef void (*cl_fwd_fn)(const float *, int64_t, int64_t, int64_t, int64_t, const float *,
+                          float *, int);
+typedef void (*cl_dw_fn)(const float *, int64_t, int64_t, int64_t, int64_t, const float *, int,
+                         int64_t, float *, int);
+
+#ifdef LB_DIRECT_AVX2
+/* The bodies with np (nr) a constant, for the instances below: the accumulators are named
+ * variables (an array of them stayed in memory), the unused ones folded away. */
+#define CL_ACC2(p) __m256 a##p##0 = _mm256_setzero_ps(), a##p##1 = a##p##0
+#define CL_FMA2(p, src, v0, v1)                                                                \
+    if ((p) < np) {                                                                            \
+        const __m256 b_ = _mm256_broadcast_ss(src);                                            \
+        a##p##0 = _mm256_fmadd_ps(b_, v0, a##p##0), a##p##1 = _mm256_fmadd_ps(b_, v1, a##p##1); \
+    }
+__attribute__((target("avx2,fma"), always_inline))
+static inline void cl_fwd_body(const float *restrict x, int64_t C, int64_t ldx, int64_t kh,
+                               int64_t n, const float *restrict w, float *restrict y, const int np)
+{
+    CL_ACC2(0); CL_ACC2(1); CL_ACC2(2); CL_ACC2(3); CL_ACC2(4); CL_ACC2(5);
+    for (int64_t i = 0; i < kh; i++, x += ldx, w += n * CL_O)
+        for (int64_t q = 0; q < n; q++) {
+            const __m256 w0 = _mm256_loadu_ps(w + q * CL_O), w1 = _mm256_loadu_ps(w + q * CL_O + 8);
+            const float *restrict xq = x + q;
+            CL_FMA2(0, xq, w0, w1);
+            CL_FMA2(1, xq + C, w0, w1);
+            CL_FMA2(2, xq + 2 * C, w0, w1);
+            CL_FMA2(3, xq + 3 * C, w0, w1);
+            CL_FMA2(4, xq + 4 * C, w0, w1);
+            CL_FMA2(5, xq + 5 * C, w0, w1);
+        }
+#define CL_STORE(p)                                                                            \
+    if ((p) < np) _mm256_storeu_ps(y + (p) * CL_O, a##p##0), _mm256_storeu_ps(y + (p) * CL_O + 8, a##p##1)
+    CL_STORE(0); CL_STORE(1); CL_STORE(2); CL_STORE(3); CL_STORE(4); CL_STORE(5);
+#undef CL_STORE
+}
+
+__attribute__((target("avx2,fma"), always_inline))
+static inline void cl_dw_body(const float *restrict x, int64_t C, int64_t ldx, int64_t Ho,
+                              int64_t Wo, const float *restrict dy, int G, int64_t gs,
+                              float *restrict part, const int np)
+{
+    CL_ACC2(0); CL_ACC2(1); CL_ACC2(2); CL_ACC2(3); CL_ACC2(4); CL_ACC2(5);
+    for (int g = 0; g < G; g++)
+        for (int64_t oh = 0; oh < Ho; oh++) {
+            const float *restrict xr = x + g * gs + oh * ldx;
+            const float *restrict d = dy + g * gs + oh * Wo * CL_O;
+            for (int64_t ow = 0; ow < Wo; ow++, xr += C, d += CL_O) {
+                const __m256 d0 = _mm256_loadu_ps(d), d1 = _mm256_loadu_ps(d + 8);
+                CL_FMA2(0, xr, d0, d1);
+                CL_FMA2(1, xr + 1, d0, d1);
+                CL_FMA2(2, xr + 2, d0, d1);
+                CL_FMA2(3, xr + 3, d0, d1);
+                CL_FMA2(4, xr + 4, d0, d1);
+                CL_FMA2(5, xr + 5, d0, d1);
+            }
+        }
+#define CL_ADD(p)                                                                              \
+    if ((p) < np) {                                                                            \
+        float *o_ = part + (p) * CL_O;                                                         \
+        _mm256_storeu_ps(o_, _mm256_add_ps(_mm256_loadu_ps(o_), a##p##0));                     \
+        _mm256_storeu_ps(o_ + 8, _mm256_add_ps(_mm256_loadu_ps(o_ + 8), a##p##1));             \
+    }
+    CL_ADD(0); CL_ADD(1); CL_ADD(2); CL_ADD(3); CL_ADD(4); CL_ADD(5);
+#undef CL_ADD
+}
+#undef CL_ACC2
+#undef CL_FMA2
+
+#define CL_INSTANCES(N)                                                                        \
+    __attribute__((target("avx2,fma"))) static void cl_fwd##N(                                 \
+        const float *x, int64_t C, int64_t ldx, int64_t kh, int64_t n, const float *w,         \
+        float *y, int np)                                                                      \
+    {                                                                                          \
+        (void)np;                                                                              \
+        cl_fwd_body(x, C, ldx, kh, n, w, y, N);                                                \
+    }                                                                                          \
+    __attribute__((target("avx2,fma"))) static void cl_dw##N(                                  \
+        const float *x, int64_t C, int64_t ldx, int64_t Ho, int64_t Wo, const float *dy,       \
+        int G, int64_t gs, float *part, int nr)                                                \
+    {                                                                                          \
+        (void)nr;                                                                              \
+        cl_dw_body(x, C, ldx, Ho, Wo, dy, G, gs, part, N);                                     \
+    }
+CL_INSTANCES(1)
+CL_INSTANCES(2)
+CL_INSTANCES(3)
+CL_INSTANCES(4)
+CL_INSTANCES(5)
+CL_INSTANCES(6)
+#undef CL_INSTANCES
+static const cl_fwd_fn cl_fwd_avx2[CL_N + 1] = { NULL, cl_fwd1, cl_fwd2, cl_fwd3,
+                                                 cl_fwd4, cl_fwd5, cl_fwd6 };
+static const cl_dw_fn cl_dw_avx2[CL_N + 1] = { NULL, cl_dw1, cl_dw2, cl_dw3,
+                                               cl_dw4, cl_dw5, cl_dw6 };
+#endif
+
+static cl_fwd_fn cl_fwd_kernel(int np)
+{
+#ifdef LB_DIRECT_AVX2
+    if (have_avx2_fma()) return cl_fwd_avx2[np];
+#endif
+    (void)np;
+    return cl_fwd_c;
+}
+
+static cl_dw_fn cl_dw_kernel(int nr)
+{
+#ifdef LB_DIRECT_AVX2
+    if (have_avx2_fma()) return cl_dw_avx2[nr];
+#endif
+    (void)nr;
+    return cl_dw_c;
+}
+
+/* yt (16, Tt), padded-width rows as d_forward_image leaves them (the garbage columns are
+ * left unwritten: nothing reads them) = the convolution of the image xc, through yc (S, 16). */
+static void cl_forward_image(const dgeom *g, const float *wc, const float *xc, float *yc,
+                             float *restrict yt)
+{
+    const int64_t C = g->C, Wo = g->Wo, ldx = cl_wc(g) * C, n = g->kw * C;
+    const int64_t nch = (Wo + CL_N - 1) / CL_N;
+    for (int64_t oh = 0; oh < g->Ho; oh++)
+        for (int64_t k = 0; k < nch; k++) {
+            int64_t ow;
+            const int np = cl_chunk(Wo, k, &ow);
+            cl_fwd_kernel(np)(xc + oh * ldx + ow * C, C, ldx, g->kh, n, wc,
+                              yc + (oh * Wo + ow) * CL_O, np);
+        }
+    for (int64_t oh = 0; oh < g->Ho; oh++)
+        for (int64_t ow = 0; ow < Wo; ow++) {
+            const float *restrict s = yc + (oh * Wo + ow) * CL_O;
+            float *restrict d = yt + oh * g->Wp + ow;
+            for (int o = 0; o < CL_O; o++) d[o * g->Tt] = s[o];
+        }
+}
+
+/* dyc (S, 16) = dy (16, S) */
+static void cl_dy_layout(int64_t S, const float *restrict dy, float *restrict dyc)
+{
+    for (int64_t s = 0; s < S; s++)
+        for (int o = 0; o < CL_O; o++) dyc[s * CL_O + o] = dy[o * S + s];
+}
+
+/* part (kh, kw, C, 16) += the dW of the G images in the slots at grp (xc then dyc at
+ * dy_off, slots gs floats apart). */
+static void cl_dw_group(const dgeom *g, const float *grp, int G, int64_t gs, int64_t dy_off,
+                        float *restrict part)
+{
+    const int64_t C = g->C, ldx = cl_wc(g) * C, n = g->kw * C;
+    const int64_t nch = (n + CL_N - 1) / CL_N;
+    for (int64_t i = 0; i < g->kh; i++)
+        for (int64_t k = 0; k < nch; k++) {
+            int64_t q;
+            const int nr = cl_chunk(n, k, &q);
+            cl_dw_kernel(nr)(grp + i * ldx + q, C, ldx, g->Ho, g->Wo, grp + dy_off, G, gs,
+                             part + (i * n + q) * CL_O, nr);
+        }
+}
+
+/* dw (16, C, kh, kw) += part (kh, kw, C, 16), or = with write */
+static void cl_untile(const dgeom *g, const float *restrict part, float *restrict dw, bool write)
+{
+    const int64_t C = g->C, kh = g->kh, kw = g->kw, K = C * kh * kw;
+    for (int64_t o = 0; o < CL_O; o++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < kh; i++)
+                for (int64_t j = 0; j < kw; j++) {
+                    const float v = part[((i * kw + j) * C + c) * CL_O + o];
+                    float *d = dw + o * K + (c * kh + i) * kw + j;
+                    *d = write ? v : *d + v;
+                }
+}
+
 /* Along one axis (kernel k, padding pad, n[p] outputs of parity p): the lowest dy index a
  * phase reads relative to its output index (*lo <= 0) and the highest it reads (*hi >= 0). */
 static void ph_reach(int64_t k, int64_t pad, const int64_t n[2], int64_t *lo, int64_t *hi)
@@ -1157,6 +1424,15 @@ static conv_job conv_job_make(lb_tensor *y)
                        p->am8 ? p->Hq * p->Wq : S };
 }
 
+/* Images per dW group: dw_group's, or for channels last as many slots as fit in 256 KiB,
+ * 1 to 8. */
+static int slot_group(const conv_saved *p)
+{
+    if (!p->cl) return dw_group(&p->gf);
+    const int64_t n = ((int64_t)64 << 10) / p->slot;
+    return n < 1 ? 1 : n > 8 ? 8 : (int)n;
+}
+
 /* Scratch floats per thread before the partial dW (O, K): the direct path's padded image and
  * padded-width output (forward), padded image and dy (dW) and padded dy and dx (dx); the
  * im2col path's band of the unrolled image or, for col2im, the whole unrolled image. */
@@ -1164,6 +1440,8 @@ static int64_t col_floats(const conv_saved *p, bool x_grad)
 {
     if (p->direct) { /* forward or dx, then the dW group's slots */
         int64_t n = dg_xp_floats(&p->gf) + dg_y_floats(&p->gf);
+        if (p->cl) /* xc, yc (S, 16) and yt */
+            n = cl_x_floats(&p->gf) + p->Ho * p->Wo * CL_O + dg_y_floats(&p->gf);
         if (p->flip && x_grad) {
             const int64_t t = dg_xp_floats(&p->gt) + dg_y_floats(&p->gt);
             n = t > n ? t : n;
@@ -1174,7 +1452,7 @@ static int64_t col_floats(const conv_saved *p, bool x_grad)
             const int64_t t = p->C * p->kh * p->kw * p->Ho * p->Wo;
             n = t > n ? t : n;
         }
-        return n + dw_group(&p->gf) * p->slot;
+        return n + slot_group(p) * p->slot;
     }
     const int64_t K = p->C * p->kh * p->kw;
     int64_t n = p->col ? K * band_rows(K, p->Wo, p->Ho) * p->Wo : 0;
@@ -1193,8 +1471,15 @@ static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
         float *yn = j->y->data + n * j->O * j->Sy;
         if (p->direct) {
             float *yt = col + dg_xp_floats(&p->gf);
-            d_pad(&p->gf, xn, col);
-            d_forward_image(&p->gf, p->wpk, col, yt);
+            if (p->cl) {
+                float *yc = col + cl_x_floats(&p->gf);
+                yt = yc + j->S * CL_O;
+                cl_pad(&p->gf, xn, col);
+                cl_forward_image(&p->gf, p->wpk, col, yc, yt);
+            } else {
+                d_pad(&p->gf, xn, col);
+                d_forward_image(&p->gf, p->wpk, col, yt);
+            }
             if (p->am8)
                 d_pool_store(&p->gf, yt, j->b ? j->b->data : NULL, p->Hq, p->Wq, yn,
                              p->am8 + n * j->O * j->Sy);
@@ -1226,8 +1511,9 @@ static void conv2d_forward(lb_tensor *y)
 {
     conv_saved *p = y->saved;
     conv_job j = conv_job_make(y);
-    if (p->direct) d_pack(j.w->data, j.O, p->C, p->kh, p->kw, false,
-                          p->wpk = lb_parallel_shared());
+    if (p->cl) cl_pack(j.w->data, p->C, p->kh, p->kw, p->wpk = lb_parallel_shared());
+    else if (p->direct) d_pack(j.w->data, j.O, p->C, p->kh, p->kw, false,
+                               p->wpk = lb_parallel_shared());
     lb_parallel_for(j.x->shape[0], 1, forward_part, &j);
 }
 
@@ -1270,7 +1556,7 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
     const conv_saved *p = j->p;
     float *col = lb_parallel_scratch(tid);
     float *dw = col + col_floats(p, j->x->grad != NULL);
-    const int G = p->direct ? dw_group(&p->gf) : 0;
+    const int G = p->direct ? slot_group(p) : 0;
     float *grp = dw - G * (p->direct ? p->slot : 0);
     int filled = 0;
     const int64_t R = band_rows(j->K, p->Wo, p->Ho);
@@ -1294,13 +1580,22 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
         const float *dyp = NULL; /* dy padded for dx (gt), when the dW slot holds it */
         if (j->w->grad) {
             if (p->direct) { /* dW += sum_t dy[o][t] xp[c][t + tap], a group at a time */
-                float *slot = grp + filled * p->slot, *sd = slot + dg_xp_floats(&p->gf);
-                d_pad(&p->gf, xn, slot);
-                if (p->share_dy) d_pad(&p->gt, dy, sd), dyp = sd;
-                else d_dy_layout(&p->gf, dy, sd);
+                float *slot = grp + filled * p->slot, *sd = slot + p->dy_off;
+                if (p->cl) {
+                    cl_pad(&p->gf, xn, slot);
+                    cl_dy_layout(j->S, dy, sd);
+                } else {
+                    sd = slot + dg_xp_floats(&p->gf);
+                    d_pad(&p->gf, xn, slot);
+                    if (p->share_dy) d_pad(&p->gt, dy, sd), dyp = sd;
+                    else d_dy_layout(&p->gf, dy, sd);
+                }
                 if (++filled == G || n + 1 == hi) { /* the slots stay until the next image */
-                    d_dw_group(&p->gf, grp, filled, p->slot, p->dy_off, p->dy_ld, p->dw_tiled,
-                               dw);
+                    if (p->cl)
+                        cl_dw_group(&p->gf, grp, filled, p->slot, p->dy_off, dw);
+                    else
+                        d_dw_group(&p->gf, grp, filled, p->slot, p->dy_off, p->dy_ld,
+                                   p->dw_tiled, dw);
                     filled = 0;
                 }
             } else if (!p->col) { /* dW (O, C) += dY_n (O, S) · X_nᵀ (S, C) */
@@ -1366,7 +1661,9 @@ static void conv2d_backward(lb_tensor *y)
     const int64_t off = col_floats(p, j.x->grad != NULL), OK = j.O * j.K;
     for (int t = 0; t < used; t++) {
         const float *part = (const float *)lb_parallel_scratch(t) + off;
-        if (p->dw_tiled) /* w is an op's output (a fake-quantized weight) when fresh */
+        if (p->cl)
+            cl_untile(&p->gf, part, j.w->grad, t == 0 && j.w->grad_fresh);
+        else if (p->dw_tiled) /* w is an op's output (a fake-quantized weight) when fresh */
             dw_untile(&p->gf, part, j.w->grad, t == 0 && j.w->grad_fresh);
         else if (t == 0 && j.w->grad_fresh) /* w is an op's output (a fake-quantized weight) */
             memcpy(j.w->grad, part, (size_t)OK * sizeof(float));
@@ -1454,8 +1751,14 @@ static lb_tensor *conv_record(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor
         if (p->flip) p->gt = dgeom_make(O, Ho, Wo, kh - 1 - P, kw - 1 - P, kh, kw, C, 1);
         else if (stride == 2 && x->requires_grad) p->phase = true, p->ph = ph_make(C, H, W, kh, kw, P, Ho, Wo);
         else p->col = true; /* dx through col2im */
-        dw_layout(p);
-        p->dw_tiled = dw_tiles(&p->gf);
+        p->cl = cl_applies(C, kh, kw, O, Wo, p->gf.Wp, stride);
+        if (p->cl) { /* a slot: xc, then dy (S, 16) */
+            p->slot = cl_x_floats(&p->gf) + Ho * Wo * CL_O;
+            p->dy_off = cl_x_floats(&p->gf);
+        } else {
+            dw_layout(p);
+            p->dw_tiled = dw_tiles(&p->gf);
+        }
         int64_t n_pk = dg_wpk_floats(&p->gf);
         if (p->flip && dg_wpk_floats(&p->gt) > n_pk) n_pk = dg_wpk_floats(&p->gt);
         if (p->phase && ph_wpk_floats(&p->ph, O) > n_pk) n_pk = ph_wpk_floats(&p->ph, O);

@@ -566,6 +566,10 @@ static const conv_cfg ref_cfgs[] = {
     { 2, 16, 32, 32, 32, 3, 3, 2, 1, false },/* ResNet's stride-2 3x3: the phase layout    */
     { 2, 16, 16, 16, 32, 1, 1, 2, 0, true },/* ResNet's 1x1 stride-2 shortcut              */
     { 2, 3, 8, 11, 5, 2, 4, 2, 0, true },  /* stride 2, even kernel, odd width, no pad    */
+    /* channels last (16 outputs, a fifth of the padded width wasted): rows of 14 outputs in
+     * tiles of 5, 5, 4 and dW's 35 (j, c) indices in calls of 6 x 5 and 5; padded */
+    { 2, 7, 9, 16, 16, 5, 5, 1, 1, true },
+    { 3, 2, 6, 6, 16, 3, 3, 1, 0, false }, /* channels last: one tile per row, 3x3 */
 };
 
 /* Each reference case runs on this many threads in turn (images split unevenly, partial dW
@@ -667,6 +671,7 @@ static const conv_cfg pool_cfgs[] = {
     { 3, 6, 14, 14, 16, 5, 5, 1, 0, true },
     { 2, 3, 9, 11, 5, 3, 3, 1, 0, false },
     { 2, 2, 6, 5, 4, 3, 3, 1, 1, true },
+    { 2, 3, 9, 16, 16, 5, 5, 1, 1, true }, /* channels last, padded, 7 rows (odd) */
 };
 
 START_TEST(test_conv2d_maxpool2_matches)
