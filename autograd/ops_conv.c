@@ -155,7 +155,7 @@ typedef struct {
      * at dy_off its dy with rows dy_ld floats apart (dw_layout) */
     int64_t  slot, dy_off, dy_ld;
     bool     share_dy; /* the dy in the slot is dx's padded dy (gt) too */
-    bool     cl;       /* y and dW channels last (cl_applies); wpk then holds wc */
+    bool     cl;       /* y, dW and dx channels last (cl_applies): wpk holds wc, wpk_t wz */
     bool     dw_tiled; /* the threads' partial dW in the dW kernel's order (d_dw_group) */
     bool     phase;    /* stride 2: dx by its four phases (phgeom) */
     phgeom   ph;
@@ -916,10 +916,10 @@ static bool cl_applies(int64_t C, int64_t kh, int64_t kw, int64_t O, int64_t Wo,
     return stride == 1 && O == CL_O && 5 * (Wp - Wo) >= Wp && C * kh * kw <= 256;
 }
 
-/* The n-th of k near-equal chunks of [0, len), k = ceil(len / CL_N): its start and size. */
-static int cl_chunk(int64_t len, int64_t n, int64_t *start)
+/* The n-th of k near-equal chunks of [0, len), k = ceil(len / most): its start and size. */
+static int cl_chunk(int64_t len, int64_t most, int64_t n, int64_t *start)
 {
-    const int64_t k = (len + CL_N - 1) / CL_N, base = len / k, extra = len % k;
+    const int64_t k = (len + most - 1) / most, base = len / k, extra = len % k;
     *start = n * base + (n < extra ? n : extra);
     return (int)(base + (n < extra));
 }
@@ -1107,7 +1107,7 @@ static void cl_forward_image(const dgeom *g, const float *wc, const float *xc, f
     for (int64_t oh = 0; oh < g->Ho; oh++)
         for (int64_t k = 0; k < nch; k++) {
             int64_t ow;
-            const int np = cl_chunk(Wo, k, &ow);
+            const int np = cl_chunk(Wo, CL_N, k, &ow);
             cl_fwd_kernel(np)(xc + oh * ldx + ow * C, C, ldx, g->kh, n, wc,
                               yc + (oh * Wo + ow) * CL_O, np);
         }
@@ -1136,7 +1136,7 @@ static void cl_dw_group(const dgeom *g, const float *grp, int G, int64_t gs, int
     for (int64_t i = 0; i < g->kh; i++)
         for (int64_t k = 0; k < nch; k++) {
             int64_t q;
-            const int nr = cl_chunk(n, k, &q);
+            const int nr = cl_chunk(n, CL_N, k, &q);
             cl_dw_kernel(nr)(grp + i * ldx + q, C, ldx, g->Ho, g->Wo, grp + dy_off, G, gs,
                              part + (i * n + q) * CL_O, nr);
         }
@@ -1154,6 +1154,175 @@ static void cl_untile(const dgeom *g, const float *restrict part, float *restric
                     float *d = dw + o * K + (c * kh + i) * kw + j;
                     *d = write ? v : *d + v;
                 }
+}
+
+/* dx channels last, as the transposed convolution: per output position (oh, ow) and kernel
+ * row i, z[v] = sum_o dy[oh][ow][o] wz[i][o][v], v = j*C + c < kw*C (a small product, np <= 6
+ * positions x 2 vectors of v in 12 accumulators, 16 multiply-adds deep), which adds into the
+ * padded dx row oh + i at (ow*C + v): dxc (Hp, Wc, C). The rows of z for one (oh, i) overlap
+ * there by (kw - 1)*C, so they are summed per vector of that row (loads of z at shifted
+ * offsets, 8 zeros on each side of a z row) and each vector of dxc is added to once per
+ * (oh, i): no multiply-add on a padding zero, none of the flipped kernel's zero rows. */
+static int64_t cl_nz(const dgeom *g) { return (g->kw * g->C + 15) / 16 * 16; } /* z row */
+static int64_t cl_zs(const dgeom *g) { return cl_nz(g) + 16; } /* with its zeros */
+static int64_t cl_wz_floats(const dgeom *g) { return g->kh * CL_O * cl_nz(g); }
+/* dx's scratch: z rows (kh, Wo) of one output row, then dxc with 8 floats of slack */
+static int64_t cl_dx_floats(const dgeom *g)
+{
+    return g->kh * g->Wo * cl_zs(g) + cl_x_floats(g) + 8;
+}
+
+/* wz (kh, 16, nz) = w (16, C, kh, kw) at v = j*C + c, zero for v >= kw*C */
+static void cl_pack_t(const dgeom *g, const float *restrict w, float *restrict wz)
+{
+    const int64_t C = g->C, kh = g->kh, kw = g->kw, nz = cl_nz(g);
+    memset(wz, 0, (size_t)cl_wz_floats(g) * sizeof(float));
+    for (int64_t o = 0; o < CL_O; o++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < kh; i++)
+                for (int64_t j = 0; j < kw; j++)
+                    wz[(i * CL_O + o) * nz + j * C + c] = w[((o * C + c) * kh + i) * kw + j];
+}
+
+/* z + p*zs + [0, 16) = sum_o dy[p*16 + o] wz[o*nz + [0, 16)], p < np: plain C */
+static void cl_dz_c(const float *restrict dy, const float *restrict wz, int64_t nz,
+                    float *restrict z, int64_t zs, int np)
+{
+    float a[CL_N][16] = { { 0 } };
+    for (int o = 0; o < CL_O; o++)
+        for (int p = 0; p < np; p++)
+            for (int v = 0; v < 16; v++) a[p][v] += dy[p * CL_O + o] * wz[o * nz + v];
+    for (int p = 0; p < np; p++) memcpy(z + p * zs, a[p], sizeof a[p]);
+}
+
+/* the z rows' shares of the vectors m < nm of a dx row d (see cl_dx_image): plain C */
+static void cl_gather_c(float *restrict d, const float *restrict zi, int64_t zs, int64_t C,
+                        int64_t kwc, int64_t Wo, int64_t nm)
+{
+    for (int64_t m = 0; m < nm; m++) {
+        /* z rows with a value in lanes [8m, 8m + 8): ow*C < 8m + 8, ow*C + kw*C > 8m */
+        const int64_t lo = 8 * m < kwc ? 0 : (8 * m - kwc) / C + 1;
+        const int64_t hi = (8 * m + 8 + C - 1) / C < Wo ? (8 * m + 8 + C - 1) / C : Wo;
+        float a[8] = { 0 };
+        for (int64_t ow = lo; ow < hi; ow++)
+            for (int u = 0; u < 8; u++) a[u] += zi[ow * zs + 8 * m - ow * C + u];
+        for (int u = 0; u < 8; u++) d[8 * m + u] += a[u];
+    }
+}
+
+typedef void (*cl_dz_fn)(const float *, const float *, int64_t, float *, int64_t, int);
+typedef void (*cl_gather_fn)(float *, const float *, int64_t, int64_t, int64_t, int64_t, int64_t);
+
+#ifdef LB_DIRECT_AVX2
+#define CL_ACC2(p) __m256 a##p##0 = _mm256_setzero_ps(), a##p##1 = a##p##0
+#define CL_FMA2(p)                                                                             \
+    if ((p) < np) {                                                                            \
+        const __m256 b_ = _mm256_broadcast_ss(dy + (p) * CL_O + o);                            \
+        a##p##0 = _mm256_fmadd_ps(b_, w0, a##p##0), a##p##1 = _mm256_fmadd_ps(b_, w1, a##p##1); \
+    }
+#define CL_ST2(p)                                                                              \
+    if ((p) < np) _mm256_storeu_ps(z + (p) * zs, a##p##0), _mm256_storeu_ps(z + (p) * zs + 8, a##p##1)
+__attribute__((target("avx2,fma"), always_inline))
+static inline void cl_dz_body(const float *restrict dy, const float *restrict wz, int64_t nz,
+                              float *restrict z, int64_t zs, const int np)
+{
+    CL_ACC2(0); CL_ACC2(1); CL_ACC2(2); CL_ACC2(3); CL_ACC2(4); CL_ACC2(5);
+    for (int o = 0; o < CL_O; o++, wz += nz) {
+        const __m256 w0 = _mm256_loadu_ps(wz), w1 = _mm256_loadu_ps(wz + 8);
+        CL_FMA2(0); CL_FMA2(1); CL_FMA2(2); CL_FMA2(3); CL_FMA2(4); CL_FMA2(5);
+    }
+    CL_ST2(0); CL_ST2(1); CL_ST2(2); CL_ST2(3); CL_ST2(4); CL_ST2(5);
+}
+#undef CL_ACC2
+#undef CL_FMA2
+#undef CL_ST2
+#define CL_DZ(N)                                                                               \
+    __attribute__((target("avx2,fma"))) static void cl_dz##N(                                  \
+        const float *dy, const float *wz, int64_t nz, float *z, int64_t zs, int np)            \
+    {                                                                                          \
+        (void)np;                                                                              \
+        cl_dz_body(dy, wz, nz, z, zs, N);                                                      \
+    }
+CL_DZ(1)
+CL_DZ(2)
+CL_DZ(3)
+CL_DZ(4)
+CL_DZ(5)
+CL_DZ(6)
+#undef CL_DZ
+static const cl_dz_fn cl_dz_avx2[CL_N + 1] = { NULL, cl_dz1, cl_dz2, cl_dz3, cl_dz4, cl_dz5, cl_dz6 };
+
+/* cl_gather_c with the same sums in the same order, 8 lanes at a time */
+__attribute__((target("avx2,fma")))
+static void cl_gather_avx2(float *restrict d, const float *restrict zi, int64_t zs, int64_t C,
+                           int64_t kwc, int64_t Wo, int64_t nm)
+{
+    for (int64_t m = 0; m < nm; m++) {
+        const int64_t lo = 8 * m < kwc ? 0 : (8 * m - kwc) / C + 1;
+        const int64_t hi = (8 * m + 8 + C - 1) / C < Wo ? (8 * m + 8 + C - 1) / C : Wo;
+        __m256 a = _mm256_setzero_ps();
+        for (int64_t ow = lo; ow < hi; ow++)
+            a = _mm256_add_ps(a, _mm256_loadu_ps(zi + ow * zs + 8 * m - ow * C));
+        _mm256_storeu_ps(d + 8 * m, _mm256_add_ps(_mm256_loadu_ps(d + 8 * m), a));
+    }
+}
+#endif
+
+static cl_gather_fn cl_gather_kernel(void)
+{
+#ifdef LB_DIRECT_AVX2
+    if (have_avx2_fma()) return cl_gather_avx2;
+#endif
+    return cl_gather_c;
+}
+
+static cl_dz_fn cl_dz_kernel(int np)
+{
+#ifdef LB_DIRECT_AVX2
+    if (have_avx2_fma()) return cl_dz_avx2[np];
+#endif
+    (void)np;
+    return cl_dz_c;
+}
+
+/* dx (C, H, W) = (or += unless fresh) the dx of one image from dyc (S, 16), in the scratch
+ * s (cl_dx_floats) */
+static void cl_dx_image(const dgeom *g, const float *wz, const float *dyc, float *s,
+                        float *restrict dx, bool fresh)
+{
+    const int64_t C = g->C, kh = g->kh, kw = g->kw, Wo = g->Wo, Wc = cl_wc(g);
+    const int64_t nz = cl_nz(g), zs = cl_zs(g), row = Wc * C, nm = (row + 7) / 8;
+    float *z = s, *dxc = s + kh * Wo * zs;
+    memset(dxc, 0, (size_t)(cl_x_floats(g) + 8) * sizeof(float));
+    for (int64_t r = 0; r < kh * Wo; r++) { /* the zeros on each side of the z rows */
+        memset(z + r * zs, 0, 8 * sizeof(float));
+        memset(z + r * zs + 8 + nz, 0, 8 * sizeof(float));
+    }
+    const int64_t nch = (Wo + CL_N - 1) / CL_N;
+    const cl_gather_fn gather = cl_gather_kernel();
+    for (int64_t oh = 0; oh < g->Ho; oh++) {
+        const float *dyr = dyc + oh * Wo * CL_O;
+        for (int64_t i = 0; i < kh; i++)
+            for (int64_t k = 0; k < nch; k++) {
+                int64_t ow;
+                const int np = cl_chunk(Wo, CL_N, k, &ow);
+                for (int64_t v = 0; v < nz; v += 16)
+                    cl_dz_kernel(np)(dyr + ow * CL_O, wz + i * CL_O * nz + v, nz,
+                                     z + (i * Wo + ow) * zs + 8 + v, zs, np);
+            }
+        for (int64_t i = 0; i < kh; i++)
+            gather(dxc + (oh + i) * row, z + i * Wo * zs + 8, zs, C, kw * C, Wo, nm);
+    }
+    const int64_t H = g->H, W = g->W;
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t h = 0; h < H; h++) {
+            const float *restrict sr = dxc + ((h + g->ph) * Wc + g->pw) * C + c;
+            float *restrict dr = dx + (c * H + h) * W;
+            if (fresh)
+                for (int64_t w = 0; w < W; w++) dr[w] = sr[w * C];
+            else
+                for (int64_t w = 0; w < W; w++) dr[w] += sr[w * C];
+        }
 }
 
 /* Along one axis (kernel k, padding pad, n[p] outputs of parity p): the lowest dy index a
@@ -1440,15 +1609,18 @@ static int64_t col_floats(const conv_saved *p, bool x_grad)
 {
     if (p->direct) { /* forward or dx, then the dW group's slots */
         int64_t n = dg_xp_floats(&p->gf) + dg_y_floats(&p->gf);
-        if (p->cl) /* xc, yc (S, 16) and yt */
+        if (p->cl) { /* xc, yc (S, 16) and yt; dx's scratch, and its dy (S, 16) without dW */
             n = cl_x_floats(&p->gf) + p->Ho * p->Wo * CL_O + dg_y_floats(&p->gf);
+            const int64_t t = cl_dx_floats(&p->gf) + p->Ho * p->Wo * CL_O;
+            if (x_grad && t > n) n = t;
+        }
         if (p->flip && x_grad) {
             const int64_t t = dg_xp_floats(&p->gt) + dg_y_floats(&p->gt);
             n = t > n ? t : n;
         } else if (p->phase && x_grad) { /* the padded dy and a phase's output */
             const int64_t t = ph_dyp_floats(&p->ph, p->gf.O) + ph_out_floats(&p->ph);
             n = t > n ? t : n;
-        } else if (x_grad) { /* dx through col2im: the whole unrolled image */
+        } else if (x_grad && !p->cl) { /* dx through col2im: the whole unrolled image */
             const int64_t t = p->C * p->kh * p->kw * p->Ho * p->Wo;
             n = t > n ? t : n;
         }
@@ -1578,12 +1750,14 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
         }
         float *dx = j->x->grad ? j->x->grad + n * j->CHW : NULL;
         const float *dyp = NULL; /* dy padded for dx (gt), when the dW slot holds it */
+        const float *dyc = NULL; /* channels last: dy (S, 16), when the dW slot holds it */
         if (j->w->grad) {
             if (p->direct) { /* dW += sum_t dy[o][t] xp[c][t + tap], a group at a time */
                 float *slot = grp + filled * p->slot, *sd = slot + p->dy_off;
                 if (p->cl) {
                     cl_pad(&p->gf, xn, slot);
                     cl_dy_layout(j->S, dy, sd);
+                    dyc = sd;
                 } else {
                     sd = slot + dg_xp_floats(&p->gf);
                     d_pad(&p->gf, xn, slot);
@@ -1612,7 +1786,14 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
         }
         if (!dx) continue;
         const bool fresh = j->x->grad_fresh; /* dX_n is written, not added to */
-        if (p->flip) { /* dX_n += conv(dY_n padded by k - 1 - pad, flipped w) */
+        if (p->cl) {
+            if (!dyc) {
+                float *t = col + cl_dx_floats(&p->gf);
+                cl_dy_layout(j->S, dy, t);
+                dyc = t;
+            }
+            cl_dx_image(&p->gf, p->wpk_t, dyc, col, dx, fresh);
+        } else if (p->flip) { /* dX_n += conv(dY_n padded by k - 1 - pad, flipped w) */
             float *yt = col + dg_xp_floats(&p->gt);
             if (!dyp) d_pad(&p->gt, dy, col), dyp = col;
             d_forward_image(&p->gt, p->wpk_t, dyp, yt);
@@ -1643,6 +1824,7 @@ static void conv2d_backward(lb_tensor *y)
     const bool db = j.b && j.b->grad;
     if (db && !p->am8) lb_parallel_for(j.O, 1, bias_grad_part, &j);
     if (!j.w->grad && !j.x->grad && !(db && p->am8)) return;
+    if (p->cl && j.x->grad) cl_pack_t(&p->gf, j.w->data, p->wpk_t = lb_parallel_shared());
     if (p->flip && j.x->grad)
         d_pack(j.w->data, j.O, p->C, p->kh, p->kw, true, p->wpk_t = lb_parallel_shared());
     if (p->phase && j.x->grad)
@@ -1746,12 +1928,12 @@ static lb_tensor *conv_record(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor
                        .direct = !one && (stride == 1 || s2) };
     if (p->direct) {
         p->gf = dgeom_make(C, H, W, P, P, kh, kw, O, stride);
+        p->cl = cl_applies(C, kh, kw, O, Wo, p->gf.Wp, stride);
         /* dx as a stride-1 correlation of dy needs the padding k - 1 - pad >= 0 */
-        p->flip = x->requires_grad && stride == 1 && pad <= kh - 1 && pad <= kw - 1;
+        p->flip = !p->cl && x->requires_grad && stride == 1 && pad <= kh - 1 && pad <= kw - 1;
         if (p->flip) p->gt = dgeom_make(O, Ho, Wo, kh - 1 - P, kw - 1 - P, kh, kw, C, 1);
         else if (stride == 2 && x->requires_grad) p->phase = true, p->ph = ph_make(C, H, W, kh, kw, P, Ho, Wo);
-        else p->col = true; /* dx through col2im */
-        p->cl = cl_applies(C, kh, kw, O, Wo, p->gf.Wp, stride);
+        else if (!p->cl) p->col = true; /* dx through col2im (channels last: its own) */
         if (p->cl) { /* a slot: xc, then dy (S, 16) */
             p->slot = cl_x_floats(&p->gf) + Ho * Wo * CL_O;
             p->dy_off = cl_x_floats(&p->gf);
@@ -1762,6 +1944,7 @@ static lb_tensor *conv_record(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor
         int64_t n_pk = dg_wpk_floats(&p->gf);
         if (p->flip && dg_wpk_floats(&p->gt) > n_pk) n_pk = dg_wpk_floats(&p->gt);
         if (p->phase && ph_wpk_floats(&p->ph, O) > n_pk) n_pk = ph_wpk_floats(&p->ph, O);
+        if (p->cl && cl_wz_floats(&p->gf) > n_pk) n_pk = cl_wz_floats(&p->gf);
         lb_error e = { 0 };
         if (lb_parallel_reserve_shared((size_t)n_pk * sizeof(float), &e))
             return lb_graph_fail(g, e.status, "conv2d: %s", e.msg);
