@@ -1097,10 +1097,8 @@ static cl_dw_fn cl_dw_kernel(int nr)
     return cl_dw_c;
 }
 
-/* yt (16, Tt), padded-width rows as d_forward_image leaves them (the garbage columns are
- * left unwritten: nothing reads them) = the convolution of the image xc, through yc (S, 16). */
-static void cl_forward_image(const dgeom *g, const float *wc, const float *xc, float *yc,
-                             float *restrict yt)
+/* yc (S, 16) = the convolution of the image xc */
+static void cl_forward_image(const dgeom *g, const float *wc, const float *xc, float *yc)
 {
     const int64_t C = g->C, Wo = g->Wo, ldx = cl_wc(g) * C, n = g->kw * C;
     const int64_t nch = (Wo + CL_N - 1) / CL_N;
@@ -1111,12 +1109,121 @@ static void cl_forward_image(const dgeom *g, const float *wc, const float *xc, f
             cl_fwd_kernel(np)(xc + oh * ldx + ow * C, C, ldx, g->kh, n, wc,
                               yc + (oh * Wo + ow) * CL_O, np);
         }
-    for (int64_t oh = 0; oh < g->Ho; oh++)
-        for (int64_t ow = 0; ow < Wo; ow++) {
-            const float *restrict s = yc + (oh * Wo + ow) * CL_O;
-            float *restrict d = yt + oh * g->Wp + ow;
-            for (int o = 0; o < CL_O; o++) d[o * g->Tt] = s[o];
+}
+
+/* y (16, S) = yc (S, 16) + bias[o] when given (d_store's sums) */
+static void cl_store(int64_t S, const float *restrict yc, const float *restrict bias,
+                     float *restrict y)
+{
+    for (int o = 0; o < CL_O; o++) {
+        const float b = bias ? bias[o] : 0.0f;
+        for (int64_t s = 0; s < S; s++) y[o * S + s] = bias ? yc[s * CL_O + o] + b : yc[s * CL_O + o];
+    }
+}
+
+/* The pooled output from yc (S, 16): yq (16, Hq, Wq) and the winners' places, as
+ * d_pool_store from the padded-width layout: the same sums (bias added to each cell first)
+ * and the same rule (window cells in the order r0[2ow], r0[2ow+1], r1[2ow], r1[2ow+1]; the
+ * first max wins, a NaN wins), over the 16 channels at once. */
+static void cl_pool_store_c(const dgeom *g, const float *restrict yc, const float *restrict bias,
+                            int64_t Hq, int64_t Wq, float *restrict yq, uint8_t *restrict place)
+{
+    const int64_t Wo = g->Wo, Q = Hq * Wq;
+    for (int64_t oh = 0; oh < Hq; oh++)
+        for (int64_t ow = 0; ow < Wq; ow++) {
+            const int64_t s0 = 2 * oh * Wo + 2 * ow, sp[4] = { s0, s0 + 1, s0 + Wo, s0 + Wo + 1 };
+            for (int o = 0; o < CL_O; o++) {
+                float v[4];
+                for (int t = 0; t < 4; t++)
+                    v[t] = bias ? yc[sp[t] * CL_O + o] + bias[o] : yc[sp[t] * CL_O + o];
+                float best = v[0];
+                int best_r = 0;
+                for (int t = 1; t < 4; t++) {
+                    const bool take = v[t] > best || v[t] != v[t];
+                    best = take ? v[t] : best;
+                    best_r = take ? t : best_r;
+                }
+                yq[o * Q + oh * Wq + ow] = best;
+                place[o * Q + oh * Wq + ow] = (uint8_t)best_r;
+            }
         }
+}
+
+#ifdef LB_DIRECT_AVX2
+__attribute__((target("avx2,fma")))
+static void cl_pool_store_avx2(const dgeom *g, const float *restrict yc,
+                               const float *restrict bias, int64_t Hq, int64_t Wq,
+                               float *restrict yq, uint8_t *restrict place)
+{
+    const int64_t Wo = g->Wo, Q = Hq * Wq;
+    const __m256 b0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+    const __m256 b1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
+    for (int64_t oh = 0; oh < Hq; oh++)
+        for (int64_t ow = 0; ow < Wq; ow++) {
+            const int64_t s0 = 2 * oh * Wo + 2 * ow, sp[4] = { s0, s0 + 1, s0 + Wo, s0 + Wo + 1 };
+            for (int h = 0; h < 2; h++) {
+                __m256 v[4];
+                for (int t = 0; t < 4; t++) {
+                    v[t] = _mm256_loadu_ps(yc + sp[t] * CL_O + 8 * h);
+                    if (bias) v[t] = _mm256_add_ps(v[t], h ? b1 : b0);
+                }
+                __m256 best = v[0], r = _mm256_setzero_ps();
+                for (int t = 1; t < 4; t++) {
+                    const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v[t], best, _CMP_GT_OQ),
+                                                     _mm256_cmp_ps(v[t], v[t], _CMP_UNORD_Q));
+                    best = _mm256_blendv_ps(best, v[t], take);
+                    r = _mm256_blendv_ps(r, _mm256_castsi256_ps(_mm256_set1_epi32(t)), take);
+                }
+                float bv[8];
+                int32_t rv[8];
+                _mm256_storeu_ps(bv, best);
+                _mm256_storeu_si256((__m256i *)rv, _mm256_castps_si256(r));
+                const int64_t q = (8 * h) * Q + oh * Wq + ow;
+                for (int k = 0; k < 8; k++) yq[q + k * Q] = bv[k], place[q + k * Q] = (uint8_t)rv[k];
+            }
+        }
+}
+#endif
+
+static void cl_pool_store(const dgeom *g, const float *yc, const float *bias, int64_t Hq,
+                          int64_t Wq, float *yq, uint8_t *place)
+{
+#ifdef LB_DIRECT_AVX2
+    if (have_avx2_fma()) {
+        cl_pool_store_avx2(g, yc, bias, Hq, Wq, yq, place);
+        return;
+    }
+#endif
+    cl_pool_store_c(g, yc, bias, Hq, Wq, yq, place);
+}
+
+/* The backward of cl_pool_store: dyc (S, 16) = the pooled dy (16, Hq, Wq) at each window's
+ * winner, 0 elsewhere (the odd last row or column no window covers included); with lanes,
+ * also the 8 lane sums of each channel's dy as bias_lanes makes them from dy (16, S): lane k
+ * sums s = k mod 8 below the last multiple of 8, lane 0 then the tail, each in increasing
+ * s (the same sums in the same order). */
+static void cl_unpool(const dgeom *g, int64_t Hq, int64_t Wq, const float *restrict dq,
+                      const uint8_t *restrict place, float *restrict dyc, float *restrict lanes)
+{
+    const int64_t Wo = g->Wo, S = g->Ho * Wo, Q = Hq * Wq;
+    memset(dyc, 0, (size_t)(S * CL_O) * sizeof(float));
+    for (int o = 0; o < CL_O; o++)
+        for (int64_t oh = 0; oh < Hq; oh++)
+            for (int64_t ow = 0; ow < Wq; ow++) {
+                const int64_t q = o * Q + oh * Wq + ow, a = place[q];
+                const int64_t s = (2 * oh + (a >> 1)) * Wo + 2 * ow + (a & 1);
+                dyc[s * CL_O + o] = dq[q];
+            }
+    if (!lanes) return;
+    float l[8][CL_O] = { { 0 } };
+    const int64_t S8 = S / 8 * 8;
+    for (int64_t s = 0; s < S; s++) {
+        float *restrict d = l[s < S8 ? s & 7 : 0];
+        const float *restrict v = dyc + s * CL_O;
+        for (int o = 0; o < CL_O; o++) d[o] += v[o];
+    }
+    for (int o = 0; o < CL_O; o++)
+        for (int k = 0; k < 8; k++) lanes[o * 8 + k] = l[k][o];
 }
 
 /* dyc (S, 16) = dy (16, S) */
@@ -1609,10 +1716,11 @@ static int64_t col_floats(const conv_saved *p, bool x_grad)
 {
     if (p->direct) { /* forward or dx, then the dW group's slots */
         int64_t n = dg_xp_floats(&p->gf) + dg_y_floats(&p->gf);
-        if (p->cl) { /* xc, yc (S, 16) and yt; dx's scratch, and its dy (S, 16) without dW */
-            n = cl_x_floats(&p->gf) + p->Ho * p->Wo * CL_O + dg_y_floats(&p->gf);
+        if (p->cl) { /* xc and yc (S, 16); dx's scratch, then dy (S, 16) when no dW slot
+                      * holds it (backward with db alone reads it too) */
+            n = cl_x_floats(&p->gf) + p->Ho * p->Wo * CL_O;
             const int64_t t = cl_dx_floats(&p->gf) + p->Ho * p->Wo * CL_O;
-            if (x_grad && t > n) n = t;
+            if (t > n) n = t;
         }
         if (p->flip && x_grad) {
             const int64_t t = dg_xp_floats(&p->gt) + dg_y_floats(&p->gt);
@@ -1645,9 +1753,14 @@ static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
             float *yt = col + dg_xp_floats(&p->gf);
             if (p->cl) {
                 float *yc = col + cl_x_floats(&p->gf);
-                yt = yc + j->S * CL_O;
+                const float *bias = j->b ? j->b->data : NULL;
                 cl_pad(&p->gf, xn, col);
-                cl_forward_image(&p->gf, p->wpk, col, yc, yt);
+                cl_forward_image(&p->gf, p->wpk, col, yc);
+                if (p->am8)
+                    cl_pool_store(&p->gf, yc, bias, p->Hq, p->Wq, yn, p->am8 + n * j->O * j->Sy);
+                else
+                    cl_store(j->S, yc, bias, yn);
+                continue;
             } else {
                 d_pad(&p->gf, xn, col);
                 d_forward_image(&p->gf, p->wpk, col, yt);
@@ -1736,7 +1849,15 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
     for (int64_t n = lo; n < hi; n++) {
         const float *xn = j->x->data + n * j->CHW;
         const float *dy = j->y->grad + n * j->O * j->S;
-        if (p->am8) { /* the convolution's dy from the pooled one, in this thread's scratch */
+        /* channels last: dy (S, 16) in the dW slot, or after dx's scratch without dW */
+        float *dyc = !p->cl ? NULL
+                     : j->w->grad ? grp + filled * p->slot + p->dy_off
+                                  : col + cl_dx_floats(&p->gf);
+        if (p->am8 && p->cl) { /* unpooled straight into dyc, with db's lane sums */
+            cl_unpool(&p->gf, p->Hq, p->Wq, j->y->grad + n * j->O * j->Sy,
+                      p->am8 + n * j->O * j->Sy, dyc,
+                      j->b && j->b->grad ? p->lanes + n * j->O * 8 : NULL);
+        } else if (p->am8) { /* the convolution's dy from the pooled one, in this thread's scratch */
             float *du = dw + j->O * j->K;
             const float *dq = j->y->grad + n * j->O * j->Sy;
             const uint8_t *am = p->am8 + n * j->O * j->Sy;
@@ -1748,16 +1869,14 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
             }
             dy = du;
         }
+        if (p->cl && !p->am8) cl_dy_layout(j->S, dy, dyc);
         float *dx = j->x->grad ? j->x->grad + n * j->CHW : NULL;
         const float *dyp = NULL; /* dy padded for dx (gt), when the dW slot holds it */
-        const float *dyc = NULL; /* channels last: dy (S, 16), when the dW slot holds it */
         if (j->w->grad) {
             if (p->direct) { /* dW += sum_t dy[o][t] xp[c][t + tap], a group at a time */
                 float *slot = grp + filled * p->slot, *sd = slot + p->dy_off;
                 if (p->cl) {
-                    cl_pad(&p->gf, xn, slot);
-                    cl_dy_layout(j->S, dy, sd);
-                    dyc = sd;
+                    cl_pad(&p->gf, xn, slot); /* dyc is at sd already */
                 } else {
                     sd = slot + dg_xp_floats(&p->gf);
                     d_pad(&p->gf, xn, slot);
@@ -1787,11 +1906,6 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
         if (!dx) continue;
         const bool fresh = j->x->grad_fresh; /* dX_n is written, not added to */
         if (p->cl) {
-            if (!dyc) {
-                float *t = col + cl_dx_floats(&p->gf);
-                cl_dy_layout(j->S, dy, t);
-                dyc = t;
-            }
             cl_dx_image(&p->gf, p->wpk_t, dyc, col, dx, fresh);
         } else if (p->flip) { /* dX_n += conv(dY_n padded by k - 1 - pad, flipped w) */
             float *yt = col + dg_xp_floats(&p->gt);
