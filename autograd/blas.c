@@ -2,6 +2,7 @@
 #include "autograd/blas.h"
 
 #include <cblas.h>
+#include <dlfcn.h>
 
 #include "autograd/parallel.h"
 
@@ -31,7 +32,23 @@ void lb_sgemm_ref(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
         }
 }
 
-void lb_blas_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+/* With one thread, OpenBLAS's own worker threads are also stopped. A pthreads OpenBLAS starts
+ * them when it loads (one per core but one) and they spin on sched_yield for about 0.1 s of
+ * CPU before they sleep: measured here, an idle process that had only loaded OpenBLAS used
+ * 0.11 s of system time in its first second, 0.003 s with them stopped. That is a core taken
+ * from lowbit's own threads at the start of every run (3% of a 3-second benchmark on two
+ * threads). lowbit never uses them: it calls sgemm single-threaded from its own pool.
+ * blas_thread_shutdown_ is OpenBLAS's own (its fork handler calls it; a later multi-threaded
+ * call would start the threads again), looked up at run time because serial and OpenMP
+ * builds need not have it. */
+void lb_blas_set_threads(int n)
+{
+    openblas_set_num_threads(n < 1 ? 1 : n);
+    if (n > 1) return;
+    void (*stop)(void);
+    *(void **)&stop = dlsym(RTLD_DEFAULT, "blas_thread_shutdown_");
+    if (stop) stop();
+}
 int lb_blas_get_threads(void) { return openblas_get_num_threads(); }
 const char *lb_blas_config(void) { return openblas_get_config(); }
 
