@@ -2,17 +2,22 @@
  *
  * Images are split over the threads of the pool (parallel.h); each thread works on one image
  * at a time in its own scratch, accumulates dW into a partial sum, and the partials are added
- * in thread order. Three paths:
+ * in thread order. The paths:
  *  - stride 1 (the bulk of every model here): a direct convolution from a zero-padded copy of
  *    the image, register-blocked (see "direct" below), for y, dW, and dx as the correlation of
  *    dy with the flipped, transposed kernel. Nothing is unrolled.
+ *  - stride 1 with exactly 16 output channels on a narrow image whose padded-width layout
+ *    would waste a fifth of its columns (LeNet's conv2): y, dW and dx over the output
+ *    channels in the vector lanes, on a channels-last copy of the image (see "channels
+ *    last" below).
  *  - stride 2 with more than 2 output channels: y and dW by the same direct kernels on a
- *    phase layout of the padded image (see "Stride 2" below); dx through col2im.
+ *    phase layout of the padded image (see "Stride 2" below); dx by its four phases.
  *  - 1x1, stride 1, no padding: one sgemm per image, Y_n = W · X_n.
  *  - other strides: im2col + sgemm. The image is unrolled, band by band of output rows, into
  *    the scratch matrix col (K, rows*Wo) whose row (c, i, j) holds the pixels that tap (c, i, j)
  *    sees; Y_n[:, band] = W · col; dx through dcol = Wᵀ · dY_n and col2im.
- * Not here: dilation, groups, asymmetric stride or padding, NHWC layout.
+ * Not here: dilation, groups, asymmetric stride or padding, NHWC tensors (channels last is a
+ * per-image scratch layout only).
  *
  * Legend: B batch, C input channels, H W input size, O output channels, kh kw kernel size,
  * Ho Wo output size, S = Ho*Wo output positions, K = C*kh*kw unrolled patch length.
@@ -851,9 +856,11 @@ static void d_dw_group(const dgeom *g, const float *grp, int G, int64_t gs, int6
  * dy holds the same layout: row h of dy starts at (h + gt.ph)*Wp + gt.pw, followed by the next
  * row's left padding (zeros where d_dy_layout writes zeros), the channels gt.plane apart, and
  * the bottom padding rows are the zeros past T. Then the slot keeps the padded dy and serves
- * both dW (from dy_off) and dx, and d_dy_layout's pass is saved. That needs whole channel
- * blocks (no zero rows for the missing channels) and the reads up to Tw to stay within a
- * plane. The group size stays dw_group's either way (it sets dW's summation order). */
+ * both dW (from dy_off) and dx, and d_dy_layout's pass is saved. That needs the reads up to
+ * Tw to stay within a plane. When the last channel block is not whole (LeNet's conv1: 6
+ * outputs), the slot also has the missing channels' planes, zeroed once per backward call
+ * (d_pad writes only zeros there): dW's kernels may read those rows, whose sums are dropped.
+ * The group size stays dw_group's either way (it sets dW's summation order). */
 static void dw_layout(conv_saved *p)
 {
     const dgeom *f = &p->gf, *t = &p->gt;
@@ -861,9 +868,11 @@ static void dw_layout(conv_saved *p)
     p->dy_off = dg_xp_floats(f);
     p->dy_ld = f->Tw;
     p->share_dy = p->flip && f->s == 1 && t->Wp == f->Wp && t->pw + t->W == t->Wp &&
-                  f->O % DO == 0 && t->ph >= 1 && t->pw + (f->Tw - f->T) <= t->ph * t->Wp;
+                  t->ph >= 1 && t->pw + (f->Tw - f->T) <= t->ph * t->Wp;
     if (!p->share_dy) return;
-    const int64_t dyn = f->nob * DO * f->Tw, tn = dg_xp_floats(t);
+    const int64_t dyn = f->nob * DO * f->Tw;
+    int64_t tn = dg_xp_floats(t);
+    if (tn < f->nob * DO * t->plane) tn = f->nob * DO * t->plane; /* the missing channels */
     p->slot = dg_xp_floats(f) + (tn > dyn ? tn : dyn);
     p->dy_off = dg_xp_floats(f) + t->ph * t->Wp + t->pw;
     p->dy_ld = t->plane;
@@ -1846,6 +1855,10 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
     int filled = 0;
     const int64_t R = band_rows(j->K, p->Wo, p->Ho);
     if (j->w->grad && (p->direct || p->col)) memset(dw, 0, (size_t)(j->O * j->K) * sizeof(float));
+    if (j->w->grad && p->share_dy && j->O % DO) /* the missing channels' planes (dw_layout) */
+        for (int g = 0; g < G; g++)
+            memset(grp + g * p->slot + dg_xp_floats(&p->gf) + j->O * p->gt.plane, 0,
+                   (size_t)((p->gf.nob * DO - j->O) * p->gt.plane) * sizeof(float));
     for (int64_t n = lo; n < hi; n++) {
         const float *xn = j->x->data + n * j->CHW;
         const float *dy = j->y->grad + n * j->O * j->S;
