@@ -899,22 +899,25 @@ static void dw_untile(const dgeom *g, const float *restrict part, float *restric
                     }
 }
 
-/* ---- channels last: 16 output channels on narrow unpadded images ---------------------------
+/* ---- channels last: 16 output channels on narrow images ---------------------------------
  * The padded-width layout computes Wp - Wo garbage columns per row: 4 in 14 for LeNet's
- * conv2 (5x5, no padding, 14x14 -> 10x10), and dW also rounds its 5-tap rows up to 6. With
- * exactly 16 output channels (two vectors) both y and dW go instead over the output channels
- * in the vector lanes, on the image copied channels last, xc (Hp, Wp, C) zero-padded, and the
- * weights packed wc (kh, kw, C, 16): every multiply-add is a valid one.
+ * conv2 (5x5, no padding, 14x14 -> 10x10), dW also rounds its 5-tap rows up to 6, and dx (by
+ * the flipped kernel on dy padded by 4) multiplies padding zeros. With exactly 16 output
+ * channels (two vectors) y, dW and dx go instead over the output channels in the vector
+ * lanes, on the image copied channels last, xc (Hp, Wc, C) zero-padded (Wc = W + 2*pw), and
+ * on dy (S, 16): every multiply-add is a valid one.
  *  - y: a tile is np <= 6 consecutive output positions of one row x 16 channels, 2*np
  *    accumulators. Kernel row i, index q = j*C + c < kw*C: position p reads
- *    xc[((oh + i)*Wp + ow + p)*C + q] (one broadcast), times wc[i][q][0..16) (two loads,
- *    shared by the np positions). The tile (S, 16) is then written in the padded-width
- *    layout, so the store and the fused pooling are the plain path's.
+ *    xc[((oh + i)*Wc + ow + p)*C + q] (one broadcast), times wc[i][q][0..16) (weights packed
+ *    (kh, kw, C, 16): two loads, shared by the np positions). The tile (S, 16) is then
+ *    stored, or pooled (the fused 2x2 max pooling, the plain path's rule), over 16 channels
+ *    at once.
  *  - dW[i][q][0..16) = sum over the images of a group and the output positions of
- *    xc[((oh + i)*Wp + ow)*C + q] times dy (S, 16)[oh*Wo + ow]: nr <= 6 consecutive q per
+ *    xc[((oh + i)*Wc + ow)*C + q] times dy (S, 16)[oh*Wo + ow]: nr <= 6 consecutive q per
  *    call in 2*nr accumulators, no lane sums at the end; the threads' partial sums are
- *    (kh, kw, C, 16), turned into (O, C, kh, kw) when they are added up.
- * dx stays on the flipped-kernel path (its 6 output channels would fill a vector badly). */
+ *    (kh, kw, C, 16), turned into (O, C, kh, kw) when they are added up. Pooled, the dy
+ *    (S, 16) is unpooled straight into its slot.
+ *  - dx: see cl_dx_image. */
 #define CL_O 16 /* output channels of the channels-last path */
 #define CL_N 6  /* positions (y) or kernel indices (dW) per call, at most */
 
@@ -1023,7 +1026,8 @@ static inline void cl_fwd_body(const float *restrict x, int64_t C, int64_t ldx, 
             CL_FMA2(5, xq + 5 * C, w0, w1);
         }
 #define CL_STORE(p)                                                                            \
-    if ((p) < np) _mm256_storeu_ps(y + (p) * CL_O, a##p##0), _mm256_storeu_ps(y + (p) * CL_O + 8, a##p##1)
+    if ((p) < np)                                                                              \
+        _mm256_storeu_ps(y + (p) * CL_O, a##p##0), _mm256_storeu_ps(y + (p) * CL_O + 8, a##p##1)
     CL_STORE(0); CL_STORE(1); CL_STORE(2); CL_STORE(3); CL_STORE(4); CL_STORE(5);
 #undef CL_STORE
 }
@@ -1126,7 +1130,8 @@ static void cl_store(int64_t S, const float *restrict yc, const float *restrict 
 {
     for (int o = 0; o < CL_O; o++) {
         const float b = bias ? bias[o] : 0.0f;
-        for (int64_t s = 0; s < S; s++) y[o * S + s] = bias ? yc[s * CL_O + o] + b : yc[s * CL_O + o];
+        for (int64_t s = 0; s < S; s++)
+            y[o * S + s] = bias ? yc[s * CL_O + o] + b : yc[s * CL_O + o];
     }
 }
 
@@ -1188,7 +1193,8 @@ static void cl_pool_store_avx2(const dgeom *g, const float *restrict yc,
                 _mm256_storeu_ps(bv, best);
                 _mm256_storeu_si256((__m256i *)rv, _mm256_castps_si256(r));
                 const int64_t q = (8 * h) * Q + oh * Wq + ow;
-                for (int k = 0; k < 8; k++) yq[q + k * Q] = bv[k], place[q + k * Q] = (uint8_t)rv[k];
+                for (int k = 0; k < 8; k++)
+                    yq[q + k * Q] = bv[k], place[q + k * Q] = (uint8_t)rv[k];
             }
         }
 }
@@ -1337,7 +1343,8 @@ typedef void (*cl_gather_fn)(float *, const float *, int64_t, int64_t, int64_t, 
         a##p##0 = _mm256_fmadd_ps(b_, w0, a##p##0), a##p##1 = _mm256_fmadd_ps(b_, w1, a##p##1); \
     }
 #define CL_ST2(p)                                                                              \
-    if ((p) < np) _mm256_storeu_ps(z + (p) * zs, a##p##0), _mm256_storeu_ps(z + (p) * zs + 8, a##p##1)
+    if ((p) < np)                                                                              \
+        _mm256_storeu_ps(z + (p) * zs, a##p##0), _mm256_storeu_ps(z + (p) * zs + 8, a##p##1)
 __attribute__((target("avx2,fma"), always_inline))
 static inline void cl_dz_body(const float *restrict dy, const float *restrict wz, int64_t nz,
                               float *restrict z, int64_t zs, const int np)
@@ -1366,7 +1373,8 @@ CL_DZ(4)
 CL_DZ(5)
 CL_DZ(6)
 #undef CL_DZ
-static const cl_dz_fn cl_dz_avx2[CL_N + 1] = { NULL, cl_dz1, cl_dz2, cl_dz3, cl_dz4, cl_dz5, cl_dz6 };
+static const cl_dz_fn cl_dz_avx2[CL_N + 1] = { NULL,   cl_dz1, cl_dz2, cl_dz3,
+                                               cl_dz4, cl_dz5, cl_dz6 };
 
 /* cl_gather_c with the same sums in the same order, 8 lanes at a time */
 __attribute__((target("avx2,fma")))
@@ -1870,7 +1878,7 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
             cl_unpool(&p->gf, p->Hq, p->Wq, j->y->grad + n * j->O * j->Sy,
                       p->am8 + n * j->O * j->Sy, dyc,
                       j->b && j->b->grad ? p->lanes + n * j->O * 8 : NULL);
-        } else if (p->am8) { /* the convolution's dy from the pooled one, in this thread's scratch */
+        } else if (p->am8) { /* the convolution's dy from the pooled one, in this scratch */
             float *du = dw + j->O * j->K;
             const float *dq = j->y->grad + n * j->O * j->Sy;
             const uint8_t *am = p->am8 + n * j->O * j->Sy;
