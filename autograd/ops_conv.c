@@ -941,16 +941,15 @@ static int cl_chunk(int64_t len, int64_t most, int64_t n, int64_t *start)
 static int64_t cl_wc(const dgeom *g) { return g->W + 2 * g->pw; }
 static int64_t cl_x_floats(const dgeom *g) { return (g->H + 2 * g->ph) * cl_wc(g) * g->C; }
 
-/* xc (Hp, Wp, C) = x (C, H, W) channels last, zero-padded (the true padding: rows do not
- * share it). */
+/* xc (H + 2*ph, Wc, C) = x (C, H, W) channels last, zero-padded */
 static void cl_pad(const dgeom *g, const float *restrict x, float *restrict xc)
 {
-    const int64_t C = g->C, H = g->H, W = g->W, Wp = cl_wc(g), ph = g->ph, pw = g->pw;
+    const int64_t C = g->C, H = g->H, W = g->W, Wc = cl_wc(g), ph = g->ph, pw = g->pw;
     if (ph || pw) memset(xc, 0, (size_t)cl_x_floats(g) * sizeof(float));
     for (int64_t c = 0; c < C; c++)
         for (int64_t h = 0; h < H; h++) {
             const float *restrict s = x + (c * H + h) * W;
-            float *restrict d = xc + ((h + ph) * Wp + pw) * C + c;
+            float *restrict d = xc + ((h + ph) * Wc + pw) * C + c;
             for (int64_t w = 0; w < W; w++) d[w * C] = s[w];
         }
 }
