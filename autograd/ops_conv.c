@@ -1149,15 +1149,7 @@ static void cl_pool_store_c(const dgeom *g, const float *restrict yc, const floa
                 float v[4];
                 for (int t = 0; t < 4; t++)
                     v[t] = bias ? yc[sp[t] * CL_O + o] + bias[o] : yc[sp[t] * CL_O + o];
-                float best = v[0];
-                int best_r = 0;
-                for (int t = 1; t < 4; t++) {
-                    const bool take = v[t] > best || v[t] != v[t];
-                    best = take ? v[t] : best;
-                    best_r = take ? t : best_r;
-                }
-                yq[o * Q + oh * Wq + ow] = best;
-                place[o * Q + oh * Wq + ow] = (uint8_t)best_r;
+                yq[o * Q + oh * Wq + ow] = lb_pool22_pick(v, place + o * Q + oh * Wq + ow);
             }
         }
 }

@@ -73,6 +73,21 @@ LB_AVX2 static inline int64_t maxpool22_back_row_avx2(const float *dy, const uin
 #endif
 
 
+/* The max of a window's four values v (in place order) and, in *place, its winner: the first
+ * max wins, a NaN wins. Selects, not branches (the winner is random). */
+static inline float lb_pool22_pick(const float v[4], uint8_t *place)
+{
+    float best = v[0];
+    int best_r = 0;
+    for (int t = 1; t < 4; t++) {
+        const bool take = v[t] > best || v[t] != v[t];
+        best = take ? v[t] : best;
+        best_r = take ? t : best_r;
+    }
+    *place = (uint8_t)best_r;
+    return best;
+}
+
 /* y[ow] (ow < Wo) = the max of input rows r0, r1 at columns 2ow, 2ow+1; place[ow] its winner. */
 static inline void lb_pool22_row(const float *r0, const float *r1, int64_t Wo, float *y,
                                  uint8_t *place)
@@ -82,17 +97,8 @@ static inline void lb_pool22_row(const float *r0, const float *r1, int64_t Wo, f
     if (lb_cpu_avx2()) ow = maxpool22_row_avx2(r0, r1, Wo, y, place);
 #endif
     for (; ow < Wo; ow++) {
-        /* selects, not branches (the winner is random) */
         const float v[4] = { r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1] };
-        float best = v[0];
-        int best_r = 0;
-        for (int t = 1; t < 4; t++) {
-            const bool take = v[t] > best || v[t] != v[t];
-            best = take ? v[t] : best;
-            best_r = take ? t : best_r;
-        }
-        y[ow] = best;
-        place[ow] = (uint8_t)best_r;
+        y[ow] = lb_pool22_pick(v, place + ow);
     }
 }
 
