@@ -941,11 +941,81 @@ static int cl_chunk(int64_t len, int64_t most, int64_t n, int64_t *start)
 static int64_t cl_wc(const dgeom *g) { return g->W + 2 * g->pw; }
 static int64_t cl_x_floats(const dgeom *g) { return (g->H + 2 * g->ph) * cl_wc(g) * g->C; }
 
+#ifdef LB_DIRECT_AVX2
+/* r[0..8) = its own 8x8 transpose: r[j][i] = r[i][j] before */
+__attribute__((target("avx2"), always_inline))
+static inline void tr8x8(__m256 r[8])
+{
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20), r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20), r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31), r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* d[(w0 + k)*C + c] = the C <= 8 rows s + c*ld at w0 + k, k < 8, for one block of 8
+ * positions: each position's store writes 8 floats, its C and then 8 - C of the next
+ * position's, which the next store (or the caller) overwrites. */
+__attribute__((target("avx2"), always_inline))
+static inline void cl_interleave8(const float *restrict s, int64_t ld, int64_t C, int64_t w0,
+                                  float *restrict d)
+{
+    __m256 r[8];
+    for (int c = 0; c < 8; c++) r[c] = c < C ? _mm256_loadu_ps(s + c * ld + w0) : _mm256_setzero_ps();
+    tr8x8(r);
+    for (int k = 0; k < 8; k++) _mm256_storeu_ps(d + (w0 + k) * C, r[k]);
+}
+
+/* cl_pad's rows by 8x8 transposes (C <= 8): blocks of 8 positions whose spill stays within
+ * the row, the last one overlapping, then the row's last position in scalar */
+__attribute__((target("avx2")))
+static void cl_pad_rows_avx2(const dgeom *g, const float *restrict x, float *restrict xc)
+{
+    const int64_t C = g->C, H = g->H, W = g->W, Wc = cl_wc(g);
+    for (int64_t h = 0; h < H; h++) {
+        const float *restrict s = x + h * W;
+        float *restrict d = xc + ((h + g->ph) * Wc + g->pw) * C;
+        for (int64_t w0 = 0; w0 + 9 <= W; w0 += 8) cl_interleave8(s, H * W, C, w0, d);
+        if ((W - 1) % 8) cl_interleave8(s, H * W, C, W - 9, d);
+        for (int64_t c = 0; c < C; c++) d[(W - 1) * C + c] = s[c * H * W + W - 1];
+    }
+}
+
+/* cl_dx_image's copy out by 8x8 transposes (C <= 8): dx rows (C of them, ld apart) at [w0,
+ * w0 + 8) from the 8 positions of s at w0, written or added to; reads 8 - C floats past
+ * position w0 + 7 */
+__attribute__((target("avx2"), always_inline))
+static inline void cl_deinterleave8(const float *restrict s, int64_t C, int64_t w0,
+                                    float *restrict d, int64_t ld, bool add)
+{
+    __m256 r[8];
+    for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(s + (w0 + k) * C);
+    tr8x8(r);
+    for (int c = 0; c < C; c++) {
+        float *dc = d + c * ld + w0;
+        _mm256_storeu_ps(dc, add ? _mm256_add_ps(_mm256_loadu_ps(dc), r[c]) : r[c]);
+    }
+}
+#endif
+
 /* xc (H + 2*ph, Wc, C) = x (C, H, W) channels last, zero-padded */
 static void cl_pad(const dgeom *g, const float *restrict x, float *restrict xc)
 {
     const int64_t C = g->C, H = g->H, W = g->W, Wc = cl_wc(g), ph = g->ph, pw = g->pw;
     if (ph || pw) memset(xc, 0, (size_t)cl_x_floats(g) * sizeof(float));
+#ifdef LB_DIRECT_AVX2
+    if (C <= 8 && W >= 9 && have_avx2_fma()) {
+        cl_pad_rows_avx2(g, x, xc);
+        return;
+    }
+#endif
     for (int64_t c = 0; c < C; c++)
         for (int64_t h = 0; h < H; h++) {
             const float *restrict s = x + (c * H + h) * W;
@@ -1400,6 +1470,31 @@ static cl_dz_fn cl_dz_kernel(int np)
     return cl_dz_c;
 }
 
+#ifdef LB_DIRECT_AVX2
+/* cl_dx_image's copy out, rows of 8 positions at a time: written, the last block overlaps
+ * the one before (the same values again); added to, blocks do not overlap and the rest of
+ * the row is scalar */
+__attribute__((target("avx2")))
+static void cl_dx_out_avx2(const dgeom *g, const float *restrict dxc, float *restrict dx,
+                           bool fresh)
+{
+    const int64_t C = g->C, H = g->H, W = g->W, Wc = cl_wc(g);
+    for (int64_t h = 0; h < H; h++) {
+        const float *restrict s = dxc + ((h + g->ph) * Wc + g->pw) * C;
+        float *restrict d = dx + h * W;
+        int64_t w0 = 0;
+        for (; w0 + 8 <= W; w0 += 8) cl_deinterleave8(s, C, w0, d, H * W, !fresh);
+        if (w0 == W) continue;
+        if (fresh) {
+            cl_deinterleave8(s, C, W - 8, d, H * W, false);
+            continue;
+        }
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t w = w0; w < W; w++) d[c * H * W + w] += s[w * C + c];
+    }
+}
+#endif
+
 /* dx (C, H, W) = (or += unless fresh) the dx of one image from dyc (S, 16), in the scratch
  * s (cl_dx_floats) */
 static void cl_dx_image(const dgeom *g, const float *wz, const float *dyc, float *s,
@@ -1429,6 +1524,12 @@ static void cl_dx_image(const dgeom *g, const float *wz, const float *dyc, float
             gather(dxc + (oh + i) * row, z + i * Wo * zs + 8, zs, C, kw * C, Wo, nm);
     }
     const int64_t H = g->H, W = g->W;
+#ifdef LB_DIRECT_AVX2
+    if (C <= 8 && W >= 8 && have_avx2_fma()) { /* dxc's 8 floats of slack cover the reads */
+        cl_dx_out_avx2(g, dxc, dx, fresh);
+        return;
+    }
+#endif
     for (int64_t c = 0; c < C; c++)
         for (int64_t h = 0; h < H; h++) {
             const float *restrict sr = dxc + ((h + g->ph) * Wc + g->pw) * C + c;
