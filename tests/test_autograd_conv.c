@@ -719,6 +719,49 @@ START_TEST(test_conv2d_maxpool2_matches)
 }
 END_TEST
 
+/* Frozen weights: dx and db without dW, whose image groups otherwise hold the channels-last
+ * dy (it then goes in the dx scratch), and the direct path's the same way: the same dx and
+ * db bit for bit as with dW computed. LeNet's conv2 (channels last) and conv1, plain and
+ * pooled, AVX2 and portable kernels. */
+START_TEST(test_conv2d_frozen_weights)
+{
+    const conv_cfg *k = _i / 4 ? &ref_cfgs[15] : &ref_cfgs[14]; /* LeNet conv1, conv2 */
+    const bool pool = _i % 2;
+    lb_conv2d_force_portable(_i / 2 % 2);
+    const int64_t nx = k->B * k->C * k->H * k->W, nw = k->O * k->C * k->kh * k->kw;
+    const int64_t Ho = k->H + 2 * k->pad - k->kh + 1, Wo = k->W + 2 * k->pad - k->kw + 1;
+    const int64_t ny = k->B * k->O * (pool ? (Ho / 2) * (Wo / 2) : Ho * Wo);
+    float *xs = malloc((size_t)nx * sizeof(float)), *ws = malloc((size_t)nw * sizeof(float));
+    float *rs = malloc((size_t)ny * sizeof(float)), bs[16];
+    ck_assert(xs && ws && rs && k->O <= 16);
+    lb_rng rng = lb_rng_make(123 + (uint64_t)_i);
+    for (int64_t i = 0; i < nx; i++) xs[i] = lb_rng_normal(&rng);
+    for (int64_t i = 0; i < nw; i++) ws[i] = lb_rng_normal(&rng);
+    for (int64_t i = 0; i < k->O; i++) bs[i] = lb_rng_normal(&rng);
+    for (int64_t i = 0; i < ny; i++) rs[i] = lb_rng_normal(&rng);
+    lb_graph *gs[2];
+    lb_tensor *xv[2], *bv[2];
+    for (int f = 0; f < 2; f++) { /* f = 1: w frozen */
+        lb_graph *g = gs[f] = lb_graph_new(0);
+        xv[f] = leaf(g, xs, (int64_t[]){ k->B, k->C, k->H, k->W }, 4, true);
+        lb_tensor *w = leaf(g, ws, (int64_t[]){ k->O, k->C, k->kh, k->kw }, 4, f == 0);
+        bv[f] = leaf(g, bs, (int64_t[]){ k->O }, 1, true);
+        lb_tensor *y = pool ? lb_conv2d_maxpool2(g, xv[f], w, bv[f], 1, k->pad)
+                            : lb_conv2d(g, xv[f], w, bv[f], 1, k->pad);
+        ck_assert_ptr_nonnull(y);
+        backward_weighted(g, y, rs);
+        ck_assert(f == 0 ? w->grad != NULL : w->grad == NULL);
+    }
+    ck_assert_mem_eq(xv[1]->grad, xv[0]->grad, (size_t)nx * sizeof(float));
+    ck_assert_mem_eq(bv[1]->grad, bv[0]->grad, (size_t)k->O * sizeof(float));
+    for (int f = 0; f < 2; f++) lb_graph_free(gs[f]);
+    free(xs);
+    free(ws);
+    free(rs);
+    lb_conv2d_force_portable(false);
+}
+END_TEST
+
 /* ---- (d) batch-norm running statistics against the formula ------------------------------- */
 
 START_TEST(test_batchnorm_running_stats)
@@ -1032,6 +1075,7 @@ Suite *autograd_conv_suite(void)
                         4 * (int)(sizeof ref_cfgs / sizeof ref_cfgs[0]));
     tcase_add_loop_test(tc, test_conv2d_maxpool2_matches, 0,
                         8 * (int)(sizeof pool_cfgs / sizeof pool_cfgs[0]));
+    tcase_add_loop_test(tc, test_conv2d_frozen_weights, 0, 8);
     tcase_add_test(tc, test_batchnorm_running_stats);
     tcase_add_test(tc, test_batchnorm_row_stats);
     tcase_add_loop_test(tc, test_batchnorm_portable_bits, 0, 10);
