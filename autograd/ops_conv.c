@@ -1068,6 +1068,18 @@ typedef void (*cl_fwd_fn)(const float *, int64_t, int64_t, int64_t, int64_t, con
                           float *, int);
 typedef void (*cl_dw_fn)(const float *, int64_t, int64_t, int64_t, int64_t, const float *, int,
                          int64_t, float *, int);
+typedef void (*cl_dz_fn)(const float *, const float *, int64_t, float *, int64_t, int);
+typedef void (*cl_gather_fn)(float *, const float *, int64_t, int64_t, int64_t, int64_t, int64_t);
+
+/* The channels-last kernels, picked once per op call (cl_pick): y, dW and dx's products by
+ * tile size (the AVX2 instances have it built in, the plain C ones take it as an argument),
+ * and dx's row sums. */
+typedef struct {
+    cl_fwd_fn    fwd[CL_N + 1];
+    cl_dw_fn     dw[CL_N + 1];
+    cl_dz_fn     dz[CL_N + 1];
+    cl_gather_fn gather;
+} cl_kernels;
 
 #ifdef LB_DIRECT_AVX2
 /* The bodies with np (nr) a constant, for the instances below: the accumulators are named
@@ -1130,6 +1142,27 @@ static inline void cl_dw_body(const float *restrict x, int64_t C, int64_t ldx, i
     CL_ADD(0); CL_ADD(1); CL_ADD(2); CL_ADD(3); CL_ADD(4); CL_ADD(5);
 #undef CL_ADD
 }
+/* dx's products (cl_dx_image): z + p*zs + [0, 16) = sum_o dy[p*16 + o] wz[o*nz + [0, 16)] */
+__attribute__((target("avx2,fma"), always_inline))
+static inline void cl_dz_body(const float *restrict dy, const float *restrict wz, int64_t nz,
+                              float *restrict z, int64_t zs, const int np)
+{
+    CL_ACC2(0); CL_ACC2(1); CL_ACC2(2); CL_ACC2(3); CL_ACC2(4); CL_ACC2(5);
+    for (int o = 0; o < CL_O; o++, wz += nz) {
+        const __m256 w0 = _mm256_loadu_ps(wz), w1 = _mm256_loadu_ps(wz + 8);
+        CL_FMA2(0, dy + o, w0, w1);
+        CL_FMA2(1, dy + CL_O + o, w0, w1);
+        CL_FMA2(2, dy + 2 * CL_O + o, w0, w1);
+        CL_FMA2(3, dy + 3 * CL_O + o, w0, w1);
+        CL_FMA2(4, dy + 4 * CL_O + o, w0, w1);
+        CL_FMA2(5, dy + 5 * CL_O + o, w0, w1);
+    }
+#define CL_ST2(p)                                                                              \
+    if ((p) < np)                                                                              \
+        _mm256_storeu_ps(z + (p) * zs, a##p##0), _mm256_storeu_ps(z + (p) * zs + 8, a##p##1)
+    CL_ST2(0); CL_ST2(1); CL_ST2(2); CL_ST2(3); CL_ST2(4); CL_ST2(5);
+#undef CL_ST2
+}
 #undef CL_ACC2
 #undef CL_FMA2
 
@@ -1147,6 +1180,12 @@ static inline void cl_dw_body(const float *restrict x, int64_t C, int64_t ldx, i
     {                                                                                          \
         (void)nr;                                                                              \
         cl_dw_body(x, C, ldx, Ho, Wo, dy, G, gs, part, N);                                     \
+    }                                                                                          \
+    __attribute__((target("avx2,fma"))) static void cl_dz##N(                                  \
+        const float *dy, const float *wz, int64_t nz, float *z, int64_t zs, int np)            \
+    {                                                                                          \
+        (void)np;                                                                              \
+        cl_dz_body(dy, wz, nz, z, zs, N);                                                      \
     }
 CL_INSTANCES(1)
 CL_INSTANCES(2)
@@ -1155,32 +1194,11 @@ CL_INSTANCES(4)
 CL_INSTANCES(5)
 CL_INSTANCES(6)
 #undef CL_INSTANCES
-static const cl_fwd_fn cl_fwd_avx2[CL_N + 1] = { NULL, cl_fwd1, cl_fwd2, cl_fwd3,
-                                                 cl_fwd4, cl_fwd5, cl_fwd6 };
-static const cl_dw_fn cl_dw_avx2[CL_N + 1] = { NULL, cl_dw1, cl_dw2, cl_dw3,
-                                               cl_dw4, cl_dw5, cl_dw6 };
 #endif
-
-static cl_fwd_fn cl_fwd_kernel(int np)
-{
-#ifdef LB_DIRECT_AVX2
-    if (have_avx2_fma()) return cl_fwd_avx2[np];
-#endif
-    (void)np;
-    return cl_fwd_c;
-}
-
-static cl_dw_fn cl_dw_kernel(int nr)
-{
-#ifdef LB_DIRECT_AVX2
-    if (have_avx2_fma()) return cl_dw_avx2[nr];
-#endif
-    (void)nr;
-    return cl_dw_c;
-}
 
 /* yc (S, 16) = the convolution of the image xc */
-static void cl_forward_image(const dgeom *g, const float *wc, const float *xc, float *yc)
+static void cl_forward_image(const dgeom *g, const cl_kernels *kn, const float *wc,
+                             const float *xc, float *yc)
 {
     const int64_t C = g->C, Wo = g->Wo, ldx = cl_wc(g) * C, n = g->kw * C;
     const int64_t nch = (Wo + CL_N - 1) / CL_N;
@@ -1188,8 +1206,8 @@ static void cl_forward_image(const dgeom *g, const float *wc, const float *xc, f
         for (int64_t k = 0; k < nch; k++) {
             int64_t ow;
             const int np = cl_chunk(Wo, CL_N, k, &ow);
-            cl_fwd_kernel(np)(xc + oh * ldx + ow * C, C, ldx, g->kh, n, wc,
-                              yc + (oh * Wo + ow) * CL_O, np);
+            kn->fwd[np](xc + oh * ldx + ow * C, C, ldx, g->kh, n, wc, yc + (oh * Wo + ow) * CL_O,
+                        np);
         }
 }
 
@@ -1311,8 +1329,8 @@ static void cl_dy_layout(int64_t S, const float *restrict dy, float *restrict dy
 
 /* part (kh, kw, C, 16) += the dW of the G images in the slots at grp (xc then dyc at
  * dy_off, slots gs floats apart). */
-static void cl_dw_group(const dgeom *g, const float *grp, int G, int64_t gs, int64_t dy_off,
-                        float *restrict part)
+static void cl_dw_group(const dgeom *g, const cl_kernels *kn, const float *grp, int G,
+                        int64_t gs, int64_t dy_off, float *restrict part)
 {
     const int64_t C = g->C, ldx = cl_wc(g) * C, n = g->kw * C;
     const int64_t nch = (n + CL_N - 1) / CL_N;
@@ -1320,8 +1338,8 @@ static void cl_dw_group(const dgeom *g, const float *grp, int G, int64_t gs, int
         for (int64_t k = 0; k < nch; k++) {
             int64_t q;
             const int nr = cl_chunk(n, CL_N, k, &q);
-            cl_dw_kernel(nr)(grp + i * ldx + q, C, ldx, g->Ho, g->Wo, grp + dy_off, G, gs,
-                             part + (i * n + q) * CL_O, nr);
+            kn->dw[nr](grp + i * ldx + q, C, ldx, g->Ho, g->Wo, grp + dy_off, G, gs,
+                       part + (i * n + q) * CL_O, nr);
         }
 }
 
@@ -1393,49 +1411,7 @@ static void cl_gather_c(float *restrict d, const float *restrict zi, int64_t zs,
     }
 }
 
-typedef void (*cl_dz_fn)(const float *, const float *, int64_t, float *, int64_t, int);
-typedef void (*cl_gather_fn)(float *, const float *, int64_t, int64_t, int64_t, int64_t, int64_t);
-
 #ifdef LB_DIRECT_AVX2
-#define CL_ACC2(p) __m256 a##p##0 = _mm256_setzero_ps(), a##p##1 = a##p##0
-#define CL_FMA2(p)                                                                             \
-    if ((p) < np) {                                                                            \
-        const __m256 b_ = _mm256_broadcast_ss(dy + (p) * CL_O + o);                            \
-        a##p##0 = _mm256_fmadd_ps(b_, w0, a##p##0), a##p##1 = _mm256_fmadd_ps(b_, w1, a##p##1); \
-    }
-#define CL_ST2(p)                                                                              \
-    if ((p) < np)                                                                              \
-        _mm256_storeu_ps(z + (p) * zs, a##p##0), _mm256_storeu_ps(z + (p) * zs + 8, a##p##1)
-__attribute__((target("avx2,fma"), always_inline))
-static inline void cl_dz_body(const float *restrict dy, const float *restrict wz, int64_t nz,
-                              float *restrict z, int64_t zs, const int np)
-{
-    CL_ACC2(0); CL_ACC2(1); CL_ACC2(2); CL_ACC2(3); CL_ACC2(4); CL_ACC2(5);
-    for (int o = 0; o < CL_O; o++, wz += nz) {
-        const __m256 w0 = _mm256_loadu_ps(wz), w1 = _mm256_loadu_ps(wz + 8);
-        CL_FMA2(0); CL_FMA2(1); CL_FMA2(2); CL_FMA2(3); CL_FMA2(4); CL_FMA2(5);
-    }
-    CL_ST2(0); CL_ST2(1); CL_ST2(2); CL_ST2(3); CL_ST2(4); CL_ST2(5);
-}
-#undef CL_ACC2
-#undef CL_FMA2
-#undef CL_ST2
-#define CL_DZ(N)                                                                               \
-    __attribute__((target("avx2,fma"))) static void cl_dz##N(                                  \
-        const float *dy, const float *wz, int64_t nz, float *z, int64_t zs, int np)            \
-    {                                                                                          \
-        (void)np;                                                                              \
-        cl_dz_body(dy, wz, nz, z, zs, N);                                                      \
-    }
-CL_DZ(1)
-CL_DZ(2)
-CL_DZ(3)
-CL_DZ(4)
-CL_DZ(5)
-CL_DZ(6)
-#undef CL_DZ
-static const cl_dz_fn cl_dz_avx2[CL_N + 1] = { NULL,   cl_dz1, cl_dz2, cl_dz3,
-                                               cl_dz4, cl_dz5, cl_dz6 };
 
 /* cl_gather_c with the same sums in the same order, 8 lanes at a time */
 __attribute__((target("avx2,fma")))
@@ -1453,21 +1429,24 @@ static void cl_gather_avx2(float *restrict d, const float *restrict zi, int64_t 
 }
 #endif
 
-static cl_gather_fn cl_gather_kernel(void)
+static const cl_kernels *cl_pick(void)
 {
+    static const cl_kernels portable = {
+        { NULL, cl_fwd_c, cl_fwd_c, cl_fwd_c, cl_fwd_c, cl_fwd_c, cl_fwd_c },
+        { NULL, cl_dw_c, cl_dw_c, cl_dw_c, cl_dw_c, cl_dw_c, cl_dw_c },
+        { NULL, cl_dz_c, cl_dz_c, cl_dz_c, cl_dz_c, cl_dz_c, cl_dz_c },
+        cl_gather_c,
+    };
 #ifdef LB_DIRECT_AVX2
-    if (have_avx2_fma()) return cl_gather_avx2;
+    static const cl_kernels avx2 = {
+        { NULL, cl_fwd1, cl_fwd2, cl_fwd3, cl_fwd4, cl_fwd5, cl_fwd6 },
+        { NULL, cl_dw1, cl_dw2, cl_dw3, cl_dw4, cl_dw5, cl_dw6 },
+        { NULL, cl_dz1, cl_dz2, cl_dz3, cl_dz4, cl_dz5, cl_dz6 },
+        cl_gather_avx2,
+    };
+    if (have_avx2_fma()) return &avx2;
 #endif
-    return cl_gather_c;
-}
-
-static cl_dz_fn cl_dz_kernel(int np)
-{
-#ifdef LB_DIRECT_AVX2
-    if (have_avx2_fma()) return cl_dz_avx2[np];
-#endif
-    (void)np;
-    return cl_dz_c;
+    return &portable;
 }
 
 #ifdef LB_DIRECT_AVX2
@@ -1497,8 +1476,8 @@ static void cl_dx_out_avx2(const dgeom *g, const float *restrict dxc, float *res
 
 /* dx (C, H, W) = (or += unless fresh) the dx of one image from dyc (S, 16), in the scratch
  * s (cl_dx_floats) */
-static void cl_dx_image(const dgeom *g, const float *wz, const float *dyc, float *s,
-                        float *restrict dx, bool fresh)
+static void cl_dx_image(const dgeom *g, const cl_kernels *kn, const float *wz,
+                        const float *dyc, float *s, float *restrict dx, bool fresh)
 {
     const int64_t C = g->C, kh = g->kh, kw = g->kw, Wo = g->Wo, Wc = cl_wc(g);
     const int64_t nz = cl_nz(g), zs = cl_zs(g), row = Wc * C, nm = (row + 7) / 8;
@@ -1509,7 +1488,6 @@ static void cl_dx_image(const dgeom *g, const float *wz, const float *dyc, float
         memset(z + r * zs + 8 + nz, 0, 8 * sizeof(float));
     }
     const int64_t nch = (Wo + CL_N - 1) / CL_N;
-    const cl_gather_fn gather = cl_gather_kernel();
     for (int64_t oh = 0; oh < g->Ho; oh++) {
         const float *dyr = dyc + oh * Wo * CL_O;
         for (int64_t i = 0; i < kh; i++)
@@ -1517,11 +1495,11 @@ static void cl_dx_image(const dgeom *g, const float *wz, const float *dyc, float
                 int64_t ow;
                 const int np = cl_chunk(Wo, CL_N, k, &ow);
                 for (int64_t v = 0; v < nz; v += 16)
-                    cl_dz_kernel(np)(dyr + ow * CL_O, wz + i * CL_O * nz + v, nz,
-                                     z + (i * Wo + ow) * zs + 8 + v, zs, np);
+                    kn->dz[np](dyr + ow * CL_O, wz + i * CL_O * nz + v, nz,
+                               z + (i * Wo + ow) * zs + 8 + v, zs, np);
             }
         for (int64_t i = 0; i < kh; i++)
-            gather(dxc + (oh + i) * row, z + i * Wo * zs + 8, zs, C, kw * C, Wo, nm);
+            kn->gather(dxc + (oh + i) * row, z + i * Wo * zs + 8, zs, C, kw * C, Wo, nm);
     }
     const int64_t H = g->H, W = g->W;
 #ifdef LB_DIRECT_AVX2
@@ -1854,6 +1832,7 @@ static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
     const conv_job *j = ctx;
     const conv_saved *p = j->p;
     float *col = lb_parallel_scratch(tid);
+    const cl_kernels *kn = cl_pick();
     const int64_t R = band_rows(j->K, p->Wo, p->Ho);
     for (int64_t n = lo; n < hi; n++) {
         const float *xn = j->x->data + n * j->CHW;
@@ -1864,7 +1843,7 @@ static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
                 float *yc = col + cl_x_floats(&p->gf);
                 const float *bias = j->b ? j->b->data : NULL;
                 cl_pad(&p->gf, xn, col);
-                cl_forward_image(&p->gf, p->wpk, col, yc);
+                cl_forward_image(&p->gf, kn, p->wpk, col, yc);
                 if (p->am8)
                     cl_pool_store(&p->gf, yc, bias, p->Hq, p->Wq, yn, p->am8 + n * j->O * j->Sy);
                 else
@@ -1950,6 +1929,7 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
     const conv_saved *p = j->p;
     float *col = lb_parallel_scratch(tid);
     float *dw = col + col_floats(p, j->x->grad != NULL);
+    const cl_kernels *kn = cl_pick();
     const int G = p->direct ? slot_group(p) : 0;
     float *grp = dw - G * (p->direct ? p->slot : 0);
     int filled = 0;
@@ -1998,7 +1978,7 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
                 }
                 if (++filled == G || n + 1 == hi) { /* the slots stay until the next image */
                     if (p->cl)
-                        cl_dw_group(&p->gf, grp, filled, p->slot, p->dy_off, dw);
+                        cl_dw_group(&p->gf, kn, grp, filled, p->slot, p->dy_off, dw);
                     else
                         d_dw_group(&p->gf, grp, filled, p->slot, p->dy_off, p->dy_ld,
                                    p->dw_tiled, dw);
@@ -2019,7 +1999,7 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
         if (!dx) continue;
         const bool fresh = j->x->grad_fresh; /* dX_n is written, not added to */
         if (p->cl) {
-            cl_dx_image(&p->gf, p->wpk_t, dyc, col, dx, fresh);
+            cl_dx_image(&p->gf, kn, p->wpk_t, dyc, col, dx, fresh);
         } else if (p->flip) { /* dX_n += conv(dY_n padded by k - 1 - pad, flipped w) */
             float *yt = col + dg_xp_floats(&p->gt);
             if (!dyp) d_pad(&p->gt, dy, col), dyp = col;

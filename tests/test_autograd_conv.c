@@ -674,46 +674,65 @@ static const conv_cfg pool_cfgs[] = {
     { 2, 3, 9, 16, 16, 5, 5, 1, 1, true }, /* channels last, padded, 7 rows (odd) */
 };
 
+/* Random normal inputs of a stride-1 case with at most 16 outputs, drawn in the order x, w,
+ * b, r: x, w, the bias b, and r (ny values) that weights y in the loss. */
+typedef struct {
+    float  *x, *w, *r, b[16];
+    int64_t nx, nw, ny;
+} conv_data;
+
+static conv_data conv_data_make(const conv_cfg *k, int64_t ny, uint64_t seed)
+{
+    conv_data d = { .nx = k->B * k->C * k->H * k->W, .nw = k->O * k->C * k->kh * k->kw,
+                    .ny = ny };
+    d.x = malloc((size_t)d.nx * sizeof(float));
+    d.w = malloc((size_t)d.nw * sizeof(float));
+    d.r = malloc((size_t)ny * sizeof(float));
+    ck_assert(d.x && d.w && d.r && k->O <= 16);
+    lb_rng rng = lb_rng_make(seed);
+    for (int64_t i = 0; i < d.nx; i++) d.x[i] = lb_rng_normal(&rng);
+    for (int64_t i = 0; i < d.nw; i++) d.w[i] = lb_rng_normal(&rng);
+    for (int64_t i = 0; i < k->O; i++) d.b[i] = lb_rng_normal(&rng);
+    for (int64_t i = 0; i < ny; i++) d.r[i] = lb_rng_normal(&rng);
+    return d;
+}
+
+static void conv_data_free(conv_data *d)
+{
+    free(d->x);
+    free(d->w);
+    free(d->r);
+}
+
 START_TEST(test_conv2d_maxpool2_matches)
 {
     const conv_cfg *k = &pool_cfgs[_i / 8];
     ck_assert_int_eq(lb_parallel_set_threads(ref_threads[_i % 2], NULL), LB_OK);
     lb_conv2d_force_portable(_i / 2 % 2);
     const bool via_op = _i / 4 % 2;
-    const int64_t nx = k->B * k->C * k->H * k->W, nw = k->O * k->C * k->kh * k->kw;
     const int64_t Ho = (k->H + 2 * k->pad - k->kh) + 1, Wo = (k->W + 2 * k->pad - k->kw) + 1;
-    const int64_t ny = k->B * k->O * (Ho / 2) * (Wo / 2);
-    float *xs = malloc((size_t)nx * sizeof(float)), *ws = malloc((size_t)nw * sizeof(float));
-    float *rs = malloc((size_t)ny * sizeof(float)), bs[16];
-    ck_assert(xs && ws && rs && k->O <= 16);
-    lb_rng rng = lb_rng_make(91 + (uint64_t)_i);
-    for (int64_t i = 0; i < nx; i++) xs[i] = lb_rng_normal(&rng);
-    for (int64_t i = 0; i < nw; i++) ws[i] = lb_rng_normal(&rng);
-    for (int64_t i = 0; i < k->O; i++) bs[i] = lb_rng_normal(&rng);
-    for (int64_t i = 0; i < ny; i++) rs[i] = lb_rng_normal(&rng);
+    conv_data d = conv_data_make(k, k->B * k->O * (Ho / 2) * (Wo / 2), 91 + (uint64_t)_i);
     lb_graph *gs[2];
     lb_tensor *xv[2], *wv[2], *bv[2], *yv[2];
     for (int f = 0; f < 2; f++) {
         lb_graph *g = gs[f] = lb_graph_new(0);
-        xv[f] = leaf(g, xs, (int64_t[]){ k->B, k->C, k->H, k->W }, 4, true);
-        wv[f] = leaf(g, ws, (int64_t[]){ k->O, k->C, k->kh, k->kw }, 4, true);
-        bv[f] = k->bias ? leaf(g, bs, (int64_t[]){ k->O }, 1, true) : NULL;
+        xv[f] = leaf(g, d.x, (int64_t[]){ k->B, k->C, k->H, k->W }, 4, true);
+        wv[f] = leaf(g, d.w, (int64_t[]){ k->O, k->C, k->kh, k->kw }, 4, true);
+        bv[f] = k->bias ? leaf(g, d.b, (int64_t[]){ k->O }, 1, true) : NULL;
         lb_tensor *xin = via_op ? lb_reshape(g, xv[f], xv[f]->shape, 4) : xv[f];
         yv[f] = f ? lb_conv2d_maxpool2(g, xin, wv[f], bv[f], 1, k->pad)
                   : lb_maxpool2d(g, lb_conv2d(g, xin, wv[f], bv[f], 1, k->pad), 2, 2, 0);
         ck_assert_ptr_nonnull(yv[f]);
         expect_shape4(yv[f], k->B, k->O, Ho / 2, Wo / 2);
-        backward_weighted(g, yv[f], rs);
+        backward_weighted(g, yv[f], d.r);
     }
     ck_assert_str_eq(yv[1]->op->name, "conv2d_maxpool2"); /* fused, not the fallback */
-    ck_assert_mem_eq(yv[1]->data, yv[0]->data, (size_t)ny * sizeof(float));
-    ck_assert_mem_eq(xv[1]->grad, xv[0]->grad, (size_t)nx * sizeof(float));
-    ck_assert_mem_eq(wv[1]->grad, wv[0]->grad, (size_t)nw * sizeof(float));
+    ck_assert_mem_eq(yv[1]->data, yv[0]->data, (size_t)d.ny * sizeof(float));
+    ck_assert_mem_eq(xv[1]->grad, xv[0]->grad, (size_t)d.nx * sizeof(float));
+    ck_assert_mem_eq(wv[1]->grad, wv[0]->grad, (size_t)d.nw * sizeof(float));
     if (k->bias) ck_assert_mem_eq(bv[1]->grad, bv[0]->grad, (size_t)k->O * sizeof(float));
     for (int f = 0; f < 2; f++) lb_graph_free(gs[f]);
-    free(xs);
-    free(ws);
-    free(rs);
+    conv_data_free(&d);
     lb_conv2d_force_portable(false);
     ck_assert_int_eq(lb_parallel_set_threads(1, NULL), LB_OK);
 }
@@ -728,36 +747,26 @@ START_TEST(test_conv2d_frozen_weights)
     const conv_cfg *k = _i / 4 ? &ref_cfgs[15] : &ref_cfgs[14]; /* LeNet conv1, conv2 */
     const bool pool = _i % 2;
     lb_conv2d_force_portable(_i / 2 % 2);
-    const int64_t nx = k->B * k->C * k->H * k->W, nw = k->O * k->C * k->kh * k->kw;
     const int64_t Ho = k->H + 2 * k->pad - k->kh + 1, Wo = k->W + 2 * k->pad - k->kw + 1;
-    const int64_t ny = k->B * k->O * (pool ? (Ho / 2) * (Wo / 2) : Ho * Wo);
-    float *xs = malloc((size_t)nx * sizeof(float)), *ws = malloc((size_t)nw * sizeof(float));
-    float *rs = malloc((size_t)ny * sizeof(float)), bs[16];
-    ck_assert(xs && ws && rs && k->O <= 16);
-    lb_rng rng = lb_rng_make(123 + (uint64_t)_i);
-    for (int64_t i = 0; i < nx; i++) xs[i] = lb_rng_normal(&rng);
-    for (int64_t i = 0; i < nw; i++) ws[i] = lb_rng_normal(&rng);
-    for (int64_t i = 0; i < k->O; i++) bs[i] = lb_rng_normal(&rng);
-    for (int64_t i = 0; i < ny; i++) rs[i] = lb_rng_normal(&rng);
+    conv_data d = conv_data_make(k, k->B * k->O * (pool ? (Ho / 2) * (Wo / 2) : Ho * Wo),
+                                 123 + (uint64_t)_i);
     lb_graph *gs[2];
     lb_tensor *xv[2], *bv[2];
     for (int f = 0; f < 2; f++) { /* f = 1: w frozen */
         lb_graph *g = gs[f] = lb_graph_new(0);
-        xv[f] = leaf(g, xs, (int64_t[]){ k->B, k->C, k->H, k->W }, 4, true);
-        lb_tensor *w = leaf(g, ws, (int64_t[]){ k->O, k->C, k->kh, k->kw }, 4, f == 0);
-        bv[f] = leaf(g, bs, (int64_t[]){ k->O }, 1, true);
+        xv[f] = leaf(g, d.x, (int64_t[]){ k->B, k->C, k->H, k->W }, 4, true);
+        lb_tensor *w = leaf(g, d.w, (int64_t[]){ k->O, k->C, k->kh, k->kw }, 4, f == 0);
+        bv[f] = leaf(g, d.b, (int64_t[]){ k->O }, 1, true);
         lb_tensor *y = pool ? lb_conv2d_maxpool2(g, xv[f], w, bv[f], 1, k->pad)
                             : lb_conv2d(g, xv[f], w, bv[f], 1, k->pad);
         ck_assert_ptr_nonnull(y);
-        backward_weighted(g, y, rs);
+        backward_weighted(g, y, d.r);
         ck_assert(f == 0 ? w->grad != NULL : w->grad == NULL);
     }
-    ck_assert_mem_eq(xv[1]->grad, xv[0]->grad, (size_t)nx * sizeof(float));
+    ck_assert_mem_eq(xv[1]->grad, xv[0]->grad, (size_t)d.nx * sizeof(float));
     ck_assert_mem_eq(bv[1]->grad, bv[0]->grad, (size_t)k->O * sizeof(float));
     for (int f = 0; f < 2; f++) lb_graph_free(gs[f]);
-    free(xs);
-    free(ws);
-    free(rs);
+    conv_data_free(&d);
     lb_conv2d_force_portable(false);
 }
 END_TEST
