@@ -71,6 +71,11 @@ lb_tensor *lb_conv2d_maxpool2(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor
                               int pad);
 /* For tests: makes conv2d use its portable C kernels even where AVX2 and FMA exist. */
 void lb_conv2d_force_portable(bool on);
+/* For tests: how conv2d's backward shares out dx on several threads. 0: as timing goes (a
+ * thread done with its own images takes over dx from the others); 1: every image's dx by a
+ * thread other than the one that computes its dW; 2: every thread computes its dW first, and
+ * then the threads take the dx as they come. */
+void lb_conv2d_force_steal(int mode);
 /* For tests: makes batchnorm's row sums use their portable C code even where AVX2 exists. */
 void lb_batchnorm_force_portable(bool on);
 /* Max pooling, window k, stride s, padding pad (padded cells never win): (B, C, H, W) -> (B, C, Ho, Wo). */

@@ -1,8 +1,10 @@
 /* ops_conv.c: 2-d convolution (cross-correlation, as PyTorch).
  *
  * Images are split over the threads of the pool (parallel.h); each thread works on one image
- * at a time in its own scratch, accumulates dW into a partial sum, and the partials are added
- * in thread order. The paths:
+ * at a time in its own scratch. Forward hands out images as threads become free. Backward
+ * gives each thread a fixed range for dW, accumulated into its partial sum (the partials are
+ * added in thread order), while dx, which does not depend on the thread, is taken over by
+ * threads that finish early (steal_dx). The paths:
  *  - stride 1 (the bulk of every model here): a direct convolution from a zero-padded copy of
  *    the image, register-blocked (see "direct" below), for y, dW, and dx as the correlation of
  *    dy with the flipped, transposed kernel. Nothing is unrolled.
@@ -22,6 +24,7 @@
  * Legend: B batch, C input channels, H W input size, O output channels, kh kw kernel size,
  * Ho Wo output size, S = Ho*Wo output positions, K = C*kh*kw unrolled patch length.
  */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "autograd/simd.h"
@@ -164,6 +167,10 @@ typedef struct {
     bool     dw_tiled; /* the threads' partial dW in the dW kernel's order (d_dw_group) */
     bool     phase;    /* stride 2: dx by its four phases (phgeom) */
     phgeom   ph;
+    /* backward on several threads, when x needs a gradient: claim[n] is set by the thread
+     * that computes image n's dx (its owner, or a thread done with its own images), raided[t]
+     * once another thread takes dx from thread t's images (steal_dx) */
+    atomic_uchar *claim, *raided;
 } conv_saved;
 
 /* Packs w (O, C, kh, kw) for the tile kernel: wpk[((ob*Ci + c)*kh + i)*kw + j][k] is the
@@ -631,6 +638,10 @@ typedef void (*tilet_fn)(const float *, int64_t, int64_t, int64_t, const int64_t
 static bool force_portable;
 
 void lb_conv2d_force_portable(bool on) { force_portable = on; }
+
+static int force_steal; /* lb_conv2d_force_steal */
+
+void lb_conv2d_force_steal(int mode) { force_steal = mode; }
 
 #ifdef LB_DIRECT_AVX2 /* only called where the AVX2 kernels exist */
 static bool have_avx2_fma(void)
@@ -1768,14 +1779,15 @@ static void col2im_add(const conv_saved *p, const float *restrict dcol /* (K, ld
         }
 }
 
-/* The per-image work of forward and backward, split over images by lb_parallel_for. Each
- * thread works on one image at a time in its own scratch, which stays in cache; BLAS itself
- * runs single-threaded inside the region. */
+/* The per-image work of forward and backward, split over images (lb_parallel_for_dyn and
+ * lb_parallel_for). Each thread works on one image at a time in its own scratch, which stays
+ * in cache; BLAS itself runs single-threaded inside the region. */
 typedef struct {
     const conv_saved *p;
     lb_tensor        *y, *x, *w, *b;
     int64_t           O, K, S, CHW;
-    int64_t           Sy; /* positions per channel of y: S, or Hq*Wq when pooled */
+    int64_t           Sy;   /* positions per channel of y: S, or Hq*Wq when pooled */
+    int               used; /* backward: threads in the region; dx is shared out when > 1 */
 } conv_job;
 
 static conv_job conv_job_make(lb_tensor *y)
@@ -1784,7 +1796,7 @@ static conv_job conv_job_make(lb_tensor *y)
     const int64_t S = p->Ho * p->Wo;
     return (conv_job){ p, y, y->src[0], y->src[1], y->src[2], y->src[1]->shape[0],
                        p->C * p->kh * p->kw, S, p->C * p->H * p->W,
-                       p->am8 ? p->Hq * p->Wq : S };
+                       p->am8 ? p->Hq * p->Wq : S, 1 };
 }
 
 /* Images per dW group: dw_group's, or for channels last as many slots as fit in 256 KiB,
@@ -1887,7 +1899,7 @@ static void conv2d_forward(lb_tensor *y)
     if (p->cl) cl_pack(j.w->data, p->C, p->kh, p->kw, p->wpk = lb_parallel_shared());
     else if (p->direct) d_pack(j.w->data, j.O, p->C, p->kh, p->kw, false,
                                p->wpk = lb_parallel_shared());
-    lb_parallel_for(j.x->shape[0], 1, forward_part, &j);
+    lb_parallel_for_dyn(j.x->shape[0], 1, forward_part, &j); /* images are independent */
 }
 
 /* The eight lane sums of db[o]'s terms from one image: lane k sums dy[s] for s = k mod 8, the
@@ -1920,20 +1932,115 @@ static void bias_grad_part(void *ctx, int64_t lo, int64_t hi, int tid)
     }
 }
 
+/* dX_n from image n's dy (O, S), unpooled, for the path: by the direct kernel on dy padded
+ * for gt with the flipped kernel (dyp, or padded here in col), channels last from dyc (dy
+ * (S, 16)), by phases, or through dcol = Wᵀ · dY_n (into the scratch col) and col2im, or by
+ * one sgemm for 1x1. Written when x's gradient is fresh, else added. */
+static void dx_image(const conv_job *j, const cl_kernels *kn, int64_t n, const float *dy,
+                     const float *dyp, const float *dyc, float *col)
+{
+    const conv_saved *p = j->p;
+    float *dx = j->x->grad + n * j->CHW;
+    const bool fresh = j->x->grad_fresh; /* dX_n is written, not added to */
+    if (p->cl) {
+        cl_dx_image(&p->gf, kn, p->wpk_t, dyc, col, dx, fresh);
+    } else if (p->flip) { /* dX_n += conv(dY_n padded by k - 1 - pad, flipped w) */
+        float *yt = col + dg_xp_floats(&p->gt);
+        if (!dyp) d_pad(&p->gt, dy, col), dyp = col;
+        d_forward_image(&p->gt, p->wpk_t, dyp, yt);
+        d_store(&p->gt, yt, dx, !fresh, NULL);
+    } else if (p->phase) { /* stride 2: dX_n by phases (phgeom) */
+        ph_pad(&p->ph, j->O, p->Ho, p->Wo, dy, col);
+        ph_dx_image(&p->ph, j->O, p->C, p->H, p->W, p->wpk_t, col,
+                    col + ph_dyp_floats(&p->ph, j->O), dx, fresh);
+    } else if (p->col) {
+        /* dcol (K, S) = Wᵀ (K, O) · dY_n (O, S); overwrites the unrolled image */
+        lb_sgemm(true, false, j->K, j->S, j->O, 1.0f, j->w->data, j->K, dy, j->S, 0.0f, col,
+                 j->S);
+        if (fresh) memset(dx, 0, (size_t)j->CHW * sizeof(float));
+        col2im_add(p, col, j->S, dx);
+    } else {
+        /* 1x1 path: dX_n (C, S) += Wᵀ (C, O) · dY_n (O, S) */
+        lb_sgemm(true, false, j->K, j->S, j->O, 1.0f, j->w->data, j->K, dy, j->S,
+                 fresh ? 0.0f : 1.0f, dx, j->S);
+    }
+}
+
+/* The convolution's dy of image n, for dx_image: y's gradient, or unpooled into du (pooled,
+ * padded-width path), or laid out channels last in dyc (unpooled straight into it when
+ * pooled; the pooled bias's lane sums into lanes when given). */
+static const float *dy_image(const conv_job *j, int64_t n, float *du, float *dyc, float *lanes)
+{
+    const conv_saved *p = j->p;
+    const float *dy = j->y->grad + n * j->O * j->S;
+    if (p->am8 && p->cl) {
+        cl_unpool(&p->gf, p->Hq, p->Wq, j->y->grad + n * j->O * j->Sy,
+                  p->am8 + n * j->O * j->Sy, dyc, lanes);
+        return dy; /* (not read) */
+    }
+    if (p->am8) {
+        const float *dq = j->y->grad + n * j->O * j->Sy;
+        const uint8_t *am = p->am8 + n * j->O * j->Sy;
+        for (int64_t o = 0; o < j->O; o++) {
+            lb_pool22_back_plane(dq + o * j->Sy, am + o * j->Sy, p->Hq, p->Wq, p->Ho, p->Wo,
+                                 du + o * j->S);
+            /* db's lane sums now, from the same dy as the two ops' and in cache */
+            if (lanes) bias_lanes(du + o * j->S, j->S, lanes + o * 8);
+        }
+        dy = du;
+    }
+    if (p->cl) cl_dy_layout(j->S, dy, dyc);
+    return dy;
+}
+
+/* dx of images [lo, hi) that nobody has claimed yet, in increasing order (up), or from hi - 1
+ * down, until one is found claimed: the thread that owns them goes up from the start, so
+ * that one ends the range. dx of an image does not depend on which thread computes it. */
+static void claim_dx(const conv_job *j, const cl_kernels *kn, int64_t lo, int64_t hi, bool up,
+                     float *col, float *du)
+{
+    const conv_saved *p = j->p;
+    float *dyc = p->cl ? col + cl_dx_floats(&p->gf) : NULL;
+    for (int64_t i = 0; i < hi - lo; i++) {
+        const int64_t m = up ? lo + i : hi - 1 - i;
+        if (atomic_exchange_explicit(&p->claim[m], 1, memory_order_relaxed)) break;
+        dx_image(j, kn, m, dy_image(j, m, du, dyc, NULL), NULL, dyc, col);
+    }
+}
+
+/* A thread done with its own images takes over the dx of other threads' images from the end
+ * of their ranges; the owner, told by raided, leaves the dx of the rest of its images for
+ * after its dW, and then takes them up from where it left them. So both finish within about
+ * one image's dx of each other however much slower one runs, while the threads' partial dW
+ * keep their fixed images (deterministic sums). */
+static void steal_dx(const conv_job *j, const cl_kernels *kn, int tid, float *col, float *du)
+{
+    const conv_saved *p = j->p;
+    for (int k = 1; k < j->used; k++) {
+        const int t = (tid + k) % j->used;
+        int64_t lo, hi;
+        lb_parallel_range(j->x->shape[0], t, j->used, &lo, &hi);
+        atomic_store_explicit(&p->raided[t], 1, memory_order_relaxed);
+        claim_dx(j, kn, lo, hi, false, col, du);
+    }
+}
+
 /* Per image: dW_t (O, K) += dY_n (O, S) · col_nᵀ (S, K) into this thread's partial sum (or its
- * direct equivalent), then dx_n: by the direct kernel on dY_n with the flipped kernel, or
- * through dcol = Wᵀ · dY_n (into the same scratch) and col2im, or by one sgemm for 1x1. */
+ * direct equivalent), then dx_n (dx_image) unless another thread has claimed it. */
 static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     const conv_job *j = ctx;
     const conv_saved *p = j->p;
     float *col = lb_parallel_scratch(tid);
     float *dw = col + col_floats(p, j->x->grad != NULL);
+    float *du = dw + j->O * j->K; /* pooled, padded width: the unpooled dy */
     const cl_kernels *kn = cl_pick();
     const int G = p->direct ? slot_group(p) : 0;
     float *grp = dw - G * (p->direct ? p->slot : 0);
     int filled = 0;
     const int64_t R = band_rows(j->K, p->Wo, p->Ho);
+    const bool steal = j->used > 1 && j->x->grad && p->claim;
+    int64_t later = hi; /* dx from this image on left for after the dW (steal_dx) */
     if (j->w->grad && (p->direct || p->col)) memset(dw, 0, (size_t)(j->O * j->K) * sizeof(float));
     if (j->w->grad && p->share_dy && j->O % DO) /* the missing channels' planes (dw_layout) */
         for (int g = 0; g < G; g++)
@@ -1941,29 +2048,19 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
                    (size_t)((p->gf.nob * DO - j->O) * p->gt.plane) * sizeof(float));
     for (int64_t n = lo; n < hi; n++) {
         const float *xn = j->x->data + n * j->CHW;
-        const float *dy = j->y->grad + n * j->O * j->S;
         /* channels last: dy (S, 16) in the dW slot, or after dx's scratch without dW */
         float *dyc = !p->cl ? NULL
                      : j->w->grad ? grp + filled * p->slot + p->dy_off
                                   : col + cl_dx_floats(&p->gf);
-        if (p->am8 && p->cl) { /* unpooled straight into dyc, with db's lane sums */
-            cl_unpool(&p->gf, p->Hq, p->Wq, j->y->grad + n * j->O * j->Sy,
-                      p->am8 + n * j->O * j->Sy, dyc,
-                      j->b && j->b->grad ? p->lanes + n * j->O * 8 : NULL);
-        } else if (p->am8) { /* the convolution's dy from the pooled one, in this scratch */
-            float *du = dw + j->O * j->K;
-            const float *dq = j->y->grad + n * j->O * j->Sy;
-            const uint8_t *am = p->am8 + n * j->O * j->Sy;
-            for (int64_t o = 0; o < j->O; o++) {
-                lb_pool22_back_plane(dq + o * j->Sy, am + o * j->Sy, p->Hq, p->Wq, p->Ho, p->Wo,
-                                     du + o * j->S);
-                /* db's lane sums now, from the same dy as the two ops' and in cache */
-                if (j->b && j->b->grad) bias_lanes(du + o * j->S, j->S, p->lanes + (n * j->O + o) * 8);
-            }
-            dy = du;
-        }
-        if (p->cl && !p->am8) cl_dy_layout(j->S, dy, dyc);
-        float *dx = j->x->grad ? j->x->grad + n * j->CHW : NULL;
+        if (steal && later == hi
+            && (force_steal == 2 || atomic_load_explicit(&p->raided[tid], memory_order_relaxed)))
+            later = n;
+        const bool dx = j->x->grad && !(steal && (force_steal == 1 || later <= n
+                                                  || atomic_exchange_explicit(
+                                                      &p->claim[n], 1, memory_order_relaxed)));
+        float *lanes = p->am8 && j->b && j->b->grad ? p->lanes + n * j->O * 8 : NULL;
+        if (!j->w->grad && !dx && !lanes) continue; /* another thread does its dx */
+        const float *dy = dy_image(j, n, du, dyc, lanes);
         const float *dyp = NULL; /* dy padded for dx (gt), when the dW slot holds it */
         if (j->w->grad) {
             if (p->direct) { /* dW += sum_t dy[o][t] xp[c][t + tap], a group at a time */
@@ -1996,30 +2093,11 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
                 }
             }
         }
-        if (!dx) continue;
-        const bool fresh = j->x->grad_fresh; /* dX_n is written, not added to */
-        if (p->cl) {
-            cl_dx_image(&p->gf, kn, p->wpk_t, dyc, col, dx, fresh);
-        } else if (p->flip) { /* dX_n += conv(dY_n padded by k - 1 - pad, flipped w) */
-            float *yt = col + dg_xp_floats(&p->gt);
-            if (!dyp) d_pad(&p->gt, dy, col), dyp = col;
-            d_forward_image(&p->gt, p->wpk_t, dyp, yt);
-            d_store(&p->gt, yt, dx, !fresh, NULL);
-        } else if (p->phase) { /* stride 2: dX_n by phases (phgeom) */
-            ph_pad(&p->ph, j->O, p->Ho, p->Wo, dy, col);
-            ph_dx_image(&p->ph, j->O, p->C, p->H, p->W, p->wpk_t, col,
-                        col + ph_dyp_floats(&p->ph, j->O), dx, fresh);
-        } else if (p->col) {
-            /* dcol (K, S) = Wᵀ (K, O) · dY_n (O, S); overwrites the unrolled image */
-            lb_sgemm(true, false, j->K, j->S, j->O, 1.0f, j->w->data, j->K, dy, j->S, 0.0f, col,
-                     j->S);
-            if (fresh) memset(dx, 0, (size_t)j->CHW * sizeof(float));
-            col2im_add(p, col, j->S, dx);
-        } else {
-            /* 1x1 path: dX_n (C, S) += Wᵀ (C, O) · dY_n (O, S) */
-            lb_sgemm(true, false, j->K, j->S, j->O, 1.0f, j->w->data, j->K, dy, j->S,
-                     fresh ? 0.0f : 1.0f, dx, j->S);
-        }
+        if (dx) dx_image(j, kn, n, dy, dyp, dyc, col);
+    }
+    if (steal) {
+        claim_dx(j, kn, later, hi, true, col, du);
+        steal_dx(j, kn, tid, col, du);
     }
 }
 
@@ -2029,14 +2107,18 @@ static void conv2d_backward(lb_tensor *y)
     conv_job j = conv_job_make(y);
     const int64_t B = j.x->shape[0];
     const bool db = j.b && j.b->grad;
-    if (db && !p->am8) lb_parallel_for(j.O, 1, bias_grad_part, &j);
+    if (db && !p->am8) lb_parallel_for_dyn(j.O, 1, bias_grad_part, &j);
     if (!j.w->grad && !j.x->grad && !(db && p->am8)) return;
     if (p->cl && j.x->grad) cl_pack_t(&p->gf, j.w->data, p->wpk_t = lb_parallel_shared());
     if (p->flip && j.x->grad)
         d_pack(j.w->data, j.O, p->C, p->kh, p->kw, true, p->wpk_t = lb_parallel_shared());
     if (p->phase && j.x->grad)
         ph_pack(&p->ph, j.w->data, j.O, p->C, p->kh, p->kw, p->wpk_t = lb_parallel_shared());
-    const int used = lb_parallel_count(B, 1);
+    const int used = j.used = lb_parallel_count(B, 1);
+    if (used > 1 && j.x->grad && p->claim) {
+        for (int64_t n = 0; n < B; n++) atomic_store_explicit(&p->claim[n], 0, memory_order_relaxed);
+        for (int t = 0; t < used; t++) atomic_store_explicit(&p->raided[t], 0, memory_order_relaxed);
+    }
     lb_parallel_for(B, 1, backward_part, &j);
     if (db && p->am8) /* pooled: backward_part left each image's lane sums */
         for (int64_t o = 0; o < j.O; o++) {
@@ -2167,6 +2249,10 @@ static lb_tensor *conv_record(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor
     if (lb_parallel_reserve((size_t)n_scratch * sizeof(float), &e))
         return lb_graph_fail(g, e.status, "conv2d: %s", e.msg);
     lb_tensor *src[3] = { x, w, b };
+    if (x->requires_grad
+        && (!(p->claim = lb_graph_alloc(g, (size_t)B * sizeof *p->claim))
+            || !(p->raided = lb_graph_alloc(g, LB_MAX_THREADS * sizeof *p->raided))))
+        return NULL;
     if (!pool)
         return lb_graph_record(g, &conv2d_def, (int64_t[]){ B, O, Ho, Wo }, 4, src, b ? 3 : 2, p);
     p->Hq = Ho / 2, p->Wq = Wo / 2;

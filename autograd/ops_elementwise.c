@@ -28,7 +28,7 @@ static void add_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
     for (int64_t i = lo; i < hi; i++) o[i] = a[i] + b[i];
 }
 
-static void add_forward(lb_tensor *y) { lb_parallel_for(lb_numel(y), PAR_MIN, add_forward_part, y); }
+static void add_forward(lb_tensor *y) { lb_parallel_for_dyn(lb_numel(y), PAR_MIN, add_forward_part, y); }
 
 typedef struct {
     lb_tensor   *y;
@@ -60,7 +60,7 @@ static void add_backward(lb_tensor *y)
     for (int k = 0; k < 2 && j.taken < 0; k++)
         if (lb_grad_take(y, y->src[k])) j.taken = k;
     if (j.taken < 0 || (j.taken == 0 && y->src[1]->grad))
-        lb_parallel_for(lb_numel(y), PAR_MIN, add_backward_part, &j);
+        lb_parallel_for_dyn(lb_numel(y), PAR_MIN, add_backward_part, &j);
 }
 
 static const lb_op_def add_def = { "add", add_forward, add_backward, .overwrite = 3u };
@@ -85,7 +85,7 @@ static void add_inplace_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 
 static void add_inplace_forward(lb_tensor *y)
 {
-    lb_parallel_for(lb_numel(y), PAR_MIN, add_inplace_forward_part, y);
+    lb_parallel_for_dyn(lb_numel(y), PAR_MIN, add_inplace_forward_part, y);
 }
 
 static const lb_op_def add_inplace_def = { "add_inplace", add_inplace_forward, add_backward,
@@ -140,7 +140,7 @@ static void relu_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 
 static void relu_forward(lb_tensor *y)
 {
-    lb_parallel_for(lb_numel(y), PAR_MIN, relu_forward_part, y);
+    lb_parallel_for_dyn(lb_numel(y), PAR_MIN, relu_forward_part, y);
 }
 
 /* dx[i] += dy[i] where v[i] > 0 (dx[i] = that, or 0, when dx is fresh), branch-free: dy is
@@ -180,7 +180,7 @@ static void relu_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 
 static void relu_backward(lb_tensor *y)
 {
-    if (y->src[0]->grad) lb_parallel_for(lb_numel(y), PAR_MIN, relu_backward_part, y);
+    if (y->src[0]->grad) lb_parallel_for_dyn(lb_numel(y), PAR_MIN, relu_backward_part, y);
 }
 
 static const lb_op_def relu_def = { "relu", relu_forward, relu_backward, .overwrite = 1u };
@@ -195,7 +195,7 @@ static void relu_inplace_backward_part(void *ctx, int64_t lo, int64_t hi, int ti
 
 static void relu_inplace_backward(lb_tensor *y)
 {
-    if (y->src[0]->grad) lb_parallel_for(lb_numel(y), PAR_MIN, relu_inplace_backward_part, y);
+    if (y->src[0]->grad) lb_parallel_for_dyn(lb_numel(y), PAR_MIN, relu_inplace_backward_part, y);
 }
 
 LB_CLONES
@@ -208,7 +208,7 @@ static void relu_inplace_forward_part(void *ctx, int64_t lo, int64_t hi, int tid
 
 static void relu_inplace_forward(lb_tensor *y)
 {
-    lb_parallel_for(lb_numel(y), PAR_MIN, relu_inplace_forward_part, y);
+    lb_parallel_for_dyn(lb_numel(y), PAR_MIN, relu_inplace_forward_part, y);
 }
 
 static const lb_op_def relu_inplace_def = { "relu_inplace", relu_inplace_forward,

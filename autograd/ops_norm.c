@@ -297,7 +297,7 @@ static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 
 static void batchnorm_forward(lb_tensor *y)
 {
-    lb_parallel_for(y->src[0]->shape[1], 1, forward_part, y);
+    lb_parallel_for_dyn(y->src[0]->shape[1], 1, forward_part, y);
     ((bn_saved *)y->saved)->ran = true;
 }
 
@@ -349,7 +349,7 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 
 static void batchnorm_backward(lb_tensor *y)
 {
-    lb_parallel_for(y->src[0]->shape[1], 1, backward_part, y);
+    lb_parallel_for_dyn(y->src[0]->shape[1], 1, backward_part, y);
 }
 
 static const lb_op_def batchnorm_def = { "batchnorm", batchnorm_forward, batchnorm_backward,

@@ -120,7 +120,7 @@ static void maxpool2d_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 static void maxpool2d_forward(lb_tensor *y)
 {
     const lb_tensor *x = y->src[0];
-    lb_parallel_for(x->shape[0] * x->shape[1], 16, maxpool2d_forward_part, y);
+    lb_parallel_for_dyn(x->shape[0] * x->shape[1], 16, maxpool2d_forward_part, y);
 }
 
 static void maxpool2d_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
@@ -160,7 +160,7 @@ static void maxpool2d_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 static void maxpool2d_backward(lb_tensor *y)
 {
     const lb_tensor *x = y->src[0];
-    lb_parallel_for(x->shape[0] * x->shape[1], 16, maxpool2d_backward_part, y);
+    lb_parallel_for_dyn(x->shape[0] * x->shape[1], 16, maxpool2d_backward_part, y);
 }
 
 static const lb_op_def maxpool2d_def = { "maxpool2d", maxpool2d_forward, maxpool2d_backward,
@@ -213,7 +213,7 @@ static void avgpool2d_forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 static void avgpool2d_forward(lb_tensor *y)
 {
     const lb_tensor *x = y->src[0];
-    lb_parallel_for(x->shape[0] * x->shape[1], 16, avgpool2d_forward_part, y);
+    lb_parallel_for_dyn(x->shape[0] * x->shape[1], 16, avgpool2d_forward_part, y);
 }
 
 static void avgpool2d_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
@@ -242,7 +242,7 @@ static void avgpool2d_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 static void avgpool2d_backward(lb_tensor *y)
 {
     const lb_tensor *x = y->src[0];
-    lb_parallel_for(x->shape[0] * x->shape[1], 16, avgpool2d_backward_part, y);
+    lb_parallel_for_dyn(x->shape[0] * x->shape[1], 16, avgpool2d_backward_part, y);
 }
 
 static const lb_op_def avgpool2d_def = { "avgpool2d", avgpool2d_forward, avgpool2d_backward,
@@ -277,7 +277,7 @@ static void global_avgpool_forward_part(void *ctx, int64_t lo, int64_t hi, int t
 static void global_avgpool_forward(lb_tensor *y)
 {
     const lb_tensor *x = y->src[0];
-    lb_parallel_for(x->shape[0] * x->shape[1], 16, global_avgpool_forward_part, y);
+    lb_parallel_for_dyn(x->shape[0] * x->shape[1], 16, global_avgpool_forward_part, y);
 }
 
 static void global_avgpool_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
@@ -297,7 +297,7 @@ static void global_avgpool_backward_part(void *ctx, int64_t lo, int64_t hi, int 
 static void global_avgpool_backward(lb_tensor *y)
 {
     const lb_tensor *x = y->src[0];
-    lb_parallel_for(x->shape[0] * x->shape[1], 16, global_avgpool_backward_part, y);
+    lb_parallel_for_dyn(x->shape[0] * x->shape[1], 16, global_avgpool_backward_part, y);
 }
 
 static const lb_op_def global_avgpool_def = { "global_avgpool", global_avgpool_forward,

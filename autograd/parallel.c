@@ -3,7 +3,8 @@
  * Work is published by bumping a generation counter; workers spin briefly on it (a step
  * issues hundreds of short regions back to back, and a futex wake costs more than most of
  * them) and then sleep on a condition variable. The caller runs range 0 itself and waits for
- * a pending counter to reach zero the same way.
+ * a pending counter to reach zero the same way. lb_parallel_for_dyn's chunks are handed out
+ * by an atomic counter instead of the fixed ranges.
  */
 #define _GNU_SOURCE
 #include "autograd/parallel.h"
@@ -18,6 +19,7 @@
 
 #include "autograd/blas.h"
 
+#define DYN_CHUNKS 32 /* lb_parallel_for_dyn: chunks per thread, for items of similar cost */
 #define SPIN_ITERS 4000 /* about 50-200 us of pause: covers the gap between back-to-back regions
                           * of a step, then yields the core (which matters when threads
                           * outnumber free cores) */
@@ -37,6 +39,8 @@ static struct {
     void           *ctx;
     int64_t         items;
     int             used;     /* threads taking part          */
+    int64_t         chunk;    /* lb_parallel_for_dyn: items per chunk; 0: fixed ranges */
+    atomic_llong    next;     /* its next chunk's first item  */
     /* per-thread scratch */
     void           *scratch[LB_MAX_THREADS];
     size_t          scratch_bytes;
@@ -55,6 +59,13 @@ static inline void cpu_relax(void)
 static void run_part(int tid)
 {
     if (tid >= P.used) return;
+    if (P.chunk > 0) { /* chunks in increasing order, to whichever thread asks first */
+        for (;;) {
+            const int64_t lo = atomic_fetch_add_explicit(&P.next, P.chunk, memory_order_relaxed);
+            if (lo >= P.items) return;
+            P.fn(P.ctx, lo, P.items - lo > P.chunk ? lo + P.chunk : P.items, tid);
+        }
+    }
     int64_t lo, hi;
     lb_parallel_range(P.items, tid, P.used, &lo, &hi);
     if (hi > lo) P.fn(P.ctx, lo, hi, tid);
@@ -152,11 +163,11 @@ int lb_parallel_count(int64_t n, int64_t min_items)
     return most < 1 ? 1 : most < P.n ? (int)most : P.n;
 }
 
-void lb_parallel_for(int64_t n, int64_t min_items, lb_parallel_fn fn, void *ctx)
+/* One region: fixed ranges (chunk 0) or chunks handed out as threads ask for them. */
+static void region(int64_t n, int used, int64_t chunk, lb_parallel_fn fn, void *ctx)
 {
     if (n <= 0) return;
     LB_ASSERT(!P.in_region); /* regions do not nest */
-    const int used = lb_parallel_count(n, min_items);
     if (used == 1) {
         fn(ctx, 0, n, 0);
         return;
@@ -166,6 +177,8 @@ void lb_parallel_for(int64_t n, int64_t min_items, lb_parallel_fn fn, void *ctx)
     P.ctx = ctx;
     P.items = n;
     P.used = used;
+    P.chunk = chunk;
+    atomic_store_explicit(&P.next, 0, memory_order_relaxed); /* published with gen below */
     atomic_store_explicit(&P.pending, P.n - 1, memory_order_relaxed);
     pthread_mutex_lock(&P.mu);
     atomic_fetch_add_explicit(&P.gen, 1, memory_order_release);
@@ -183,6 +196,19 @@ void lb_parallel_for(int64_t n, int64_t min_items, lb_parallel_fn fn, void *ctx)
         pthread_mutex_unlock(&P.mu);
     }
     P.in_region = false;
+}
+
+void lb_parallel_for(int64_t n, int64_t min_items, lb_parallel_fn fn, void *ctx)
+{
+    region(n, lb_parallel_count(n, min_items), 0, fn, ctx);
+}
+
+void lb_parallel_for_dyn(int64_t n, int64_t min_items, lb_parallel_fn fn, void *ctx)
+{
+    if (min_items < 1) min_items = 1;
+    int64_t chunk = (n + DYN_CHUNKS * P.n - 1) / (DYN_CHUNKS * P.n);
+    if (chunk < min_items) chunk = min_items;
+    region(n, lb_parallel_count(n, min_items), chunk, fn, ctx);
 }
 
 lb_status lb_parallel_reserve(size_t bytes, lb_error *err)

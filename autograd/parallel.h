@@ -4,6 +4,9 @@
  * op splits its items (images, channels, rows) with lb_parallel_for; each thread gets one
  * contiguous range, always the same one for the same item count and thread count, so results
  * are deterministic at a given thread count (partial sums are combined in thread order).
+ * Items that are independent of each other go through lb_parallel_for_dyn instead, in chunks
+ * that the threads take as they become free: on a shared machine one core is often slower
+ * than the other for a while, and fixed halves then wait for the slower one.
  * OpenBLAS is kept single-threaded: lowbit decides where threads go, so BLAS calls made from
  * inside a parallel region never oversubscribe the cores, and the non-BLAS work (im2col,
  * batch-norm, fake-quant...) runs on all threads too.
@@ -40,6 +43,14 @@ int lb_parallel_threads(void);
 /* Calls fn on a partition of [0, n) into contiguous ranges, one per thread, using at most
  * n / min_items threads (at least one), and returns when all are done. n <= 0 does nothing. */
 void lb_parallel_for(int64_t n, int64_t min_items, lb_parallel_fn fn, void *ctx);
+/* Calls fn on [0, n) in chunks of about n / (32 x threads) items, at least min_items (the
+ * last may be shorter), handed out in increasing order to whichever thread is free: a thread
+ * that runs slower (another job on its core, a busier cache) takes fewer chunks instead of
+ * holding up the region. fn may run several times per thread. Only for items whose results
+ * do not depend on which thread computes them or in which order (no per-thread partial
+ * sums): then the result is the same as lb_parallel_for's. Uses at most n / min_items
+ * threads (at least one). */
+void lb_parallel_for_dyn(int64_t n, int64_t min_items, lb_parallel_fn fn, void *ctx);
 /* The range thread t of T gets out of n items: [n*t/T, n*(t+1)/T). */
 static inline void lb_parallel_range(int64_t n, int t, int T, int64_t *lo, int64_t *hi)
 {

@@ -300,12 +300,12 @@ static void lsq_forward(lb_tensor *y)
     const lsq_saved *p = y->saved;
     if (p->L.n == 1) {
         const int64_t n = lb_numel(y);
-        lb_parallel_for((n + LSQ_BLOCK - 1) / LSQ_BLOCK, 16, lsq_forward_part, y);
+        lb_parallel_for_dyn((n + LSQ_BLOCK - 1) / LSQ_BLOCK, 16, lsq_forward_part, y);
         return;
     }
     /* per channel or group: the scales are split over the pool (min. 8192 elements a part) */
     const int64_t per = p->L.G < 1 ? 1 : p->L.G;
-    lb_parallel_for(p->L.n, (8192 + per - 1) / per, lsq_forward_scales, y);
+    lb_parallel_for_dyn(p->L.n, (8192 + per - 1) / per, lsq_forward_scales, y);
 }
 
 #if LB_HAVE_AVX2
@@ -411,14 +411,14 @@ static void lsq_backward(lb_tensor *y)
     const lsq_saved *p = y->saved;
     if (p->L.n == 1) {
         const int64_t n_blocks = (lb_numel(y) + LSQ_BLOCK - 1) / LSQ_BLOCK;
-        lb_parallel_for(n_blocks, 16, lsq_backward_part, y);
+        lb_parallel_for_dyn(n_blocks, 16, lsq_backward_part, y);
         double ds = 0.0;
         for (int64_t b = 0; b < n_blocks; b++) ds += (double)p->part[b];
         if (step->grad) step->grad[0] += (float)(p->grad_scale * ds);
         return;
     }
     const int64_t per = p->L.G < 1 ? 1 : p->L.G;
-    lb_parallel_for(p->L.n, (8192 + per - 1) / per, lsq_backward_scales, y);
+    lb_parallel_for_dyn(p->L.n, (8192 + per - 1) / per, lsq_backward_scales, y);
 }
 
 static const lb_op_def lsq_def = { "fake_quant_lsq", lsq_forward, lsq_backward, .overwrite = 1u };

@@ -674,10 +674,10 @@ static const conv_cfg pool_cfgs[] = {
     { 2, 3, 9, 16, 16, 5, 5, 1, 1, true }, /* channels last, padded, 7 rows (odd) */
 };
 
-/* Random normal inputs of a stride-1 case with at most 16 outputs, drawn in the order x, w,
+/* Random normal inputs of a case with at most 32 outputs, drawn in the order x, w,
  * b, r: x, w, the bias b, and r (ny values) that weights y in the loss. */
 typedef struct {
-    float  *x, *w, *r, b[16];
+    float  *x, *w, *r, b[32];
     int64_t nx, nw, ny;
 } conv_data;
 
@@ -688,7 +688,7 @@ static conv_data conv_data_make(const conv_cfg *k, int64_t ny, uint64_t seed)
     d.x = malloc((size_t)d.nx * sizeof(float));
     d.w = malloc((size_t)d.nw * sizeof(float));
     d.r = malloc((size_t)ny * sizeof(float));
-    ck_assert(d.x && d.w && d.r && k->O <= 16);
+    ck_assert(d.x && d.w && d.r && k->O <= 32);
     lb_rng rng = lb_rng_make(seed);
     for (int64_t i = 0; i < d.nx; i++) d.x[i] = lb_rng_normal(&rng);
     for (int64_t i = 0; i < d.nw; i++) d.w[i] = lb_rng_normal(&rng);
@@ -768,6 +768,49 @@ START_TEST(test_conv2d_frozen_weights)
     for (int f = 0; f < 2; f++) lb_graph_free(gs[f]);
     conv_data_free(&d);
     lb_conv2d_force_portable(false);
+}
+END_TEST
+
+/* dx shared out on several threads: the dx of an image does not depend on the thread that
+ * computes it, so with every image's dx left to a thread other than its dW's, or every dx
+ * left until after the dW (lb_conv2d_force_steal 1 and 2), dx is the same bit for bit as on
+ * 1 thread and as on 3 as timing goes, and dW and db the same as on 3 threads. Every
+ * reference case, plain and pooled (the pooled cases' dy unpooled again by the thread that
+ * takes the dx), with w trained and frozen. */
+START_TEST(test_conv2d_shared_dx)
+{
+    const int n_ref = (int)(sizeof ref_cfgs / sizeof ref_cfgs[0]);
+    const int c = _i / 2;
+    const bool pool = c >= n_ref, frozen = _i % 2;
+    const conv_cfg *k = pool ? &pool_cfgs[c - n_ref] : &ref_cfgs[c];
+    const int64_t Ho = (k->H + 2 * k->pad - k->kh) / k->stride + 1;
+    const int64_t Wo = (k->W + 2 * k->pad - k->kw) / k->stride + 1;
+    conv_data d = conv_data_make(k, k->B * k->O * (pool ? (Ho / 2) * (Wo / 2) : Ho * Wo),
+                                 211 + (uint64_t)_i);
+    lb_graph *gs[4];
+    lb_tensor *xv[4], *wv[4], *bv[4];
+    for (int f = 0; f < 4; f++) { /* 1 thread; 3; 3 with dx to others; 3 with dx after dW */
+        ck_assert_int_eq(lb_parallel_set_threads(f ? 3 : 1, NULL), LB_OK);
+        lb_conv2d_force_steal(f < 2 ? 0 : f - 1);
+        lb_graph *g = gs[f] = lb_graph_new(0);
+        xv[f] = leaf(g, d.x, (int64_t[]){ k->B, k->C, k->H, k->W }, 4, true);
+        wv[f] = leaf(g, d.w, (int64_t[]){ k->O, k->C, k->kh, k->kw }, 4, !frozen);
+        bv[f] = k->bias ? leaf(g, d.b, (int64_t[]){ k->O }, 1, true) : NULL;
+        lb_tensor *y = pool ? lb_conv2d_maxpool2(g, xv[f], wv[f], bv[f], 1, k->pad)
+                            : lb_conv2d(g, xv[f], wv[f], bv[f], k->stride, k->pad);
+        ck_assert_ptr_nonnull(y);
+        backward_weighted(g, y, d.r);
+    }
+    lb_conv2d_force_steal(0);
+    ck_assert_int_eq(lb_parallel_set_threads(1, NULL), LB_OK);
+    for (int f = 1; f < 4; f++) {
+        ck_assert_mem_eq(xv[f]->grad, xv[0]->grad, (size_t)d.nx * sizeof(float));
+        if (f < 2) continue;
+        if (!frozen) ck_assert_mem_eq(wv[f]->grad, wv[1]->grad, (size_t)d.nw * sizeof(float));
+        if (k->bias) ck_assert_mem_eq(bv[f]->grad, bv[1]->grad, (size_t)k->O * sizeof(float));
+    }
+    for (int f = 0; f < 4; f++) lb_graph_free(gs[f]);
+    conv_data_free(&d);
 }
 END_TEST
 
@@ -1085,6 +1128,9 @@ Suite *autograd_conv_suite(void)
     tcase_add_loop_test(tc, test_conv2d_maxpool2_matches, 0,
                         8 * (int)(sizeof pool_cfgs / sizeof pool_cfgs[0]));
     tcase_add_loop_test(tc, test_conv2d_frozen_weights, 0, 8);
+    tcase_add_loop_test(tc, test_conv2d_shared_dx, 0,
+                        2 * (int)(sizeof ref_cfgs / sizeof ref_cfgs[0]
+                                  + sizeof pool_cfgs / sizeof pool_cfgs[0]));
     tcase_add_test(tc, test_batchnorm_running_stats);
     tcase_add_test(tc, test_batchnorm_row_stats);
     tcase_add_loop_test(tc, test_batchnorm_portable_bits, 0, 10);

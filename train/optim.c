@@ -206,6 +206,6 @@ void lb_optim_step(lb_optim *o, lb_params *ps, float lr)
     for (int i = 0; i < ps->n; i++) {
         if (ps->flags[i] & LB_PARAM_BUFFER) continue;              /* never trained */
         s.i = i;
-        lb_parallel_for(lb_numel(ps->t[i]), 32768, update_part, &s);
+        lb_parallel_for_dyn(lb_numel(ps->t[i]), 32768, update_part, &s);
     }
 }

@@ -4,13 +4,15 @@
  * MNIST, at batch B: times the forward (lb_conv2d) and the backward (dW and dx, through
  * lb_backward of sum(y)), best of REPS after one warm-up, and prints GFLOP/s (2 multiply-adds
  * per MAC of the layer; the backward does two layers' worth). Layers with a stride of 2 take
- * the im2col path; the others the direct kernels of autograd/ops_conv.c.
+ * the phase or im2col paths; the others the direct kernels of autograd/ops_conv.c.
  * One thread is timed in process CPU time, more in wall-clock time.
- * Usage: bench_conv [B [THREADS [REPS]]]; built with lowbit (build/bench_conv). It may exit():
+ * Usage: bench_conv [B [THREADS [REPS [NAME_PART]]]] (NAME_PART: only the layers whose name
+ * contains it, e.g. "s1"); built with lowbit (build/bench_conv). It may exit():
  * it is an experiment program.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "autograd/graph.h"
@@ -53,8 +55,9 @@ int main(int argc, char **argv)
     const int B = argc > 1 ? atoi(argv[1]) : 128;
     const int threads = argc > 2 ? atoi(argv[2]) : 1;
     const int reps = argc > 3 ? atoi(argv[3]) : 5;
+    const char *only = argc > 4 ? argv[4] : NULL; /* layers whose name contains it */
     if (B < 1 || B > 4096 || threads < 1 || threads > 256 || reps < 1 || reps > 1000) {
-        fprintf(stderr, "usage: bench_conv [B (1..4096) [THREADS [REPS]]]\n");
+        fprintf(stderr, "usage: bench_conv [B (1..4096) [THREADS [REPS [NAME_PART]]]]\n");
         return 2;
     }
     lb_error err = { 0 };
@@ -70,6 +73,7 @@ int main(int argc, char **argv)
     printf("%-30s %10s %10s %10s %10s\n", "layer", "fwd ms", "fwd GF/s", "bwd ms", "bwd GF/s");
     for (size_t l = 0; l < sizeof layers / sizeof layers[0]; l++) {
         const layer *L = &layers[l];
+        if (only && !strstr(L->name, only)) continue;
         const int Ho = (L->H + 2 * L->pad - L->k) / L->stride + 1;
         const double macs = (double)B * L->O * Ho * Ho * L->C * L->k * L->k;
         double best_f = 1e30, best_b = 1e30;
