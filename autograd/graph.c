@@ -286,6 +286,16 @@ void lb_graph_drop(lb_graph *g, lb_tensor *t)
     t->recompute = true;
 }
 
+/* s's op can give its output image by image (lb_op_def.rows): it has rows and its own
+ * sources are alive. */
+static bool rows_readable(const lb_tensor *s)
+{
+    if (!s || !s->op || !s->op->rows) return false;
+    for (int k = 0; k < LB_MAX_SRC; k++)
+        if (s->src[k] && s->src[k]->recompute && !s->src[k]->data) return false;
+    return true;
+}
+
 /* Brings back the output of s if it was dropped after the forward pass: runs its op's forward
  * again, after its own sources if they were dropped too (a fake-quantized input computed from
  * a dropped batch-norm output). Its other sources are alive: a node's buffer is released only
@@ -338,8 +348,12 @@ lb_status lb_backward(lb_graph *g, lb_tensor *loss, lb_error *err)
             if (!s->grad) return lb_graph_status(g, err);
             s->grad_fresh = write;
         }
-        for (int i = -1; i < LB_MAX_SRC; i++) /* t or operands dropped after the forward */
-            if (!recompute(g, i < 0 ? t : t->src[i])) return lb_graph_status(g, err);
+        for (int i = -1; i < LB_MAX_SRC; i++) { /* t or operands dropped after the forward */
+            lb_tensor *s = i < 0 ? t : t->src[i];
+            if (i >= 0 && (t->op->rows_src >> i & 1u) && rows_readable(s))
+                continue; /* read image by image (lb_op_def.rows) */
+            if (!recompute(g, s)) return lb_graph_status(g, err);
+        }
         t->op->backward(t);
         for (int i = 0; i < LB_MAX_SRC; i++)
             if (t->src[i]) t->src[i]->grad_fresh = false;

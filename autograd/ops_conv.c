@@ -2034,6 +2034,7 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
     float *col = lb_parallel_scratch(tid);
     float *dw = col + col_floats(p, j->x->grad != NULL);
     float *du = dw + j->O * j->K; /* pooled, padded width: the unpooled dy */
+    float *xs = j->x->data ? NULL : du + (p->am8 ? j->O * j->S : 0); /* see xn below */
     const cl_kernels *kn = cl_pick();
     const int G = p->direct ? slot_group(p) : 0;
     float *grp = dw - G * (p->direct ? p->slot : 0);
@@ -2047,7 +2048,9 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
             memset(grp + g * p->slot + dg_xp_floats(&p->gf) + j->O * p->gt.plane, 0,
                    (size_t)((p->gf.nob * DO - j->O) * p->gt.plane) * sizeof(float));
     for (int64_t n = lo; n < hi; n++) {
-        const float *xn = j->x->data + n * j->CHW;
+        /* x dropped after the forward pass: its image from its op (lb_op_def.rows), for dW */
+        const float *xn = xs ? xs : j->x->data + n * j->CHW;
+        if (xs && j->w->grad) j->x->op->rows(j->x, n, xs);
         /* channels last: dy (S, 16) in the dW slot, or after dx's scratch without dW */
         float *dyc = !p->cl ? NULL
                      : j->w->grad ? grp + filled * p->slot + p->dy_off
@@ -2144,9 +2147,10 @@ static void conv2d_backward(lb_tensor *y)
 }
 
 static const lb_op_def conv2d_def = { "conv2d", conv2d_forward, conv2d_backward,
-                                      .overwrite = 3u, .out_unused = true };
+                                      .overwrite = 3u, .out_unused = true, .rows_src = 1u };
 static const lb_op_def conv2d_maxpool2_def = { "conv2d_maxpool2", conv2d_forward, conv2d_backward,
-                                               .overwrite = 3u, .out_unused = true };
+                                               .overwrite = 3u, .out_unused = true,
+                                               .rows_src = 1u };
 
 /* lb_conv2d, and with pool lb_conv2d_maxpool2's fused op (the caller has checked that it
  * applies: the direct stride-1 path, an output of at least 2x2). */
@@ -2238,9 +2242,12 @@ static lb_tensor *conv_record(lb_graph *g, lb_tensor *x, lb_tensor *w, lb_tensor
         if (lb_parallel_reserve_shared((size_t)n_pk * sizeof(float), &e))
             return lb_graph_fail(g, e.status, "conv2d: %s", e.msg);
     }
-    /* pooled: the convolution's dy of one image, after the partial dW */
+    /* after the partial dW: pooled, the convolution's dy of one image; then x's image when
+     * x may be dropped and read through its op's rows (lb_op_def.rows) */
+    const bool rows = x->op && x->op->rows;
     const int64_t n_scratch = lb_shape_numel((int64_t[]){ col_floats(p, x->requires_grad) + O * C * kh * kw
-                                                          + (pool ? O * Ho * Wo : 0), 1 },
+                                                          + (pool ? O * Ho * Wo : 0)
+                                                          + (rows ? C * H * W : 0), 1 },
                                              2);
     if (n_scratch < 0 || (uint64_t)n_scratch > SIZE_MAX / sizeof(float))
         return lb_graph_fail(g, LB_ERR_SHAPE, "conv2d: im2col buffer for x %s, w %s overflows",

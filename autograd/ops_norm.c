@@ -239,6 +239,21 @@ static void mask_bits(const float *restrict y, int64_t S, uint8_t *restrict bits
     }
 }
 
+/* y = a * (x - mean) + b over a row of S values, then relu's select when relu: subtracting
+ * the mean first keeps precision when |mean| >> std (folding it into the offset would not).
+ * The forward pass and bn_rows both use it, so they give the same bits. */
+static inline void bn_row(const float *restrict xp, float *restrict yp, int64_t S, float a,
+                          float mean, float b, bool relu)
+{
+    if (relu)
+        for (int64_t s = 0; s < S; s++) {
+            const float v = a * (xp[s] - mean) + b;
+            yp[s] = v > 0.0f ? v : 0.0f;
+        }
+    else
+        for (int64_t s = 0; s < S; s++) yp[s] = a * (xp[s] - mean) + b;
+}
+
 /* Channels [lo, hi) of the forward pass; the op is split over channels. */
 LB_CLONES
 static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
@@ -277,22 +292,27 @@ static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
             p->mean[c] = rmean->data[c];
             p->inv_std[c] = (float)(1.0 / sqrt((double)rvar->data[c] + p->eps));
         }
-        /* y = a * (x - mean) + beta, a = gamma * inv_std; subtracting the mean first keeps
-         * precision when |mean| >> std (folding it into the offset would not) */
+        /* y = a * (x - mean) + beta, a = gamma * inv_std */
         const float a = gamma->data[c] * p->inv_std[c], mean = p->mean[c], b = beta->data[c];
         for (int64_t n = 0; n < B; n++) {
-            const float *restrict xp = x->data + (n * C + c) * S;
-            float *restrict yp = y->data + (n * C + c) * S;
-            if (p->relu) { /* the same value, then relu's select */
-                for (int64_t s = 0; s < S; s++) {
-                    const float v = a * (xp[s] - mean) + b;
-                    yp[s] = v > 0.0f ? v : 0.0f;
-                }
-                if (p->mask && !p->ran) mask_bits(yp, S, p->mask + (n * C + c) * ((S + 7) / 8));
-            } else
-                for (int64_t s = 0; s < S; s++) yp[s] = a * (xp[s] - mean) + b;
+            float *yp = y->data + (n * C + c) * S;
+            bn_row(x->data + (n * C + c) * S, yp, S, a, mean, b, p->relu);
+            if (p->relu && p->mask && !p->ran)
+                mask_bits(yp, S, p->mask + (n * C + c) * ((S + 7) / 8));
         }
     }
+}
+
+/* lb_op_def.rows: image n of y (C, S) into dst, with the statistics of the forward pass. */
+static void bn_rows(const lb_tensor *y, int64_t n, float *dst)
+{
+    const lb_tensor *x = y->src[0], *gamma = y->src[1], *beta = y->src[2];
+    const bn_saved *p = y->saved;
+    int64_t B, C, S;
+    bn_dims(x, &B, &C, &S);
+    for (int64_t c = 0; c < C; c++)
+        bn_row(x->data + (n * C + c) * S, dst + c * S, S, gamma->data[c] * p->inv_std[c],
+               p->mean[c], beta->data[c], p->relu);
 }
 
 static void batchnorm_forward(lb_tensor *y)
@@ -353,10 +373,10 @@ static void batchnorm_backward(lb_tensor *y)
 }
 
 static const lb_op_def batchnorm_def = { "batchnorm", batchnorm_forward, batchnorm_backward,
-                                         .overwrite = 1u, .out_unused = true };
+                                         .overwrite = 1u, .out_unused = true, .rows = bn_rows };
 static const lb_op_def batchnorm_relu_def = { "batchnorm_relu", batchnorm_forward,
                                               batchnorm_backward, .overwrite = 1u,
-                                              .out_unused = true };
+                                              .out_unused = true, .rows = bn_rows };
 
 static lb_tensor *batchnorm(lb_graph *g, lb_tensor *x, lb_tensor *gamma, lb_tensor *beta,
                             lb_tensor *running_mean, lb_tensor *running_var, float momentum,

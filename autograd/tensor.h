@@ -63,6 +63,15 @@ struct lb_op_def {
      * saved data): with release on, lb_backward hands y's buffer back before running it, so
      * the buffer can hold the gradients that backward creates. 0 (the default): after. */
     bool out_unused;
+    /* Optional: writes image n's part of y (the numel / shape[0] floats at n) into dst, from
+     * y's sources and saved data, as the forward pass computed it, bit for bit, changing
+     * nothing; safe to call from several threads at once. For an output dropped after the
+     * forward pass (lb_graph_drop) whose consumer reads it this way (rows_src). */
+    void (*rows)(const lb_tensor *y, int64_t n, float *dst);
+    /* Bit i set: backward reads src[i]'s data image by image only, through src[i]->op->rows
+     * when src[i] was dropped and its op has rows (src[i]->data is then NULL): lb_backward
+     * does not run that op's forward again for it. */
+    unsigned rows_src;
 };
 
 int64_t lb_numel(const lb_tensor *t);
