@@ -44,6 +44,23 @@ void *lb_arena_alloc(lb_arena *a, size_t bytes)
     return p;
 }
 
+void *lb_arena_top(const lb_arena *a)
+{
+    return a->head ? (char *)a->head + HDR + a->head->used : NULL;
+}
+
+bool lb_arena_trim(lb_arena *a, void *p)
+{
+    lb_arena_block *b = a->head;
+    if (!b) return false;
+    char *start = (char *)b + HDR, *c = p;
+    if (c < start || c > start + b->used) return false;
+    const size_t back = (size_t)(start + b->used - c);
+    b->used -= back;
+    a->used -= back;
+    return true;
+}
+
 static void free_blocks(lb_arena *a)
 {
     while (a->head) {

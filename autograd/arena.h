@@ -13,6 +13,7 @@
 #ifndef LB_ARENA_H
 #define LB_ARENA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,12 @@ typedef struct lb_arena {
 void lb_arena_init(lb_arena *a, size_t cap);
 /* Returns 64-byte-aligned, uninitialised memory, or NULL when the cap or malloc fails. */
 void *lb_arena_alloc(lb_arena *a, size_t bytes);
+/* Gives back the most recent allocations from p on, when p is in the current block: the
+ * next lb_arena_alloc starts at p. Returns whether it did. (A caller that frees buffers in
+ * any order keeps the freed ones itself and gives back those that reach the top.) */
+bool lb_arena_trim(lb_arena *a, void *p);
+/* Where the next allocation would start in the current block (NULL before the first). */
+void *lb_arena_top(const lb_arena *a);
 /* Forgets every allocation; keeps (merged) memory for reuse. */
 void lb_arena_reset(lb_arena *a);
 void lb_arena_free(lb_arena *a);

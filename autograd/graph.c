@@ -233,10 +233,25 @@ bool lb_grad_take(lb_tensor *y, lb_tensor *x)
     return true;
 }
 
+/* The last released run, if it ends where the data arena's current block ends, goes back to
+ * the arena: the next buffer larger than any released run then starts there instead of past
+ * it. Buffers are mostly released last-made-first (the backward pass walks the forward pass
+ * back), so without this each stage's larger gradients would land above the smaller,
+ * released ones of the stage after it. */
+static void pool_trim(lb_graph *g)
+{
+    const char *top = lb_arena_top(&g->data);
+    for (grad_block **b = &g->free_grads; *b; b = &(*b)->next) /* (blocks: any address order) */
+        if ((char *)*b + (*b)->bytes == top) {
+            if (lb_arena_trim(&g->data, *b)) *b = (*b)->next;
+            return;
+        }
+}
+
 /* Releases a data-arena buffer of n floats (a multiple of 64 bytes once rounded up) for
  * grad_get, merging it with released neighbours: the list is kept in address order. Buffers
  * of different arena blocks never touch (each block starts with its header). */
-static void block_put(lb_graph *g, float *p, int64_t n)
+static void pool_insert(lb_graph *g, float *p, int64_t n)
 {
     const size_t bytes = ((size_t)n * sizeof(float) + 63) & ~(size_t)63;
     if (bytes < sizeof(grad_block)) return; /* an empty tensor's 1-byte buffer */
@@ -264,6 +279,12 @@ static void block_put(lb_graph *g, float *p, int64_t n)
         b->next = next;
     }
     *at = b;
+}
+
+static void block_put(lb_graph *g, float *p, int64_t n)
+{
+    pool_insert(g, p, n);
+    pool_trim(g);
 }
 
 static void grad_put(lb_graph *g, lb_tensor *t)

@@ -289,6 +289,51 @@ START_TEST(test_arena_exhausted_is_error)
 }
 END_TEST
 
+/* lb_arena_trim gives back the allocations from p on, in the current block only */
+START_TEST(test_arena_trim)
+{
+    lb_arena a;
+    lb_arena_init(&a, 0);
+    char *p = lb_arena_alloc(&a, 1000), *q = lb_arena_alloc(&a, 64);
+    ck_assert_ptr_eq(q, p + 1024); /* 64-byte rounding */
+    ck_assert_ptr_eq(lb_arena_top(&a), q + 64);
+    ck_assert(!lb_arena_trim(&a, q + 128)); /* past the top */
+    ck_assert(lb_arena_trim(&a, q));
+    ck_assert_uint_eq(a.used, 1024);
+    ck_assert_ptr_eq(lb_arena_alloc(&a, 128), q); /* the next one starts there */
+    ck_assert_uint_eq(a.high_water, 1024 + 128);
+    ck_assert(lb_arena_trim(&a, p));
+    ck_assert_uint_eq(a.used, 0);
+    lb_arena_free(&a);
+}
+END_TEST
+
+/* A released buffer at the data arena's top goes back to it: a larger one made next starts
+ * there instead of above it (the backward pass releases a stage's gradients, then makes the
+ * next stage's larger ones). */
+START_TEST(test_released_top_reused)
+{
+    lb_graph *g = lb_graph_new(0);
+    lb_graph_set_release_activations(g, true);
+    lb_tensor *x = lb_leaf(g, (int64_t[]){ 4096 }, 1, false);
+    lb_tensor *x2 = lb_leaf(g, (int64_t[]){ 8192 }, 1, false);
+    ck_assert(x && x2);
+    memset(x->data, 0, 4096 * sizeof(float));
+    memset(x2->data, 0, 8192 * sizeof(float));
+    lb_tensor *y1 = lb_relu(g, x);
+    const size_t u1 = lb_graph_data_arena(g)->used;
+    lb_tensor *y2 = lb_relu(g, y1);
+    ck_assert_uint_eq(lb_graph_data_arena(g)->used, u1 + 4096 * sizeof(float));
+    lb_graph_discard(g, y2);
+    ck_assert_uint_eq(lb_graph_data_arena(g)->used, u1);
+    lb_tensor *y3 = lb_relu(g, x2); /* too big for any released run: at the top */
+    ck_assert_ptr_nonnull(y3);
+    ck_assert_uint_eq(lb_graph_data_arena(g)->used, u1 + 8192 * sizeof(float));
+    ck_assert_uint_eq(lb_graph_data_arena(g)->high_water, u1 + 8192 * sizeof(float));
+    lb_graph_free(g);
+}
+END_TEST
+
 /* after the first step, a step of the same shape mallocs no arena block */
 START_TEST(test_steady_state_no_malloc)
 {
@@ -608,6 +653,8 @@ Suite *autograd_core_suite(void)
     tcase_set_timeout(eng, 60); /* the pool test oversubscribes the cores on purpose */
     tcase_add_test(eng, test_sticky_shape_error);
     tcase_add_test(eng, test_arena_exhausted_is_error);
+    tcase_add_test(eng, test_arena_trim);
+    tcase_add_test(eng, test_released_top_reused);
     tcase_add_test(eng, test_steady_state_no_malloc);
     tcase_add_test(eng, test_release_activations);
     tcase_add_test(eng, test_sgemm_matches_ref);
