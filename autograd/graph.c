@@ -233,7 +233,7 @@ bool lb_grad_take(lb_tensor *y, lb_tensor *x)
     return true;
 }
 
-/* The last released run, if it ends where the data arena's current block ends, goes back to
+/* The released run that ends where the data arena's current block ends, if any, goes back to
  * the arena: the next buffer larger than any released run then starts there instead of past
  * it. Buffers are mostly released last-made-first (the backward pass walks the forward pass
  * back), so without this each stage's larger gradients would land above the smaller,
