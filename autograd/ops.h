@@ -99,5 +99,12 @@ lb_tensor *lb_batchnorm(lb_graph *g, lb_tensor *x, lb_tensor *gamma, lb_tensor *
 lb_tensor *lb_batchnorm_relu(lb_graph *g, lb_tensor *x, lb_tensor *gamma, lb_tensor *beta,
                              lb_tensor *running_mean, lb_tensor *running_var, float momentum,
                              float eps);
+/* relu(batchnorm(x) + skip) as one op ("batchnorm_add_relu"), the end of a residual block:
+ * the same values and gradients as the three ops (add's sum of batch-norm's rounded output
+ * and skip; skip's gradient is relu's masked dy, handed over as its buffer when it is skip's
+ * first) in one pass over the activations each way. skip has x's shape. */
+lb_tensor *lb_batchnorm_add_relu(lb_graph *g, lb_tensor *x, lb_tensor *skip, lb_tensor *gamma,
+                                 lb_tensor *beta, lb_tensor *running_mean,
+                                 lb_tensor *running_var, float momentum, float eps);
 
 #endif

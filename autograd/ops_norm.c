@@ -2,6 +2,8 @@
  *
  *   y = gamma * xhat + beta,  xhat = (x - mean) * inv_std,  inv_std = 1 / sqrt(var + eps)
  *
+ * Fused variants: batchnorm_relu, max(0, y); batchnorm_add_relu, max(0, y + skip), the end
+ * of a residual block (each the same bits as the separate ops, one pass over memory).
  * Training mode normalises with the batch statistics of each channel (biased variance) and
  * updates the running statistics in place during the forward pass, as PyTorch does; eval
  * mode normalises with the running statistics, so y is an affine function of x. The mean and
@@ -24,6 +26,7 @@
 typedef struct {
     bool   training;  /* graph mode when the node was recorded                      */
     bool   relu;      /* batchnorm_relu: y = max(0, bn(x)), dy masked by y > 0      */
+    bool   add;       /* batchnorm_add_relu: y = max(0, bn(x) + skip), skip = src[5] */
     bool   ran;       /* the forward pass has run: a second run (the output dropped
                          and recomputed for backward, lb_graph_drop) normalises with
                          the saved statistics and leaves the running ones and the mask */
@@ -241,11 +244,18 @@ static void mask_bits(const float *restrict y, int64_t S, uint8_t *restrict bits
 
 /* y = a * (x - mean) + b over a row of S values, then relu's select when relu: subtracting
  * the mean first keeps precision when |mean| >> std (folding it into the offset would not).
- * The forward pass and bn_rows both use it, so they give the same bits. */
-static inline void bn_row(const float *restrict xp, float *restrict yp, int64_t S, float a,
-                          float mean, float b, bool relu)
+ * With sp (batchnorm_add_relu), y = max(0, (a * (x - mean) + b) + sp): the sum that add
+ * would have made of batch-norm's rounded output. The forward pass and bn_rows both use it,
+ * so they give the same bits. */
+static inline void bn_row(const float *restrict xp, const float *restrict sp,
+                          float *restrict yp, int64_t S, float a, float mean, float b, bool relu)
 {
-    if (relu)
+    if (sp)
+        for (int64_t s = 0; s < S; s++) {
+            const float v = a * (xp[s] - mean) + b, u = v + sp[s];
+            yp[s] = u > 0.0f ? u : 0.0f;
+        }
+    else if (relu)
         for (int64_t s = 0; s < S; s++) {
             const float v = a * (xp[s] - mean) + b;
             yp[s] = v > 0.0f ? v : 0.0f;
@@ -296,7 +306,8 @@ static void forward_part(void *ctx, int64_t lo, int64_t hi, int tid)
         const float a = gamma->data[c] * p->inv_std[c], mean = p->mean[c], b = beta->data[c];
         for (int64_t n = 0; n < B; n++) {
             float *yp = y->data + (n * C + c) * S;
-            bn_row(x->data + (n * C + c) * S, yp, S, a, mean, b, p->relu);
+            bn_row(x->data + (n * C + c) * S, p->add ? y->src[5]->data + (n * C + c) * S : NULL,
+                   yp, S, a, mean, b, p->relu);
             if (p->relu && p->mask && !p->ran)
                 mask_bits(yp, S, p->mask + (n * C + c) * ((S + 7) / 8));
         }
@@ -311,7 +322,7 @@ static void bn_rows(const lb_tensor *y, int64_t n, float *dst)
     int64_t B, C, S;
     bn_dims(x, &B, &C, &S);
     for (int64_t c = 0; c < C; c++)
-        bn_row(x->data + (n * C + c) * S, dst + c * S, S, gamma->data[c] * p->inv_std[c],
+        bn_row(x->data + (n * C + c) * S, NULL, dst + c * S, S, gamma->data[c] * p->inv_std[c],
                p->mean[c], beta->data[c], p->relu);
 }
 
@@ -367,9 +378,26 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
     }
 }
 
+/* skip's gradient from batchnorm_add_relu's masked dy: added, or copied when fresh */
+LB_CLONES
+static void skip_grad_part(void *ctx, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    const lb_tensor *y = ctx;
+    const float *restrict dy = y->grad;
+    float *restrict d = y->src[5]->grad;
+    if (y->src[5]->grad_fresh) memcpy(d + lo, dy + lo, (size_t)(hi - lo) * sizeof(float));
+    else
+        for (int64_t i = lo; i < hi; i++) d[i] += dy[i];
+}
+
 static void batchnorm_backward(lb_tensor *y)
 {
     lb_parallel_for_dyn(y->src[0]->shape[1], 1, backward_part, y);
+    /* batchnorm_add_relu: y->grad now holds relu's masked dy (masked in place by the sums'
+     * pass), which is skip's gradient as add passes it on: a fresh skip takes the buffer */
+    if (((bn_saved *)y->saved)->add && y->src[5]->grad && !lb_grad_take(y, y->src[5]))
+        lb_parallel_for_dyn(lb_numel(y), 32768, skip_grad_part, y);
 }
 
 static const lb_op_def batchnorm_def = { "batchnorm", batchnorm_forward, batchnorm_backward,
@@ -377,10 +405,16 @@ static const lb_op_def batchnorm_def = { "batchnorm", batchnorm_forward, batchno
 static const lb_op_def batchnorm_relu_def = { "batchnorm_relu", batchnorm_forward,
                                               batchnorm_backward, .overwrite = 1u,
                                               .out_unused = true, .rows = bn_rows };
+/* (no rows: a residual block's output has more than one reader, so it is never dropped) */
+static const lb_op_def batchnorm_add_relu_def = { "batchnorm_add_relu", batchnorm_forward,
+                                                  batchnorm_backward,
+                                                  .overwrite = 1u | 1u << 5,
+                                                  .out_unused = true };
 
+/* skip: batchnorm_add_relu's residual operand (relu then set), else NULL */
 static lb_tensor *batchnorm(lb_graph *g, lb_tensor *x, lb_tensor *gamma, lb_tensor *beta,
                             lb_tensor *running_mean, lb_tensor *running_var, float momentum,
-                            float eps, bool relu)
+                            float eps, bool relu, lb_tensor *skip)
 {
     if (!x || !gamma || !beta || !running_mean || !running_var || !lb_graph_ok(g)) return NULL;
     char sx[64];
@@ -388,6 +422,11 @@ static lb_tensor *batchnorm(lb_graph *g, lb_tensor *x, lb_tensor *gamma, lb_tens
     if ((x->n_dims != 2 && x->n_dims != 4) || x->shape[1] < 1)
         return lb_graph_fail(g, LB_ERR_SHAPE, "batchnorm: x %s (expected (B, C) or (B, C, H, W))",
                              sx);
+    if (skip && !lb_same_shape(skip, x)) {
+        char ss[64];
+        return lb_graph_fail(g, LB_ERR_SHAPE, "batchnorm_add_relu: skip %s for x %s (expected "
+                             "the same shape)", lb_shape_str(skip, ss, sizeof ss), sx);
+    }
     const int64_t C = x->shape[1];
     const lb_tensor *vec[4] = { gamma, beta, running_mean, running_var };
     static const char *const vec_name[4] = { "gamma", "beta", "running_mean", "running_var" };
@@ -411,30 +450,44 @@ static lb_tensor *batchnorm(lb_graph *g, lb_tensor *x, lb_tensor *gamma, lb_tens
                              sx, (long long)N);
     bn_saved *p = lb_graph_alloc(g, sizeof *p);
     if (!p) return NULL;
-    *p = (bn_saved){ .training = training, .relu = relu, .momentum = momentum, .eps = eps };
+    *p = (bn_saved){ .training = training, .relu = relu, .add = skip != NULL,
+                     .momentum = momentum, .eps = eps };
     p->mean = lb_graph_alloc(g, (size_t)C * sizeof(float));
     p->inv_std = lb_graph_alloc(g, (size_t)C * sizeof(float));
     if (!p->mean || !p->inv_std) return NULL;
     if (relu && lb_graph_grad_enabled(g)
-        && (x->requires_grad || gamma->requires_grad || beta->requires_grad)) {
+        && (x->requires_grad || gamma->requires_grad || beta->requires_grad
+            || (skip && skip->requires_grad))) {
         const int64_t rows = lb_numel(x) / (x->n_dims == 4 ? x->shape[2] * x->shape[3] : 1);
         const int64_t S = x->n_dims == 4 ? x->shape[2] * x->shape[3] : 1;
         if (!(p->mask = lb_graph_alloc(g, (size_t)(rows * ((S + 7) / 8))))) return NULL;
     }
-    return lb_graph_record(g, relu ? &batchnorm_relu_def : &batchnorm_def, x->shape, x->n_dims,
-                           (lb_tensor *[]){ x, gamma, beta, running_mean, running_var }, 5, p);
+    return lb_graph_record(g, skip ? &batchnorm_add_relu_def
+                              : relu ? &batchnorm_relu_def
+                                     : &batchnorm_def,
+                           x->shape, x->n_dims,
+                           (lb_tensor *[]){ x, gamma, beta, running_mean, running_var, skip },
+                           skip ? 6 : 5, p);
 }
 
 lb_tensor *lb_batchnorm(lb_graph *g, lb_tensor *x, lb_tensor *gamma, lb_tensor *beta,
                         lb_tensor *running_mean, lb_tensor *running_var, float momentum,
                         float eps)
 {
-    return batchnorm(g, x, gamma, beta, running_mean, running_var, momentum, eps, false);
+    return batchnorm(g, x, gamma, beta, running_mean, running_var, momentum, eps, false, NULL);
 }
 
 lb_tensor *lb_batchnorm_relu(lb_graph *g, lb_tensor *x, lb_tensor *gamma, lb_tensor *beta,
                              lb_tensor *running_mean, lb_tensor *running_var, float momentum,
                              float eps)
 {
-    return batchnorm(g, x, gamma, beta, running_mean, running_var, momentum, eps, true);
+    return batchnorm(g, x, gamma, beta, running_mean, running_var, momentum, eps, true, NULL);
+}
+
+lb_tensor *lb_batchnorm_add_relu(lb_graph *g, lb_tensor *x, lb_tensor *skip, lb_tensor *gamma,
+                                 lb_tensor *beta, lb_tensor *running_mean,
+                                 lb_tensor *running_var, float momentum, float eps)
+{
+    if (!skip) return NULL; /* an earlier failure, kept in g */
+    return batchnorm(g, x, gamma, beta, running_mean, running_var, momentum, eps, true, skip);
 }

@@ -24,7 +24,7 @@
 #include "autograd/status.h"
 
 #define LB_MAX_DIMS 4
-#define LB_MAX_SRC  5
+#define LB_MAX_SRC  6
 #define LB_NAME_LEN 48
 
 typedef struct lb_op_def lb_op_def;

@@ -571,6 +571,22 @@ static int conv_pool_next(const lb_model *m, const int *users, int i)
     return k - i;
 }
 
+/* Whether BN node i ends a residual block: it is the first operand of an add that alone
+ * reads it, whose only reader is the ReLU right after the add. lb_batchnorm_add_relu then
+ * makes all three at the add (whose other operand, a shortcut's batch-norm, may come after
+ * node i); 0 otherwise, and always with no_inplace or when the BN is folded. */
+static bool bn_add_relu_next(const lb_model *m, const int *users, int i)
+{
+    if (m->no_inplace || users[i] != 1 || (m->bn_folded && m->nodes[i].fold >= 0)) return false;
+    for (int j = i + 1; j + 1 < m->n_nodes; j++) {
+        const lb_node *a = &m->nodes[j];
+        if (a->kind != LB_NODE_ADD || (a->in[0] != i && a->in[1] != i)) continue;
+        return a->in[0] == i && a->in[1] != i && users[j] == 1
+               && m->nodes[j + 1].kind == LB_NODE_RELU && m->nodes[j + 1].in[0] == j;
+    }
+    return false;
+}
+
 lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
 {
     if (!x || !lb_graph_ok(g)) return NULL;
@@ -588,7 +604,9 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
     int *users = lb_graph_calloc(g, (size_t)m->n_nodes * sizeof *users);
     /* nodes whose output is a fused BN-ReLU's (whose backward needs only its bit mask) */
     bool *bnrelu = lb_graph_calloc(g, (size_t)m->n_nodes * sizeof *bnrelu);
-    if (!users || !bnrelu) return NULL;
+    /* BN nodes left for their add (bn_add_relu_next): no output until then */
+    bool *bnadd = lb_graph_calloc(g, (size_t)m->n_nodes * sizeof *bnadd);
+    if (!users || !bnrelu || !bnadd) return NULL;
     for (int i = 0; i < m->n_nodes; i++)
         for (int k = 0; k < m->nodes[i].n_in; k++)
             if (m->nodes[i].in[k] >= 0) users[m->nodes[i].in[k]]++;
@@ -637,6 +655,9 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
         case LB_NODE_BN:
             if (m->bn_folded && nd->fold >= 0) {
                 y = a;
+            } else if (bn_add_relu_next(m, users, i)) {
+                bnadd[i] = true; /* made by its add, with the add and the ReLU after it */
+                continue;
             } else if (!m->no_inplace && users[i] == 1 && i + 1 < m->n_nodes
                        && m->nodes[i + 1].kind == LB_NODE_RELU && m->nodes[i + 1].in[0] == i) {
                 /* BN then ReLU, its only reader: one op, the ReLU node takes its output */
@@ -686,7 +707,15 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
         case LB_NODE_DROPOUT: y = lb_dropout(g, a, nd->u.dropout_p, rng); break;
         case LB_NODE_ADD: {
             lb_tensor *b = nd->in[1] < 0 ? x : outs[nd->in[1]];
-            if (overwritable(m, users, nd->in[0]) && nd->in[1] != nd->in[0]) {
+            if (nd->in[0] >= 0 && bnadd[nd->in[0]]) { /* relu(bn(.) + b): one op, see above */
+                const lb_node *bn_nd = &m->nodes[nd->in[0]];
+                const lb_batchnorm_layer *bn = &bn_nd->u.bn;
+                y = lb_batchnorm_add_relu(g, bn_nd->in[0] < 0 ? x : outs[bn_nd->in[0]], b,
+                                          bn->gamma, bn->beta, bn->running_mean,
+                                          bn->running_var, bn->momentum, bn->eps);
+                if (!y) return NULL;
+                outs[i++] = y; /* the ReLU node takes it */
+            } else if (overwritable(m, users, nd->in[0]) && nd->in[1] != nd->in[0]) {
                 y = lb_add_inplace(g, a, b);
             } else if (overwritable(m, users, nd->in[1]) && nd->in[1] != nd->in[0]) {
                 y = lb_add_inplace(g, b, a);

@@ -454,6 +454,27 @@ static lb_tensor *bn_diamond(lb_graph *g, lb_tensor **in)
     return lb_add(g, bn(g, in, true), lb_mul(g, bn(g, in, true), in[0]));
 }
 
+/* relu(batchnorm(in[0]) + in[3]) as one op (a residual block's end), gamma in[1], beta in[2];
+ * running statistics as bn's. */
+static lb_tensor *bn_add_relu(lb_graph *g, lb_tensor **in, bool training)
+{
+    if (!in[0]) return NULL;
+    lb_graph_set_training(g, training);
+    const int64_t C = in[0]->shape[1];
+    lb_tensor *rm = training ? ramp(g, C, 0.0f, 0.0f) : ramp(g, C, -0.2f, 0.15f);
+    lb_tensor *rv = training ? ramp(g, C, 1.0f, 0.0f) : ramp(g, C, 0.5f, 0.25f);
+    return lb_batchnorm_add_relu(g, in[0], in[3], in[1], in[2], rm, rv, 0.1f, 1e-5f);
+}
+
+static lb_tensor *bn_add_relu_train(lb_graph *g, lb_tensor **in)
+{
+    return bn_add_relu(g, in, true);
+}
+static lb_tensor *bn_add_relu_eval(lb_graph *g, lb_tensor **in)
+{
+    return bn_add_relu(g, in, false);
+}
+
 /* A small ResNet-like chain: conv -> batch norm -> avgpool -> global average. Inputs:
  * x, w, gamma, beta. */
 static lb_tensor *conv_bn_pool(lb_graph *g, lb_tensor **in)
@@ -523,6 +544,16 @@ static const gradcheck_case grad_rows[] = {
       1e-2, GC_NORMAL, 0 },
     { "batchnorm diamond", 3, { { 2, 2, 2, 2 }, { 2 }, { 2 } }, { 4, 1, 1 }, bn_diamond, 1e-3,
       1e-2, GC_NORMAL, 0 },
+    { "batchnorm_add_relu train", 4, { { 3, 2, 3, 3 }, { 2 }, { 2 }, { 3, 2, 3, 3 } },
+      { 4, 1, 1, 4 }, bn_add_relu_train, 1e-3, 1e-2, GC_NORMAL, 0 },
+    { "batchnorm_add_relu eval", 4, { { 2, 2, 2, 3 }, { 2 }, { 2 }, { 2, 2, 2, 3 } },
+      { 4, 1, 1, 4 }, bn_add_relu_eval, 1e-3, 1e-2, GC_NORMAL, 0 },
+    { "batchnorm_add_relu skip without grad", 4,
+      { { 3, 2, 3, 3 }, { 2 }, { 2 }, { 3, 2, 3, 3 } }, { 4, 1, 1, 4 }, bn_add_relu_train,
+      1e-3, 1e-2, GC_NORMAL, 1u << 3 },
+    { "batchnorm_add_relu only skip with grad", 4,
+      { { 3, 2, 3, 3 }, { 2 }, { 2 }, { 3, 2, 3, 3 } }, { 4, 1, 1, 4 }, bn_add_relu_train,
+      1e-3, 1e-2, GC_NORMAL, 7u },
     { "conv-bn-avgpool-global chain", 4, { { 2, 2, 4, 4 }, { 3, 2, 3, 3 }, { 3 }, { 3 } },
       { 4, 4, 1, 1 }, conv_bn_pool, 1e-3, 1e-2, GC_NORMAL, 0 },
 };
@@ -1079,6 +1110,11 @@ START_TEST(test_batchnorm_errors)
     expect_fail(g, BN(zeros(g, xs, 4), zeros(g, cs, 1), zeros(g, cs, 1), zeros(g, cs, 1),
                       zeros(g, (int64_t[]){ 1, 3 }, 2), 0.1f, 1e-5f), LB_ERR_SHAPE,
                 "running_var");
+    /* batchnorm_add_relu: skip of another shape */
+    expect_fail(g, lb_batchnorm_add_relu(g, zeros(g, xs, 4), zeros(g, (int64_t[]){ 2, 3, 2, 3 }, 4),
+                                         zeros(g, cs, 1), zeros(g, cs, 1), zeros(g, cs, 1),
+                                         zeros(g, cs, 1), 0.1f, 1e-5f),
+                LB_ERR_SHAPE, "batchnorm_add_relu: skip (2, 3, 2, 3)");
     /* training mode needs at least 2 values per channel; eval mode does not */
     expect_fail(g, BN(zeros(g, (int64_t[]){ 1, 3 }, 2), zeros(g, cs, 1), zeros(g, cs, 1),
                       zeros(g, cs, 1), zeros(g, cs, 1), 0.1f, 1e-5f), LB_ERR_SHAPE, "batchnorm");

@@ -188,6 +188,20 @@ static bool graph_has_op(const lb_tensor *t, const char *name, int depth)
     return false;
 }
 
+/* The number of distinct nodes named `name` among the ops that produced t (seen: n_seen
+ * nodes visited so far, up to 256). */
+static int count_op(const lb_tensor *t, const char *name, const lb_tensor **seen, int *n_seen)
+{
+    if (!t || !t->op) return 0;
+    for (int k = 0; k < *n_seen; k++)
+        if (seen[k] == t) return 0;
+    ck_assert_int_lt(*n_seen, 256);
+    seen[(*n_seen)++] = t;
+    int n = !strcmp(t->op->name, name);
+    for (int i = 0; i < LB_MAX_SRC; i++) n += count_op(t->src[i], name, seen, n_seen);
+    return n;
+}
+
 /* Whether some op of t's graph is a ReLU whose input is a max pooling's output. */
 static bool graph_has_pool_then_relu(const lb_tensor *t, int depth)
 {
@@ -200,18 +214,23 @@ static bool graph_has_pool_then_relu(const lb_tensor *t, int depth)
     return false;
 }
 
-/* The in-place relu and add, the fused batchnorm_relu, the pooling moved before its ReLU and
- * the convolution that pools its own output that lb_model_forward uses (conv -> bn -> relu,
- * bn -> add -> relu -> maxpool, conv -> relu -> maxpool) give bit-identical logits, loss and parameter gradients to the out-of-place
- * graph of separate ops in spec order, for a residual net in training mode, quantized W4A4 as
- * well. */
+/* The in-place relu and add, the fused batchnorm_relu and batchnorm_add_relu, the pooling
+ * moved before its ReLU and the convolution that pools its own output that lb_model_forward
+ * uses (conv -> bn -> relu; bn -> add -> relu, with the add's other operand before the BN
+ * and after it, as a shortcut's BN; add -> relu -> maxpool; conv -> relu -> maxpool) give
+ * bit-identical logits, loss and parameter gradients to the out-of-place graph of separate
+ * ops in spec order, for a residual net in training mode, quantized W4A4 as well. */
 START_TEST(test_inplace_forward_matches)
 {
     const char *spec = "input 2 8 8\n"
                        "conv name=c1 out=4 k=3 pad=1 bias=0\nbn name=b1\nrelu name=r1\n"
                        "conv name=c2 out=4 k=3 pad=1 bias=0\nbn name=b2\nrelu\n"
                        "conv name=c3 out=4 k=3 pad=1 bias=0\nbn name=b3\n"
-                       "add in=b3,r1\nrelu\nmaxpool k=2\n"
+                       "add in=b3,r1\nrelu name=r3\n"
+                       "conv name=c5 out=4 k=3 pad=1 bias=0\nbn name=b5\n"
+                       "conv name=d5 out=4 k=1 bias=0 in=r3\nbn name=bd5\n"
+                       "add in=b5,bd5\nrelu name=r5\n"
+                       "add in=r5,r1\nrelu\nmaxpool k=2\n"
                        "conv name=c4 out=5 k=3 pad=1\nrelu\nmaxpool k=2\n"
                        "flatten\nlinear out=8\nrelu\nlinear out=3\n";
     for (int quant = 0; quant < 2; quant++) {
@@ -235,6 +254,9 @@ START_TEST(test_inplace_forward_matches)
             lb_tensor *z = lb_model_forward(m, g, x, NULL);
             ck_assert_ptr_nonnull(z);
             ck_assert(graph_has_op(z, "batchnorm_relu", 0) == (v == 0)); /* fused by default */
+            const lb_tensor *seen[256];
+            int n_seen = 0; /* both residual ends: the shortcut's BN before and after */
+            ck_assert_int_eq(count_op(z, "batchnorm_add_relu", seen, &n_seen), v == 0 ? 2 : 0);
             ck_assert(graph_has_pool_then_relu(z, 0) == (v == 0));
             ck_assert(graph_has_op(z, "conv2d_maxpool2", 0) == (v == 0)); /* c4 pools itself */
             memcpy(logits[v], z->data, sizeof logits[v]);
