@@ -657,6 +657,7 @@ lb_tensor *lb_model_forward(lb_model *m, lb_graph *g, lb_tensor *x, lb_rng *rng)
                 y = a;
             } else if (bn_add_relu_next(m, users, i)) {
                 bnadd[i] = true; /* made by its add, with the add and the ReLU after it */
+                outs[i] = NULL;
                 continue;
             } else if (!m->no_inplace && users[i] == 1 && i + 1 < m->n_nodes
                        && m->nodes[i + 1].kind == LB_NODE_RELU && m->nodes[i + 1].in[0] == i) {
