@@ -23,6 +23,7 @@ struct lb_graph {
     bool       training;
     bool       grad_enabled;
     bool       release;    /* backward reuses dead activations' buffers for gradients */
+    int64_t    recomputed; /* ops run again by lb_backward (lb_graph_recomputed) */
     lb_error   err;        /* sticky: err.status != LB_OK once anything failed */
 };
 
@@ -51,6 +52,7 @@ void lb_graph_reset(lb_graph *g)
     lb_arena_reset(&g->data);
     g->tape = NULL;
     g->free_grads = NULL;
+    g->recomputed = 0;
     g->err.status = LB_OK;
     g->err.msg[0] = 0;
 }
@@ -63,6 +65,7 @@ void lb_graph_set_release_activations(lb_graph *g, bool on) { g->release = on; }
 bool lb_graph_ok(const lb_graph *g) { return g && g->err.status == LB_OK; }
 const lb_arena *lb_graph_arena(const lb_graph *g) { return &g->arena; }
 const lb_arena *lb_graph_data_arena(const lb_graph *g) { return &g->data; }
+int64_t lb_graph_recomputed(const lb_graph *g) { return g->recomputed; }
 
 lb_status lb_graph_status(const lb_graph *g, lb_error *err)
 {
@@ -328,6 +331,7 @@ static bool recompute(lb_graph *g, lb_tensor *s)
         if (!recompute(g, s->src[k])) return false;
     if (!(s->data = data_get(g, lb_numel(s)))) return false;
     s->op->forward(s);
+    g->recomputed++;
     return true;
 }
 
@@ -371,6 +375,7 @@ lb_status lb_backward(lb_graph *g, lb_tensor *loss, lb_error *err)
         }
         for (int i = -1; i < LB_MAX_SRC; i++) { /* t or operands dropped after the forward */
             lb_tensor *s = i < 0 ? t : t->src[i];
+            if (i < 0 && t->op->out_unused) continue; /* its backward does not read it */
             if (i >= 0 && (t->op->rows_src >> i & 1u) && rows_readable(s))
                 continue; /* read image by image (lb_op_def.rows) */
             if (!recompute(g, s)) return lb_graph_status(g, err);

@@ -77,6 +77,9 @@ void *lb_graph_calloc(lb_graph *g, size_t bytes);
  * headers; tensor data and gradients. */
 const lb_arena *lb_graph_arena(const lb_graph *g);
 const lb_arena *lb_graph_data_arena(const lb_graph *g);
+/* Ops run again by lb_backward since the last reset (outputs dropped after the forward pass
+ * and needed again): the compute that lb_graph_drop trades for memory. */
+int64_t lb_graph_recomputed(const lb_graph *g);
 
 /* A leaf tensor in the arena with uninitialised data (requires_grad: allocate a gradient). */
 lb_tensor *lb_leaf(lb_graph *g, const int64_t *shape, int n_dims, bool requires_grad);
