@@ -574,7 +574,7 @@ static int conv_pool_next(const lb_model *m, const int *users, int i)
 /* Whether BN node i ends a residual block: it is the first operand of an add that alone
  * reads it, whose only reader is the ReLU right after the add. lb_batchnorm_add_relu then
  * makes all three at the add (whose other operand, a shortcut's batch-norm, may come after
- * node i); 0 otherwise, and always with no_inplace or when the BN is folded. */
+ * node i); false otherwise, and always with no_inplace or when the BN is folded. */
 static bool bn_add_relu_next(const lb_model *m, const int *users, int i)
 {
     if (m->no_inplace || users[i] != 1 || (m->bn_folded && m->nodes[i].fold >= 0)) return false;
