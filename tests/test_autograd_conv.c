@@ -428,15 +428,22 @@ static lb_tensor *pool_diamond(lb_graph *g, lb_tensor **in)
 }
 
 /* Batch norm of in[0] with gamma in[1], beta in[2]; fresh running statistics (0 and 1 in
- * training mode, non-trivial ones in eval mode) are made here, since they get no gradient. */
-static lb_tensor *bn(lb_graph *g, lb_tensor **in, bool training)
+ * training mode, non-trivial ones in eval mode) are made here, since they get no gradient.
+ * With skip: relu(batchnorm(in[0]) + skip) as one op (a residual block's end). */
+static lb_tensor *bn_op(lb_graph *g, lb_tensor **in, bool training, lb_tensor *skip)
 {
     if (!in[0]) return NULL;
     lb_graph_set_training(g, training);
     const int64_t C = in[0]->shape[1];
     lb_tensor *rm = training ? ramp(g, C, 0.0f, 0.0f) : ramp(g, C, -0.2f, 0.15f);
     lb_tensor *rv = training ? ramp(g, C, 1.0f, 0.0f) : ramp(g, C, 0.5f, 0.25f);
+    if (skip) return lb_batchnorm_add_relu(g, in[0], skip, in[1], in[2], rm, rv, 0.1f, 1e-5f);
     return lb_batchnorm(g, in[0], in[1], in[2], rm, rv, 0.1f, 1e-5f);
+}
+
+static lb_tensor *bn(lb_graph *g, lb_tensor **in, bool training)
+{
+    return bn_op(g, in, training, NULL);
 }
 
 static lb_tensor *bn_train(lb_graph *g, lb_tensor **in)
@@ -454,25 +461,14 @@ static lb_tensor *bn_diamond(lb_graph *g, lb_tensor **in)
     return lb_add(g, bn(g, in, true), lb_mul(g, bn(g, in, true), in[0]));
 }
 
-/* relu(batchnorm(in[0]) + in[3]) as one op (a residual block's end), gamma in[1], beta in[2];
- * running statistics as bn's. */
-static lb_tensor *bn_add_relu(lb_graph *g, lb_tensor **in, bool training)
-{
-    if (!in[0]) return NULL;
-    lb_graph_set_training(g, training);
-    const int64_t C = in[0]->shape[1];
-    lb_tensor *rm = training ? ramp(g, C, 0.0f, 0.0f) : ramp(g, C, -0.2f, 0.15f);
-    lb_tensor *rv = training ? ramp(g, C, 1.0f, 0.0f) : ramp(g, C, 0.5f, 0.25f);
-    return lb_batchnorm_add_relu(g, in[0], in[3], in[1], in[2], rm, rv, 0.1f, 1e-5f);
-}
-
+/* relu(batchnorm(in[0]) + in[3]), gamma in[1], beta in[2] */
 static lb_tensor *bn_add_relu_train(lb_graph *g, lb_tensor **in)
 {
-    return bn_add_relu(g, in, true);
+    return bn_op(g, in, true, in[3]);
 }
 static lb_tensor *bn_add_relu_eval(lb_graph *g, lb_tensor **in)
 {
-    return bn_add_relu(g, in, false);
+    return bn_op(g, in, false, in[3]);
 }
 
 /* A small ResNet-like chain: conv -> batch norm -> avgpool -> global average. Inputs:
