@@ -951,17 +951,20 @@ START_TEST(test_batchnorm_row_stats)
 }
 END_TEST
 
-/* batchnorm (plain and with relu) gives the same bits with its AVX2 row sums and with the
- * portable ones, forward and backward, for rows shorter than a block, with a partial last
- * group of 32 lanes, whole groups, and a tail: both fold the same lanes in the same order. */
+/* batchnorm (plain, with relu, with add and relu) gives the same bits with its AVX2 kernels
+ * and with the portable ones, forward and backward, for rows shorter than a block, with a
+ * partial last group of 32 lanes, whole groups, and a tail: both fold the same lanes in the
+ * same order, and the normalisation with its ReLU mask in one pass matches the two. */
 START_TEST(test_batchnorm_portable_bits)
 {
     static const int64_t sizes[][2] = { { 1, 5 }, { 5, 8 }, { 7, 9 }, { 8, 8 }, { 1, 1031 } };
     const int64_t B = 3, C = 2;
-    const int64_t H = sizes[_i / 2][0], W = sizes[_i / 2][1], S = H * W, n = B * C * S;
-    const bool relu = _i % 2;
+    const int64_t H = sizes[_i / 3][0], W = sizes[_i / 3][1], S = H * W, n = B * C * S;
+    const int variant = _i % 3; /* batchnorm, batchnorm_relu, batchnorm_add_relu */
+    const bool relu = variant > 0;
     float *xs = malloc((size_t)n * sizeof(float)), *rs = malloc((size_t)n * sizeof(float));
-    float *out[2][6];
+    float *out[2][7];
+    const int n_out = variant == 2 ? 7 : 6;
     ck_assert(xs && rs);
     lb_rng rng = lb_rng_make(17 + (uint64_t)_i);
     for (int64_t i = 0; i < n; i++) {
@@ -975,8 +978,12 @@ START_TEST(test_batchnorm_portable_bits)
         lb_tensor *x = leaf(g, xs, (int64_t[]){ B, C, H, W }, 4, true);
         const bn_leaves v = bn_vectors(g, C, gs, bs, z, o, true);
         lb_tensor *gamma = v.gamma, *beta = v.beta, *rm = v.rm, *rv = v.rv;
-        lb_tensor *y = (relu ? lb_batchnorm_relu : lb_batchnorm)(g, x, gamma, beta, rm, rv, 0.1f,
-                                                                  1e-5f);
+        /* the skip: the loss weights again (standard normal values) */
+        lb_tensor *skip = variant == 2 ? leaf(g, rs, (int64_t[]){ B, C, H, W }, 4, true) : NULL;
+        lb_tensor *y = variant == 2 ? lb_batchnorm_add_relu(g, x, skip, gamma, beta, rm, rv, 0.1f,
+                                                            1e-5f)
+                       : (relu ? lb_batchnorm_relu : lb_batchnorm)(g, x, gamma, beta, rm, rv,
+                                                                   0.1f, 1e-5f);
         ck_assert_ptr_nonnull(y);
         float *ys = malloc((size_t)n * sizeof(float));
         ck_assert_ptr_nonnull(ys);
@@ -991,15 +998,21 @@ START_TEST(test_batchnorm_portable_bits)
             ck_assert_ptr_nonnull(out[pass][k + 1]);
             memcpy(out[pass][k + 1], src, (size_t)m * sizeof(float));
         }
+        if (skip) {
+            out[pass][6] = malloc((size_t)n * sizeof(float));
+            ck_assert_ptr_nonnull(out[pass][6]);
+            memcpy(out[pass][6], skip->grad, (size_t)n * sizeof(float));
+        }
         lb_graph_free(g);
     }
     lb_batchnorm_force_portable(false);
-    static const char *what[6] = { "y", "dx", "dgamma", "dbeta", "running_mean", "running_var" };
-    for (int k = 0; k < 6; k++) {
-        const int64_t m = k == 0 || k == 1 ? n : C;
+    static const char *what[7] = { "y",           "dx",          "dgamma", "dbeta",
+                                   "running_mean", "running_var", "dskip" };
+    for (int k = 0; k < n_out; k++) {
+        const int64_t m = k == 0 || k == 1 || k == 6 ? n : C;
         ck_assert_msg(memcmp(out[0][k], out[1][k], (size_t)m * sizeof(float)) == 0,
-                      "%s differs between the AVX2 and portable row sums (S %lld, relu %d)",
-                      what[k], (long long)S, relu);
+                      "%s differs between the AVX2 and portable kernels (S %lld, variant %d)",
+                      what[k], (long long)S, variant);
         free(out[0][k]);
         free(out[1][k]);
     }
@@ -1165,7 +1178,7 @@ Suite *autograd_conv_suite(void)
                                   + sizeof pool_cfgs / sizeof pool_cfgs[0]));
     tcase_add_test(tc, test_batchnorm_running_stats);
     tcase_add_test(tc, test_batchnorm_row_stats);
-    tcase_add_loop_test(tc, test_batchnorm_portable_bits, 0, 10);
+    tcase_add_loop_test(tc, test_batchnorm_portable_bits, 0, 15);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");
