@@ -93,6 +93,10 @@ lb_tensor *lb_param(lb_graph *g, lb_tensor *p);
  * gradient callers read), swaps the two gradient buffers, since lb_backward releases y's
  * right after, and returns true; otherwise returns false and the op copies or adds. */
 bool lb_grad_take(lb_tensor *y, lb_tensor *x);
+/* The copy or add that follows when lb_grad_take declines: d[lo, hi) = dy[lo, hi) when fresh,
+ * else d[lo, hi) += dy[lo, hi). For an op's parallel part. */
+void lb_grad_pass(float *restrict d, const float *restrict dy, int64_t lo, int64_t hi,
+                  bool fresh);
 
 /* For op constructors: allocates the output y of the given shape, links src[0..n_src), sets
  * requires_grad from the sources, runs def->forward(y) and appends y to the tape. */

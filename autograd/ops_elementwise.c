@@ -36,19 +36,13 @@ typedef struct {
     int          taken; /* the operand that took y's gradient buffer, or -1 */
 } add_bwd;
 
-LB_CLONES
 static void add_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;
     const add_bwd *j = ctx;
-    const float *restrict dy = j->dy;
     for (int k = 0; k < 2; k++) {
         const lb_tensor *s = j->y->src[k];
-        float *restrict d = s->grad;
-        if (!d || k == j->taken) continue;
-        if (s->grad_fresh) memcpy(d + lo, dy + lo, (size_t)(hi - lo) * sizeof(float));
-        else
-            for (int64_t i = lo; i < hi; i++) d[i] += dy[i];
+        if (s->grad && k != j->taken) lb_grad_pass(s->grad, j->dy, lo, hi, s->grad_fresh);
     }
 }
 

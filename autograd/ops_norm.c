@@ -415,16 +415,11 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 }
 
 /* skip's gradient from batchnorm_add_relu's masked dy: added, or copied when fresh */
-LB_CLONES
 static void skip_grad_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;
     const lb_tensor *y = ctx;
-    const float *restrict dy = y->grad;
-    float *restrict d = y->src[5]->grad;
-    if (y->src[5]->grad_fresh) memcpy(d + lo, dy + lo, (size_t)(hi - lo) * sizeof(float));
-    else
-        for (int64_t i = lo; i < hi; i++) d[i] += dy[i];
+    lb_grad_pass(y->src[5]->grad, y->grad, lo, hi, y->src[5]->grad_fresh);
 }
 
 static void batchnorm_backward(lb_tensor *y)
