@@ -5,8 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "autograd/simd.h"
-
 /* A released buffer, kept for reuse within the step; the header lives in the buffer. */
 typedef struct grad_block {
     struct grad_block *next;
@@ -236,15 +234,6 @@ bool lb_grad_take(lb_tensor *y, lb_tensor *x)
     x->grad = y->grad;
     y->grad = t;
     return true;
-}
-
-LB_CLONES
-void lb_grad_pass(float *restrict d, const float *restrict dy, int64_t lo, int64_t hi,
-                  bool fresh)
-{
-    if (fresh) memcpy(d + lo, dy + lo, (size_t)(hi - lo) * sizeof(float));
-    else
-        for (int64_t i = lo; i < hi; i++) d[i] += dy[i];
 }
 
 /* The released run that ends where the data arena's current block ends, if any, goes back to

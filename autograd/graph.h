@@ -23,6 +23,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "autograd/arena.h"
 #include "autograd/status.h"
@@ -94,9 +95,15 @@ lb_tensor *lb_param(lb_graph *g, lb_tensor *p);
  * right after, and returns true; otherwise returns false and the op copies or adds. */
 bool lb_grad_take(lb_tensor *y, lb_tensor *x);
 /* The copy or add that follows when lb_grad_take declines: d[lo, hi) = dy[lo, hi) when fresh,
- * else d[lo, hi) += dy[lo, hi). For an op's parallel part. */
-void lb_grad_pass(float *restrict d, const float *restrict dy, int64_t lo, int64_t hi,
-                  bool fresh);
+ * else d[lo, hi) += dy[lo, hi). Inline, so that an op's LB_CLONES part vectorizes it for each
+ * target. */
+static inline void lb_grad_pass(float *restrict d, const float *restrict dy, int64_t lo,
+                                int64_t hi, bool fresh)
+{
+    if (fresh) memcpy(d + lo, dy + lo, (size_t)(hi - lo) * sizeof(float));
+    else
+        for (int64_t i = lo; i < hi; i++) d[i] += dy[i];
+}
 
 /* For op constructors: allocates the output y of the given shape, links src[0..n_src), sets
  * requires_grad from the sources, runs def->forward(y) and appends y to the tape. */

@@ -36,6 +36,7 @@ typedef struct {
     int          taken; /* the operand that took y's gradient buffer, or -1 */
 } add_bwd;
 
+LB_CLONES
 static void add_backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;

@@ -415,6 +415,7 @@ static void backward_part(void *ctx, int64_t lo, int64_t hi, int tid)
 }
 
 /* skip's gradient from batchnorm_add_relu's masked dy: added, or copied when fresh */
+LB_CLONES
 static void skip_grad_part(void *ctx, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;
